@@ -1,0 +1,1 @@
+"""The embedded local cluster: a Kubernetes API server double that real kubectl and clients drive."""

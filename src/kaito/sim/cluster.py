@@ -1,0 +1,104 @@
+"""The simulated cluster's state and read paths: store, served types, namespaces and version conversion."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from kaito.sim import errors
+from kaito.sim.builtin_defaults import ClusterIPAllocator
+from kaito.sim.errors import JsonObj
+from kaito.sim.objects import new_uid, now_rfc3339
+from kaito.sim.resources import Registry, ResourceType
+from kaito.sim.store import DEFAULT_HISTORY, Store
+
+INITIAL_NAMESPACES = ("default", "kube-system", "kube-public", "kube-node-lease")
+NAMESPACES = ("", "namespaces")
+CRDS = ("apiextensions.k8s.io", "customresourcedefinitions")
+VALIDATING_WEBHOOKS = ("admissionregistration.k8s.io", "validatingwebhookconfigurations")
+
+
+@dataclass
+class WriteOptions:
+    """Query parameters and identity that shape one write."""
+
+    field_manager: str = ""
+    field_validation: str = "Strict"  # Strict | Warn | Ignore
+    dry_run: bool = False
+    force: bool = False
+    user: str = "kaito-admin"
+    warnings: list[str] = field(default_factory=list)
+
+
+def as_version(obj: JsonObj, api_version: str) -> JsonObj:
+    """A stored object presented in another served version (conversion strategy None: apiVersion only)."""
+    if obj.get("apiVersion") == api_version:
+        return obj
+    return {**obj, "apiVersion": api_version}
+
+
+class Cluster:
+    """Objects, served types and the counters that outlive single requests."""
+
+    def __init__(self, *, history_size: int = DEFAULT_HISTORY) -> None:
+        self.store = Store(history_size=history_size)
+        self.registry = Registry()
+        self.cluster_ips = ClusterIPAllocator()
+        self.pod_logs: dict[tuple[str, str, str], list[str]] = {}  # (namespace, pod, container) -> lines
+        for name in INITIAL_NAMESPACES:
+            self._seed_namespace(name)
+
+    def _seed_namespace(self, name: str) -> None:
+        obj: JsonObj = {
+            "apiVersion": "v1",
+            "kind": "Namespace",
+            "metadata": {
+                "name": name,
+                "uid": new_uid(),
+                "resourceVersion": str(self.store.next_rv()),
+                "creationTimestamp": now_rfc3339(),
+                "labels": {"kubernetes.io/metadata.name": name},
+            },
+            "spec": {"finalizers": ["kubernetes"]},
+            "status": {"phase": "Active"},
+        }
+        self.store.put(NAMESPACES, obj, old=None)
+
+    def append_log(self, namespace: str, pod: str, container: str, line: str) -> None:
+        """What a simulated container prints; served by `pods/log`."""
+        self.pod_logs.setdefault((namespace, pod, container), []).append(line if line.endswith("\n") else line + "\n")
+
+    def get(self, rt: ResourceType, ns: str, name: str) -> JsonObj:
+        """The live object in the requested version, or 404."""
+        obj = self.store.get(rt.storage_key, ns if rt.namespaced else "", name)
+        if obj is None:
+            raise errors.not_found(rt.plural, rt.group, name)
+        return as_version(obj, rt.group_version)
+
+    def find(self, rt: ResourceType, ns: str, name: str) -> JsonObj | None:
+        obj = self.store.get(rt.storage_key, ns if rt.namespaced else "", name)
+        return None if obj is None else as_version(obj, rt.group_version)
+
+    def require_namespace(self, ns: str, *, creating: bool) -> JsonObj:
+        namespace = self.store.get(NAMESPACES, "", ns)
+        if namespace is None:
+            raise errors.not_found("namespaces", "", ns)
+        if creating and namespace["metadata"].get("deletionTimestamp"):
+            raise errors.forbidden(
+                f"unable to create new content in namespace {ns} because it is being terminated",
+                {"name": ns, "kind": "namespaces"},
+            )
+        return namespace
+
+    def namespace_labels(self, ns: str) -> dict[str, str] | None:
+        namespace = self.store.get(NAMESPACES, "", ns)
+        return None if namespace is None else dict(namespace["metadata"].get("labels") or {})
+
+    def validating_webhooks(self) -> list[JsonObj]:
+        return self.store.items(VALIDATING_WEBHOOKS)
+
+    def crd_type_for(self, group: str, plural: str) -> ResourceType | None:
+        """Any served type of a stored group/resource (used by cleanup paths that lack a version)."""
+        for rt in self.registry:
+            if rt.storage_key == (group, plural):
+                return rt
+        return None
