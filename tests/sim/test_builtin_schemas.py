@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from kaito.sim.builtin_schemas import validate_builtin
+from kaito.sim.builtin_schemas import prune_builtin, validate_builtin
 from kaito.sim.errors import JsonObj
 
 DEPLOYMENT: JsonObj = {
@@ -62,6 +62,36 @@ def _with(base: JsonObj, path: str, value: Any) -> JsonObj:
 
 
 _DELETE = object()
+CRD: JsonObj = {
+    "apiVersion": "apiextensions.k8s.io/v1",
+    "kind": "CustomResourceDefinition",
+    "metadata": {"name": "cards.demo.kaito.sh"},
+    "spec": {
+        "group": "demo.kaito.sh",
+        "names": {"plural": "cards", "kind": "Card"},
+        "scope": "Namespaced",
+        "versions": [
+            {
+                "name": "v1",
+                "served": True,
+                "storage": True,
+                "schema": {
+                    "openAPIV3Schema": {
+                        "type": "object",
+                        "properties": {"spec": {"type": "object", "default": {"free": {"form": 1}}}},
+                    }
+                },
+            }
+        ],
+    },
+}
+REVISION: JsonObj = {
+    "apiVersion": "apps/v1",
+    "kind": "ControllerRevision",
+    "metadata": {"name": "rev"},
+    "revision": 1,
+    "data": {"spec": {"anything": {"goes": [1, {"here": True}]}}},
+}
 
 
 @pytest.mark.parametrize(
@@ -181,3 +211,80 @@ def test_cached_validation_is_fast() -> None:
     for _ in range(20):
         validate_builtin(DEPLOYMENT)
     assert (time.perf_counter() - started) / 20 < 0.002
+
+
+# ----------------------------------------------------------------------------------------------- pruning
+@pytest.mark.parametrize(
+    ("obj", "path"),
+    [
+        pytest.param(_with(DEPLOYMENT, "spec.foo", 1), "spec.foo", id="spec-field"),
+        pytest.param(
+            _with(DEPLOYMENT, "spec.template.spec.containers[0].imagee", "nginx"),
+            "spec.template.spec.containers[0].imagee",
+            id="list-item-field",
+        ),
+        pytest.param(
+            _with(DEPLOYMENT, "spec.template.metadata.bogus", "x"),
+            "spec.template.metadata.bogus",
+            id="nested-object-meta",
+        ),
+        pytest.param(DEPLOYMENT | {"extra": {"a": 1}}, "extra", id="root-field"),
+        pytest.param(_with(DEPLOYMENT, "status", {"ready": 1}), "status.ready", id="status-field"),
+        pytest.param(_with(DEPLOYMENT, "spec.paused2", None), "spec.paused2", id="null-unknown-field"),
+        pytest.param(_with(SERVICE, "spec.ports[0].hostPort", 8080), "spec.ports[0].hostPort", id="nested-list-item"),
+        pytest.param(
+            _with(CRD, "spec.versions[0].schema.openAPIV3Schema.properties.spec.typo", "string"),
+            "spec.versions[0].schema.openAPIV3Schema.properties.spec.typo",
+            id="map-value-struct",
+        ),
+        pytest.param(ROLE | {"rules": [{"verbs": ["get"], "verb": "list"}]}, "rules[0].verb", id="root-list"),
+    ],
+)
+def test_prune_removes_undeclared_fields(obj: JsonObj, path: str) -> None:
+    pruned = copy.deepcopy(obj)
+    assert prune_builtin(pruned) == [path]
+    assert pruned == _with(obj, path, _DELETE)
+
+
+@pytest.mark.parametrize(
+    "obj",
+    [
+        pytest.param(DEPLOYMENT, id="deployment"),
+        pytest.param(SERVICE, id="service-int-or-string"),
+        pytest.param(POD, id="pod-quantity-map"),
+        pytest.param(CONFIG_MAP, id="configmap-string-map"),
+        pytest.param(ROLE, id="role"),
+        pytest.param(CRD, id="crd-json-default"),
+        pytest.param(REVISION, id="raw-extension"),
+        pytest.param(_with(DEPLOYMENT, "metadata.bogus", 1), id="root-metadata-left-to-core"),
+        pytest.param(_with(DEPLOYMENT, "spec.template.spec.containers", "not-a-list"), id="wrong-type-kept"),
+        pytest.param({"apiVersion": "kaito.sh/v1beta1", "kind": "Workspace", "spec": {"x": 1}}, id="custom-kind"),
+        pytest.param({"apiVersion": "v9", "kind": "Pod", "spec": {"x": 1}}, id="unknown-version"),
+        pytest.param({"kind": "Pod", "spec": {"x": 1}}, id="no-api-version"),
+        pytest.param({"apiVersion": "v1", "kind": "../_definitions", "x": 1}, id="path-like-kind"),
+    ],
+)
+def test_prune_keeps_declared_and_free_form_fields(obj: JsonObj) -> None:
+    pruned = copy.deepcopy(obj)
+    assert prune_builtin(pruned) == []
+    assert pruned == obj
+
+
+def test_prune_reports_every_field_in_document_order() -> None:
+    obj = _with(DEPLOYMENT, "spec.template.spec.containers[0].b", 2)
+    obj["spec"] = {"a": 1, **obj["spec"]}
+    assert prune_builtin(obj) == ["spec.a", "spec.template.spec.containers[0].b"]
+
+
+def test_prune_for_an_unknown_kubernetes_version_removes_nothing() -> None:
+    obj = _with(DEPLOYMENT, "spec.foo", 1)
+    assert prune_builtin(obj, version="0.1") == [] and obj["spec"]["foo"] == 1
+
+
+def test_cached_pruning_is_fast() -> None:
+    prune_builtin(copy.deepcopy(DEPLOYMENT))
+    objects = [copy.deepcopy(DEPLOYMENT) for _ in range(50)]
+    started = time.perf_counter()
+    for obj in objects:
+        prune_builtin(obj)
+    assert (time.perf_counter() - started) / len(objects) < 0.001

@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import pytest
+
 from kaito.sim.server import SimServer
 from tests.conftest import Kubectl
 from tests.sim.manifests import CARD, CRD, deployment
@@ -121,3 +123,30 @@ async def test_services_get_cluster_ips_and_table(kubectl: Kubectl) -> None:
     await kubectl("apply", "-f", "-", stdin=svc)
     row = (await kubectl("get", "svc", "api")).stdout.splitlines()[1].split()
     assert row[0] == "api" and row[1] == "ClusterIP" and row[2].startswith("10.") and row[4] == "80/TCP"
+
+
+@pytest.mark.parametrize(
+    ("args", "kind", "name"),
+    [
+        pytest.param(("deployment", "d1", "--image=nginx:1.27", "--replicas=2"), "deploy", "d1", id="deployment"),
+        pytest.param(("secret", "generic", "s1", "--from-literal=k=v"), "secret", "s1", id="secret"),
+        pytest.param(("service", "clusterip", "svc1", "--tcp=80:8080"), "svc", "svc1", id="service"),
+        pytest.param(("cronjob", "cj1", "--image=busybox", "--schedule=*/5 * * * *"), "cronjob", "cj1", id="cronjob"),
+        pytest.param(("job", "j1", "--image=busybox"), "job", "j1", id="job"),
+        pytest.param(("role", "r1", "--verb=get", "--resource=pods"), "role", "r1", id="role"),
+        pytest.param(("serviceaccount", "sa1"), "sa", "sa1", id="serviceaccount"),
+        pytest.param(("poddisruptionbudget", "pdb1", "--selector=app=x", "--min-available=1"), "pdb", "pdb1", id="pdb"),
+    ],
+)
+async def test_kubectl_create_generators_send_protobuf_that_round_trips(
+    kubectl: Kubectl, args: tuple[str, ...], kind: str, name: str
+) -> None:
+    expected = (await kubectl("create", *args, "--dry-run=client", "-o", "json")).json()
+    await kubectl("create", *args)
+    live = (await kubectl("get", kind, name, "-o", "json")).json()
+    assert live["kind"] == expected["kind"] and live["metadata"]["uid"]
+    for key in ("data", "rules"):  # stored exactly as sent; spec gains server defaults
+        assert live.get(key) == expected.get(key)
+    if kind == "deploy":
+        assert live["spec"]["replicas"] == 2
+        assert live["spec"]["template"]["spec"]["containers"][0]["image"] == "nginx:1.27"

@@ -25,6 +25,7 @@ from typing import Any
 import aiohttp
 
 from kaito.sim.errors import ApiError, JsonObj, internal_error
+from kaito.sim.selectors import label_selector_from_match
 
 SessionFactory = Callable[[ssl.SSLContext], aiohttp.ClientSession]
 """Builds the client session for one webhook call, given the TLS context that trusts its CA."""
@@ -98,29 +99,11 @@ def _rule_matches(rule: JsonObj, attrs: AdmissionAttributes) -> bool:
     )
 
 
-def _requirement_holds(expr: JsonObj, labels: Mapping[str, str]) -> bool:
-    key, op, values = expr.get("key"), expr.get("operator"), expr.get("values") or []
-    present = isinstance(key, str) and key in labels
-    value = labels.get(key) if isinstance(key, str) else None
-    if op == "In":
-        return present and value in values
-    if op == "NotIn":
-        return not (present and value in values)
-    if op == "Exists":
-        return present
-    if op == "DoesNotExist":
-        return not present
-    raise ValueError(f"{op!r} is not a valid label selector operator")
-
-
 def _selector_matches(selector: Any, labels: Mapping[str, str]) -> bool:
     """metav1.LabelSelector semantics; an absent or empty selector matches everything."""
     if not isinstance(selector, dict):
         return True
-    match_labels = selector.get("matchLabels") or {}
-    if any(labels.get(k) != v for k, v in match_labels.items()):
-        return False
-    return all(_requirement_holds(e, labels) for e in selector.get("matchExpressions") or [])
+    return label_selector_from_match(selector).matches(labels)
 
 
 def _labels_of(obj: JsonObj | None) -> Mapping[str, str]:
@@ -153,8 +136,8 @@ def _webhook_matches(webhook: JsonObj, attrs: AdmissionAttributes) -> bool:
             and _namespace_selected(webhook, attrs)
             and _object_selected(webhook, attrs)
         )
-    except ValueError as err:
-        raise internal_error(f'webhook "{webhook.get("name", "")}" has an invalid selector: {err}') from err
+    except ApiError as err:
+        raise internal_error(f'webhook "{webhook.get("name", "")}" has an invalid selector: {err.message}') from err
 
 
 # ----------------------------------------------------------------------------------------------- review

@@ -6,6 +6,10 @@ every violation becomes a `details.causes` entry worded like kube-apiserver's, w
 into Go structs turns them into zero values, and `metadata` is left to the core's own metadata checks.
 A few semantic checks the schemas cannot express are added (selector matches template labels, container
 image required). Compiled validators are cached per (kind, apiVersion, version).
+
+`prune_builtin` stands in for decoding into those Go types: it drops, in place, every field the kind's schema
+does not declare and returns their paths worded like strict decoding's `unknown field "..."` errors
+(`spec.template.spec.containers[0].imagee`; map keys joined with a dot, as sigs.k8s.io/json does).
 """
 
 from __future__ import annotations
@@ -30,6 +34,7 @@ _SCHEMA_ROOT = "kubernetes-json-schema"
 _NAMED_STEP = {"properties": False, "patternProperties": True}  # keyword -> the step is a map key
 _BARE_STEP = {"additionalProperties", "items"}
 _ARG_ONLY = {"allOf", "anyOf", "oneOf", "$defs", "dependentSchemas"}
+_ROOT_KEEP = frozenset({"apiVersion", "kind", "metadata"})  # never pruned nor walked at an object's root
 _POD_TEMPLATE_OWNERS = {
     ("apps/v1", "Deployment"),
     ("apps/v1", "ReplicaSet"),
@@ -62,16 +67,106 @@ def _schema_file(kind: str, api_version: str) -> str:
 
 
 @functools.lru_cache(maxsize=256)
-def _validator(kind: str, api_version: str, version: str) -> jsonschema.protocols.Validator | None:
-    folder, definitions = _schema_dir(version), _definitions(version)
-    if folder is None or definitions is None or "/" in kind or not kind:
+def _kind_schema(kind: str, api_version: str, version: str) -> JsonObj | None:
+    """The kind's own schema file, parsed (shared, never mutate it); None when the version ships none."""
+    folder = _schema_dir(version)
+    if folder is None or "/" in kind or not kind:
         return None
     path = folder / _schema_file(kind, api_version)
     if not path.is_file():
         return None
     schema = json.loads(path.read_text())
+    return schema if isinstance(schema, dict) else None
+
+
+@functools.lru_cache(maxsize=256)
+def _validator(kind: str, api_version: str, version: str) -> jsonschema.protocols.Validator | None:
+    schema, definitions = _kind_schema(kind, api_version, version), _definitions(version)
+    if schema is None or definitions is None:
+        return None
     registry: Registry[Any] = definitions @ (Resource.from_contents(schema) @ Registry())
     return jsonschema.Draft202012Validator(schema, registry=registry)
+
+
+# ----------------------------------------------------------------------------------------------- pruning
+class _Pruner:
+    """One pruning walk: `$ref`s resolved by name against `_definitions.json`, removed paths collected."""
+
+    def __init__(self, definitions: Mapping[str, Any]) -> None:
+        self.definitions = definitions
+        self.removed: list[str] = []
+
+    def resolve(self, schema: JsonObj) -> JsonObj:
+        """Follow `$ref` (`/api/_definitions.json#/$defs/X` or `#/$defs/X`) until a concrete node."""
+        ref = schema.get("$ref")
+        while isinstance(ref, str):
+            target = self.definitions.get(ref.rpartition("/")[2])
+            if not isinstance(target, dict):
+                break
+            schema, ref = target, target.get("$ref")
+        return schema
+
+    def node(self, value: Any, schema: JsonObj, path: str) -> None:
+        """Prune `value` against `schema`: a struct, a map (`additionalProperties`) or a list (`items`).
+
+        A node that declares none of those (RawExtension, JSON, FieldsV1, IntOrString, ...) keeps everything.
+        """
+        schema = self.resolve(schema)
+        properties, extra = schema.get("properties"), schema.get("additionalProperties")
+        if isinstance(value, dict):
+            if isinstance(properties, dict):
+                self.struct(value, schema, path)
+            elif isinstance(extra, dict):
+                for key, item in value.items():
+                    self.node(item, extra, _join(path, key))
+        elif isinstance(value, list):
+            items = schema.get("items")
+            if isinstance(items, dict):
+                for index, item in enumerate(value):
+                    self.node(item, items, f"{path}[{index}]")
+
+    def struct(self, value: JsonObj, schema: JsonObj, path: str, keep: frozenset[str] = frozenset()) -> None:
+        """Drop the fields of `value` that `schema` does not declare; recurse into the ones it does."""
+        properties: Mapping[str, Any] = schema.get("properties") or {}
+        extra = schema.get("additionalProperties")
+        open_ended = extra is True or schema.get("x-kubernetes-preserve-unknown-fields") is True
+        for name in list(value):
+            if name in keep:
+                continue
+            field = properties.get(name, extra)
+            if isinstance(field, dict):
+                self.node(value[name], field, _join(path, name))
+            elif name not in properties and not open_ended:
+                del value[name]
+                self.removed.append(_join(path, name))
+
+
+def prune_builtin(obj: JsonObj, *, version: str = "1.32") -> list[str]:
+    """In place: remove every field of `obj` its kind's schema does not declare; return their dotted paths.
+
+    Models strict decoding into kube-apiserver's Go types. The root `apiVersion`, `kind` and `metadata` are
+    kept and not walked (the core handles ObjectMeta); nested ObjectMeta (`spec.template.metadata`) is pruned
+    like any other struct. Unknown kinds or versions: nothing removed, [] returned.
+    """
+    kind, api_version = obj.get("kind"), obj.get("apiVersion")
+    if not isinstance(kind, str) or not isinstance(api_version, str):
+        return []
+    schema, definitions = _kind_schema(kind, api_version, version), _definition_map(version)
+    if schema is None or definitions is None:
+        return []
+    pruner = _Pruner(definitions)
+    pruner.struct(obj, schema, "", keep=_ROOT_KEEP)
+    return pruner.removed
+
+
+@functools.lru_cache(maxsize=8)
+def _definition_map(version: str) -> Mapping[str, Any] | None:
+    """`$defs` of `_definitions.json` by name, from the same cached load the validators use."""
+    definitions = _definitions(version)
+    if definitions is None:
+        return None
+    defs = definitions.contents.get("$defs") if isinstance(definitions.contents, dict) else None
+    return defs if isinstance(defs, dict) else None
 
 
 # ----------------------------------------------------------------------------------------------- errors

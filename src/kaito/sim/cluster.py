@@ -45,23 +45,50 @@ class Cluster:
         self.cluster_ips = ClusterIPAllocator()
         self.pod_logs: dict[tuple[str, str, str], list[str]] = {}  # (namespace, pod, container) -> lines
         for name in INITIAL_NAMESPACES:
-            self._seed_namespace(name)
-
-    def _seed_namespace(self, name: str) -> None:
-        obj: JsonObj = {
+            self.seed(
+                NAMESPACES,
+                {
+                    "apiVersion": "v1",
+                    "kind": "Namespace",
+                    "metadata": {"name": name, "labels": {"kubernetes.io/metadata.name": name}},
+                    "spec": {"finalizers": ["kubernetes"]},
+                    "status": {"phase": "Active"},
+                },
+            )
+            self.seed_namespace_defaults(name)
+        kubernetes = {
             "apiVersion": "v1",
-            "kind": "Namespace",
+            "kind": "Service",
             "metadata": {
-                "name": name,
-                "uid": new_uid(),
-                "resourceVersion": str(self.store.next_rv()),
-                "creationTimestamp": now_rfc3339(),
-                "labels": {"kubernetes.io/metadata.name": name},
+                "name": "kubernetes",
+                "namespace": "default",
+                "labels": {"component": "apiserver", "provider": "kubernetes"},
             },
-            "spec": {"finalizers": ["kubernetes"]},
-            "status": {"phase": "Active"},
+            "spec": {
+                "type": "ClusterIP",
+                "clusterIP": "10.96.0.1",
+                "clusterIPs": ["10.96.0.1"],
+                "ports": [{"name": "https", "port": 443, "protocol": "TCP", "targetPort": 6443}],
+                "sessionAffinity": "None",
+            },
+            "status": {"loadBalancer": {}},
         }
-        self.store.put(NAMESPACES, obj, old=None)
+        self.seed(("", "services"), kubernetes)
+
+    def seed(self, key: tuple[str, str], obj: JsonObj) -> None:
+        """Store an object the control plane itself creates (no admission, no validation)."""
+        obj["metadata"].update(
+            uid=new_uid(), resourceVersion=str(self.store.next_rv()), creationTimestamp=now_rfc3339()
+        )
+        self.store.put(key, obj, old=None)
+
+    def seed_namespace_defaults(self, namespace: str) -> None:
+        """What controllers create in every namespace: the `default` ServiceAccount."""
+        if self.store.get(("", "serviceaccounts"), namespace, "default") is None:
+            self.seed(
+                ("", "serviceaccounts"),
+                {"apiVersion": "v1", "kind": "ServiceAccount", "metadata": {"name": "default", "namespace": namespace}},
+            )
 
     def append_log(self, namespace: str, pod: str, container: str, line: str) -> None:
         """What a simulated container prints; served by `pods/log`."""

@@ -32,6 +32,12 @@ def before_create(cluster: Cluster, rt: ResourceType, obj: JsonObj) -> None:
         obj["status"] = {"replicas": 0, "availableReplicas": 0, "readyReplicas": 0}
 
 
+def abandon_create(cluster: Cluster, rt: ResourceType, obj: JsonObj) -> None:
+    """Undo what `before_create` reserved for a create that was refused or only a dry run."""
+    if rt.storage_key == ("", "services"):
+        cluster.cluster_ips.release(obj)
+
+
 def before_update(cluster: Cluster, rt: ResourceType, old: JsonObj, new: JsonObj) -> None:
     if rt.storage_key == _CRD and old.get("spec") != new.get("spec"):
         new["status"] = established_status(new, new.get("status") or old.get("status"))
@@ -41,7 +47,9 @@ def before_update(cluster: Cluster, rt: ResourceType, old: JsonObj, new: JsonObj
             spec["clusterIP"], spec["clusterIPs"] = old_spec["clusterIP"], old_spec.get("clusterIPs")
 
 
-def after_write(cluster: Cluster, rt: ResourceType, obj: JsonObj) -> None:
+def after_write(cluster: Cluster, rt: ResourceType, obj: JsonObj, *, created: bool) -> None:
+    if created and rt.storage_key == ("", "namespaces"):
+        cluster.seed_namespace_defaults(obj["metadata"]["name"])
     if rt.storage_key == _CRD and not obj["metadata"].get("deletionTimestamp"):
         cluster.registry.set_custom(obj["metadata"]["name"], served_types(obj))
 

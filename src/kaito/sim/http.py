@@ -16,6 +16,7 @@ from kaito.sim.cluster import Cluster, WriteOptions
 from kaito.sim.deletion import Deleter, parse_delete_options
 from kaito.sim.errors import JsonObj
 from kaito.sim.podlogs import serve_log
+from kaito.sim.protobuf import PROTOBUF, decode_k8s_protobuf
 from kaito.sim.reads import Filter, list_page
 from kaito.sim.routing import Target, parse_resource_path
 from kaito.sim.scale import get_scale, write_scale
@@ -36,6 +37,7 @@ VERSION_INFO = {
     "compiler": "gc",
     "platform": "linux/amd64",
 }
+BODY_TYPES = ("application/json", "application/yaml", PROTOBUF, "")
 PUBLIC_PATHS = ("/version", "/healthz", "/readyz", "/livez")
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
@@ -189,6 +191,8 @@ class ApiServer:
         try:
             if ctype in ("application/yaml", "application/apply-patch+yaml"):
                 return yaml.safe_load(raw)
+            if ctype == PROTOBUF:
+                return decode_k8s_protobuf(raw)
             if not raw:
                 return None
             return json.loads(raw)
@@ -293,7 +297,7 @@ class ApiServer:
             raise errors.method_not_allowed()
         if target.rt.namespaced and target.namespace is None:
             raise errors.path_not_found()
-        self._require_body_type(request, ("application/json", "application/yaml", ""))
+        self._require_body_type(request, BODY_TYPES)
         opts = self._options(request)
         obj = await self.writer.create(target.rt, target.namespace or "", await self._body(request), opts)
         return json_response(obj, status=201, warnings=opts.warnings)
@@ -305,7 +309,7 @@ class ApiServer:
     async def _put(self, request: web.Request, target: Target) -> web.StreamResponse:
         if target.name is None:
             raise errors.method_not_allowed()
-        self._require_body_type(request, ("application/json", "application/yaml", ""))
+        self._require_body_type(request, BODY_TYPES)
         opts, body = self._options(request), await self._body(request)
         ns = target.namespace or ""
         if target.subresource == "scale":

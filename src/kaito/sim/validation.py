@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from kaito.sim import errors, schema
 from kaito.sim.builtin_defaults import apply_builtin_defaults
-from kaito.sim.builtin_schemas import validate_builtin
+from kaito.sim.builtin_schemas import prune_builtin, validate_builtin
 from kaito.sim.cluster import WriteOptions
 from kaito.sim.crds import crd_causes
 from kaito.sim.errors import JsonObj
@@ -55,10 +55,11 @@ def check_type_meta(rt: ResourceType, body: object) -> JsonObj:
     return body
 
 
-def _unknown_fields(rt: ResourceType, obj: JsonObj, opts: WriteOptions, *, patching: bool) -> None:
-    if rt.schema is None:
-        return
-    unknown = schema.prune(obj, rt.schema)
+def _unknown_fields(rt: ResourceType, unknown: list[str], opts: WriteOptions, *, patching: bool) -> None:
+    """Answer pruned `unknown` field paths per `fieldValidation`: Ignore, Warn (a warning each) or Strict (400/422).
+
+    The fields are already gone from the object; only the reporting differs.
+    """
     if not unknown or opts.field_validation == "Ignore":
         return
     if opts.field_validation == "Warn":
@@ -81,11 +82,12 @@ def validate_object(rt: ResourceType, obj: JsonObj, opts: WriteOptions, *, patch
     """Default, prune and validate `obj` in place; raise 400/422 the way a real server would."""
     causes: list[JsonObj] = []
     if rt.is_custom:
-        _unknown_fields(rt, obj, opts, patching=patching)
         if rt.schema is not None:
+            _unknown_fields(rt, schema.prune(obj, rt.schema), opts, patching=patching)
             schema.apply_defaults(obj, rt.schema)
             causes += schema.validate(obj, rt.schema)
     else:
+        _unknown_fields(rt, prune_builtin(obj), opts, patching=patching)
         apply_builtin_defaults(rt.group, obj)
         causes += validate_builtin(obj)
     if rt.storage_key == ("apiextensions.k8s.io", "customresourcedefinitions"):

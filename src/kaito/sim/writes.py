@@ -143,9 +143,15 @@ class Writer:
         if managed is None:
             managed = self._record(rt, None, obj, opts, operation="Update")
         meta["managedFields"] = managed
-        await self._admit(rt, "CREATE", obj, None, opts)
-        if self.cluster.find(rt, ns, name) is not None:
-            raise errors.already_exists(rt.plural, rt.group, name)
+        try:
+            await self._admit(rt, "CREATE", obj, None, opts)
+            if self.cluster.find(rt, ns, name) is not None:
+                raise errors.already_exists(rt.plural, rt.group, name)
+        except BaseException:
+            hooks.abandon_create(self.cluster, rt, obj)
+            raise
+        if opts.dry_run:
+            hooks.abandon_create(self.cluster, rt, obj)
         return self._commit(rt, obj, None, opts)
 
     def _place(self, rt: ResourceType, ns: str, meta: JsonObj) -> None:
@@ -437,10 +443,11 @@ class Writer:
         obj["metadata"]["resourceVersion"] = str(store.next_rv())
         stored_old = store.get(rt.storage_key, obj["metadata"].get("namespace", ""), obj["metadata"]["name"])
         meta = obj["metadata"]
-        if meta.get("deletionTimestamp") and not meta.get("finalizers"):
+        # A terminating namespace goes only once the collector has emptied it.
+        if meta.get("deletionTimestamp") and not meta.get("finalizers") and rt.storage_key != ("", "namespaces"):
             store.remove(rt.storage_key, as_version(obj, rt.stored_api_version))
             hooks.after_remove(self.cluster, rt, obj)
             return obj
         store.put(rt.storage_key, as_version(obj, rt.stored_api_version), old=stored_old)
-        hooks.after_write(self.cluster, rt, obj)
+        hooks.after_write(self.cluster, rt, obj, created=old is None)
         return obj
