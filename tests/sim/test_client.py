@@ -245,3 +245,28 @@ async def test_typed_core_clients(api: client.ApiClient, namespace: str) -> None
     assert patched.spec.replicas == 3
     pods = await core.list_namespaced_pod(namespace, field_selector="status.phase=Running")
     assert pods.items == []
+
+
+async def test_events_are_one_object_in_both_event_apis(
+    api: client.ApiClient, namespace: str, kubectl: Kubectl
+) -> None:
+    event: Any = {
+        "apiVersion": "events.k8s.io/v1",
+        "kind": "Event",
+        "metadata": {"name": "e1"},
+        "eventTime": "2026-01-01T00:00:00.000000Z",
+        "reportingController": "kaito.sh/workspace",
+        "reportingInstance": "kaito-0",
+        "action": "Provision",
+        "reason": "NodeClaimCreated",
+        "type": "Normal",
+        "note": "created node claim ws-abc",
+        "regarding": {"kind": "Workspace", "name": "ws", "namespace": namespace},
+    }
+    await client.EventsV1Api(api).create_namespaced_event(namespace, event)
+    core = await client.CoreV1Api(api).list_namespaced_event(namespace, field_selector="involvedObject.name=ws")
+    assert [(e.message, e.involved_object.kind, e.reporting_component) for e in core.items] == [
+        ("created node claim ws-abc", "Workspace", "kaito.sh/workspace")
+    ]
+    out = await kubectl("get", "events")
+    assert "NodeClaimCreated" in out.stdout and "workspace/ws" in out.stdout

@@ -215,3 +215,12 @@ async def test_deleting_crd_removes_its_resources(kubectl: Kubectl) -> None:
     await install_crd(kubectl)
     out = await kubectl("get", "mc", check=False)
     assert "d1" not in out.stdout
+
+
+async def test_malformed_crd_is_rejected_with_fields_named(kubectl: Kubectl) -> None:
+    broken = CRD.replace("  group: demo.kaito.sh", "  group: nodots").replace(
+        "        openAPIV3Schema:\n          type: object", "        openAPIV3Schema:\n          type: array"
+    )
+    out = await kubectl("apply", "-f", "-", stdin=broken, namespaced=False, check=False)
+    assert out.rc == 1 and 'The CustomResourceDefinition "modelcards.demo.kaito.sh" is invalid' in out.stderr
+    assert "spec.group" in out.stderr and "spec.versions[0].schema.openAPIV3Schema.type" in out.stderr

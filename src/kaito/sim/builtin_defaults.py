@@ -43,9 +43,12 @@ def _deployment(obj: JsonObj) -> None:
     spec.setdefault("replicas", 1)
     spec.setdefault("revisionHistoryLimit", 10)
     spec.setdefault("progressDeadlineSeconds", 600)
-    spec.setdefault(
-        "strategy", {"type": "RollingUpdate", "rollingUpdate": {"maxUnavailable": "25%", "maxSurge": "25%"}}
-    )
+    strategy = spec.setdefault("strategy", {})
+    strategy.setdefault("type", "RollingUpdate")
+    if strategy["type"] == "RollingUpdate":
+        rolling = strategy.setdefault("rollingUpdate", {})
+        rolling.setdefault("maxUnavailable", "25%")
+        rolling.setdefault("maxSurge", "25%")
     _template(obj)
 
 
@@ -54,7 +57,10 @@ def _statefulset(obj: JsonObj) -> None:
     spec.setdefault("replicas", 1)
     spec.setdefault("podManagementPolicy", "OrderedReady")
     spec.setdefault("revisionHistoryLimit", 10)
-    spec.setdefault("updateStrategy", {"type": "RollingUpdate", "rollingUpdate": {"partition": 0}})
+    update = spec.setdefault("updateStrategy", {})
+    update.setdefault("type", "RollingUpdate")
+    if update["type"] == "RollingUpdate":
+        update.setdefault("rollingUpdate", {}).setdefault("partition", 0)
     _template(obj)
 
 

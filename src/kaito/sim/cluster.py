@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 
 from kaito.sim import errors
 from kaito.sim.builtin_defaults import ClusterIPAllocator
+from kaito.sim.conversion import as_version
 from kaito.sim.errors import JsonObj
 from kaito.sim.objects import new_uid, now_rfc3339
 from kaito.sim.resources import Registry, ResourceType
@@ -27,13 +28,6 @@ class WriteOptions:
     force: bool = False
     user: str = "kaito-admin"
     warnings: list[str] = field(default_factory=list)
-
-
-def as_version(obj: JsonObj, api_version: str) -> JsonObj:
-    """A stored object presented in another served version (conversion strategy None: apiVersion only)."""
-    if obj.get("apiVersion") == api_version:
-        return obj
-    return {**obj, "apiVersion": api_version}
 
 
 class Cluster:

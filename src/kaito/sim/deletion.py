@@ -7,7 +7,8 @@ from typing import Any
 
 from kaito.sim import errors, hooks
 from kaito.sim.admission import AdmissionAttributes, validate_admission
-from kaito.sim.cluster import Cluster, WriteOptions, as_version
+from kaito.sim.cluster import Cluster, WriteOptions
+from kaito.sim.conversion import as_version
 from kaito.sim.crds import CLEANUP_FINALIZER
 from kaito.sim.errors import JsonObj
 from kaito.sim.objects import now_rfc3339

@@ -8,7 +8,8 @@ import json
 from dataclasses import dataclass
 
 from kaito.sim import errors
-from kaito.sim.cluster import Cluster, as_version
+from kaito.sim.cluster import Cluster
+from kaito.sim.conversion import as_version
 from kaito.sim.errors import JsonObj
 from kaito.sim.resources import ResourceType
 from kaito.sim.selectors import FieldSelector, LabelSelector

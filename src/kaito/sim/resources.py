@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 ALL_VERBS = ("create", "delete", "deletecollection", "get", "list", "patch", "update", "watch")
@@ -43,6 +43,8 @@ class ResourceType:
     storage_version: str = ""
     schema: dict[str, Any] | None = field(default=None, compare=False, hash=False)
     printer_columns: tuple[dict[str, Any], ...] = field(default=(), compare=False, hash=False)
+    # Kinds stored under another group (events.k8s.io Events live with core Events).
+    storage_group: str | None = None
 
     @property
     def group_version(self) -> str:
@@ -51,7 +53,7 @@ class ResourceType:
     @property
     def storage_key(self) -> tuple[str, str]:
         """Objects of every version of one group/resource share storage."""
-        return (self.group, self.plural)
+        return (self.group if self.storage_group is None else self.storage_group, self.plural)
 
     @property
     def is_custom(self) -> bool:
@@ -60,7 +62,8 @@ class ResourceType:
     @property
     def stored_api_version(self) -> str:
         version = self.storage_version or self.version
-        return f"{self.group}/{version}" if self.group else version
+        group = self.group if self.storage_group is None else self.storage_group
+        return f"{group}/{version}" if group else version
 
     def has(self, subresource: str) -> bool:
         return subresource in self.subresources
@@ -146,7 +149,7 @@ BUILTIN_TYPES: tuple[ResourceType, ...] = (
     _b("scheduling.k8s.io", "v1", "priorityclasses", "PriorityClass", namespaced=False, short=("pc",)),
     _b("storage.k8s.io", "v1", "storageclasses", "StorageClass", namespaced=False, short=("sc",)),
     _b("coordination.k8s.io", "v1", "leases", "Lease"),
-    _b("events.k8s.io", "v1", "events", "Event", short=("ev",)),
+    replace(_b("events.k8s.io", "v1", "events", "Event", short=("ev",)), storage_group="", storage_version="v1"),
     _b(
         "apiextensions.k8s.io",
         "v1",

@@ -101,17 +101,7 @@ def validate_object(rt: ResourceType, obj: JsonObj, opts: WriteOptions, *, patch
 def _crd_schema_causes(crd: JsonObj) -> list[JsonObj]:
     out: list[JsonObj] = []
     for i, version in enumerate((crd.get("spec") or {}).get("versions") or []):
-        if not isinstance(version, dict):
-            continue
-        openapi = (version.get("schema") or {}).get("openAPIV3Schema")
-        if openapi is None:
-            continue
-        for c in schema.validate_crd_schema(openapi):
-            field = c.get("field", "")
-            prefix = f"spec.versions[{i}].schema.openAPIV3Schema"
-            c = {
-                **c,
-                "field": prefix if not field else field if field.startswith("spec.") else f"{prefix}.{field}",
-            }
-            out.append(c)
+        openapi = (version.get("schema") or {}).get("openAPIV3Schema") if isinstance(version, dict) else None
+        if isinstance(openapi, dict):
+            out += schema.validate_crd_schema(openapi, base=f"spec.versions[{i}].schema.openAPIV3Schema")
     return out

@@ -11,7 +11,8 @@ from dataclasses import dataclass
 from aiohttp import web
 
 from kaito.sim import errors
-from kaito.sim.cluster import Cluster, as_version
+from kaito.sim.cluster import Cluster
+from kaito.sim.conversion import as_version
 from kaito.sim.errors import JsonObj
 from kaito.sim.reads import Filter
 from kaito.sim.resources import ResourceType

@@ -12,7 +12,8 @@ from typing import Any
 
 from kaito.sim import errors, hooks, managedfields, patch, schema
 from kaito.sim.admission import AdmissionAttributes, validate_admission
-from kaito.sim.cluster import Cluster, WriteOptions, as_version
+from kaito.sim.cluster import Cluster, WriteOptions
+from kaito.sim.conversion import as_version
 from kaito.sim.errors import JsonObj
 from kaito.sim.listkeys import is_set_list, merge_key
 from kaito.sim.objects import (
