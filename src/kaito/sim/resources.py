@@ -86,6 +86,12 @@ def _b(
 
 _APPS_SCALE = ScalePaths(label_selector=None)
 
+
+def _apps_workload(plural: str, kind: str, short: str) -> ResourceType:
+    """Deployments, StatefulSets and ReplicaSets: in `all`, with status and scale subresources."""
+    return _b("apps", "v1", plural, kind, short=(short,), cats=("all",), sub=("status", "scale"), scale=_APPS_SCALE)
+
+
 BUILTIN_TYPES: tuple[ResourceType, ...] = (
     _b("", "v1", "namespaces", "Namespace", namespaced=False, short=("ns",), sub=("status",)),
     _b("", "v1", "nodes", "Node", namespaced=False, short=("no",), sub=("status",)),
@@ -100,36 +106,9 @@ BUILTIN_TYPES: tuple[ResourceType, ...] = (
     _b("", "v1", "persistentvolumes", "PersistentVolume", namespaced=False, short=("pv",), sub=("status",)),
     _b("", "v1", "resourcequotas", "ResourceQuota", short=("quota",), sub=("status",)),
     _b("", "v1", "limitranges", "LimitRange", short=("limits",)),
-    _b(
-        "apps",
-        "v1",
-        "deployments",
-        "Deployment",
-        short=("deploy",),
-        cats=("all",),
-        sub=("status", "scale"),
-        scale=_APPS_SCALE,
-    ),
-    _b(
-        "apps",
-        "v1",
-        "statefulsets",
-        "StatefulSet",
-        short=("sts",),
-        cats=("all",),
-        sub=("status", "scale"),
-        scale=_APPS_SCALE,
-    ),
-    _b(
-        "apps",
-        "v1",
-        "replicasets",
-        "ReplicaSet",
-        short=("rs",),
-        cats=("all",),
-        sub=("status", "scale"),
-        scale=_APPS_SCALE,
-    ),
+    _apps_workload("deployments", "Deployment", "deploy"),
+    _apps_workload("statefulsets", "StatefulSet", "sts"),
+    _apps_workload("replicasets", "ReplicaSet", "rs"),
     _b("apps", "v1", "controllerrevisions", "ControllerRevision"),
     _b(
         "apps",

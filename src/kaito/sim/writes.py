@@ -246,22 +246,9 @@ class Writer:
                 f"the URL ({name})"
             )
         applied["metadata"]["name"] = name
+        if old is None and subresource:
+            raise errors.not_found(rt.plural, rt.group, name)
         keys, sets = list_key_fns(rt)
-        if old is None:
-            if subresource:
-                raise errors.not_found(rt.plural, rt.group, name)
-            merged = managedfields.apply(
-                None,
-                applied,
-                manager=opts.field_manager,
-                force=opts.force,
-                api_version=rt.group_version,
-                now=now_rfc3339(),
-                list_keys=keys,
-                set_list=sets,
-            )
-            managed = merged["metadata"].get("managedFields") or []
-            return await self._create(rt, ns, merged, opts, managed=managed), True
         merged = managedfields.apply(
             old,
             applied,
@@ -272,6 +259,9 @@ class Writer:
             list_keys=keys,
             set_list=sets,
         )
+        if old is None:
+            managed = merged["metadata"].get("managedFields") or []
+            return await self._create(rt, ns, merged, opts, managed=managed), True
         merged = check_type_meta(rt, merged)
         self._check_identity(rt, old, merged)
         managed = merged["metadata"].get("managedFields") or []
