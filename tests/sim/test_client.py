@@ -270,3 +270,20 @@ async def test_events_are_one_object_in_both_event_apis(
     ]
     out = await kubectl("get", "events")
     assert "NodeClaimCreated" in out.stdout and "workspace/ws" in out.stdout
+
+
+async def test_watch_ends_when_its_crd_is_deleted(
+    cards: client.CustomObjectsApi, namespace: str, api: client.ApiClient
+) -> None:
+    await cards.create_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL, body("gone"))
+
+    async def drain() -> list[str]:
+        async with watch.Watch().stream(
+            cards.list_namespaced_custom_object, GROUP, VERSION, namespace, PLURAL, timeout_seconds=30
+        ) as stream:
+            return [event["type"] async for event in stream]
+
+    task = asyncio.create_task(drain())
+    await asyncio.sleep(0.3)
+    await client.ApiextensionsV1Api(api).delete_custom_resource_definition(f"{PLURAL}.{GROUP}")
+    assert await asyncio.wait_for(task, 10) == ["ADDED", "DELETED"]

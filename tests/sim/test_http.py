@@ -117,6 +117,13 @@ async def test_discovery_documents(http: aiohttp.ClientSession) -> None:
             id="bad-resource-version",
         ),
         pytest.param("GET", "/api/v1/pods?labelSelector=a%20in%20(b", {}, 400, "BadRequest", id="bad-selector"),
+        pytest.param("GET", "/api/v1/pods?limit=abc", {}, 400, "BadRequest", id="bad-limit"),
+        pytest.param(
+            "DELETE", "/api/v1/namespaces/default/pods/p/status", {}, 405, "MethodNotAllowed", id="delete-subresource"
+        ),
+        pytest.param(
+            "PUT", "/api/v1/namespaces/default/pods/p/log", {"json": {}}, 405, "MethodNotAllowed", id="put-log"
+        ),
     ],
 )
 async def test_bad_requests_get_status_bodies(

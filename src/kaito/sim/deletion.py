@@ -17,6 +17,7 @@ from kaito.sim.resources import ResourceType
 FOREGROUND = "foregroundDeletion"
 ORPHAN = "orphan"
 POLICIES = ("Background", "Foreground", "Orphan")
+PROTECTED_NAMESPACES = frozenset({"default", "kube-system", "kube-public"})
 
 
 def parse_delete_options(body: Any, query_policy: str | None) -> tuple[str, JsonObj]:
@@ -54,6 +55,11 @@ class Deleter:
     async def delete(
         self, rt: ResourceType, ns: str, name: str, *, policy: str, preconditions: JsonObj, opts: WriteOptions
     ) -> JsonObj:
+        if rt.storage_key == ("", "namespaces") and name in PROTECTED_NAMESPACES:
+            raise errors.forbidden(
+                f'namespaces "{name}" is forbidden: this namespace may not be deleted',
+                {"name": name, "kind": "namespaces"},
+            )
         live = self.cluster.get(rt, ns, name)
         self._check_preconditions(rt, live, preconditions)
         if rt.group != "admissionregistration.k8s.io":

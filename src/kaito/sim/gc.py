@@ -74,9 +74,13 @@ class GarbageCollector:
         return out
 
     def _foreground(self, rt: ResourceType, owner: JsonObj) -> None:
-        dependents = self._dependents(owner["metadata"]["uid"])
-        for dep_rt, dep in dependents:
-            self.deleter.delete_now(dep_rt, dep, "Foreground")
+        uid = owner["metadata"]["uid"]
+        for dep_rt, dep in self._dependents(uid):
+            refs = dep["metadata"].get("ownerReferences") or []
+            if any(r.get("uid") != uid and self.cluster.store.by_uid(r.get("uid", "")) for r in refs):
+                self._drop_owner(dep_rt, dep, uid)  # another owner still holds it: only let go of this one
+            else:
+                self.deleter.delete_now(dep_rt, dep, "Foreground")
         blocking = [d for _, d in self._dependents(owner["metadata"]["uid"]) if self._blocks(d, owner)]
         if not blocking:
             self.deleter.drop_finalizer(rt, self.cluster.store.get(rt.storage_key, *_okey(owner)) or owner, FOREGROUND)
@@ -91,14 +95,17 @@ class GarbageCollector:
     def _orphan(self, rt: ResourceType, owner: JsonObj) -> None:
         uid = owner["metadata"]["uid"]
         for dep_rt, dep in self._dependents(uid):
-            obj = copy.deepcopy(dep)
-            refs = [r for r in obj["metadata"].get("ownerReferences") or [] if r.get("uid") != uid]
-            if refs:
-                obj["metadata"]["ownerReferences"] = refs
-            else:
-                obj["metadata"].pop("ownerReferences", None)
-            self.deleter.update_now(dep_rt, dep, obj)
+            self._drop_owner(dep_rt, dep, uid)
         self.deleter.drop_finalizer(rt, self.cluster.store.get(rt.storage_key, *_okey(owner)) or owner, ORPHAN)
+
+    def _drop_owner(self, rt: ResourceType, dependent: JsonObj, owner_uid: str) -> None:
+        obj = copy.deepcopy(dependent)
+        refs = [r for r in obj["metadata"].get("ownerReferences") or [] if r.get("uid") != owner_uid]
+        if refs:
+            obj["metadata"]["ownerReferences"] = refs
+        else:
+            obj["metadata"].pop("ownerReferences", None)
+        self.deleter.update_now(rt, dependent, obj)
 
     def _collect_orphans(self) -> None:
         """Background propagation: delete dependents all of whose owners are gone."""

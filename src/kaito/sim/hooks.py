@@ -57,6 +57,7 @@ def after_write(cluster: Cluster, rt: ResourceType, obj: JsonObj, *, created: bo
 def after_remove(cluster: Cluster, rt: ResourceType, obj: JsonObj) -> None:
     if rt.storage_key == _CRD:
         cluster.registry.set_custom(obj["metadata"]["name"], [])
+        cluster.store.close_subscriptions((obj["spec"]["group"], obj["spec"]["names"]["plural"]))
     elif rt.storage_key == ("", "services"):
         cluster.cluster_ips.release(obj)
 

@@ -48,12 +48,20 @@ def json_response(
     headers = {"Content-Type": content_type}
     resp = web.Response(body=json.dumps(body, separators=(",", ":")).encode(), status=status, headers=headers)
     for warning in warnings or []:
-        resp.headers.add("Warning", f'299 - "{warning}"')
+        escaped = warning.replace("\\", "\\\\").replace('"', '\\"')
+        resp.headers.add("Warning", f'299 - "{escaped}"')
     return resp
 
 
 def error_response(exc: errors.ApiError) -> web.Response:
     return json_response(exc.status(), status=exc.code)
+
+
+def _int_param(query: Any, name: str) -> int:
+    try:
+        return int(query.get(name) or 0)
+    except ValueError as exc:
+        raise errors.bad_request(f'invalid value for {name}: "{query.get(name)}"') from exc
 
 
 def truthy(value: str | None) -> bool:
@@ -256,14 +264,12 @@ class ApiServer:
                     self._render_for_watch(request, target),
                 )
                 return await serve_watch(request, self.cluster, watch, bookmark_interval=self.bookmark_interval)
-            if target.namespace is not None:
-                self.cluster.require_namespace(target.namespace, creating=False)
             page = list_page(
                 self.cluster,
                 rt,
                 target.namespace,
                 flt,
-                limit=int(q.get("limit") or 0),
+                limit=_int_param(q, "limit"),
                 continue_token=q.get("continue", ""),
             )
             if self._accepts_table(request):
@@ -312,6 +318,8 @@ class ApiServer:
         self._require_body_type(request, BODY_TYPES)
         opts, body = self._options(request), await self._body(request)
         ns = target.namespace or ""
+        if target.subresource == "log":
+            raise errors.method_not_allowed()
         if target.subresource == "scale":
             obj = await write_scale(self.writer, target.rt, ns, target.name, body, opts)
             return json_response(obj, warnings=opts.warnings)
@@ -323,6 +331,8 @@ class ApiServer:
             raise errors.method_not_allowed()
         opts, body = self._options(request), await self._body(request)
         ns, ctype = target.namespace or "", request.content_type
+        if target.subresource == "log":
+            raise errors.method_not_allowed()
         if target.subresource == "scale":
             obj = await write_scale(self.writer, target.rt, ns, target.name, body, opts, patch_type=ctype)
             return json_response(obj, warnings=opts.warnings)
@@ -332,9 +342,15 @@ class ApiServer:
         return json_response(obj, status=201 if created else 200, warnings=opts.warnings)
 
     async def _delete(self, request: web.Request, target: Target) -> web.StreamResponse:
+        if target.subresource:
+            raise errors.method_not_allowed()
         opts = self._options(request)
         body = await self._body(request)
         policy, pre = parse_delete_options(body, request.query.get("propagationPolicy"))
+        if isinstance(body, dict) and body.get("dryRun"):
+            if body["dryRun"] != ["All"]:
+                raise errors.bad_request(f"Invalid dryRun value: {body['dryRun']}; the only supported value is All")
+            opts.dry_run = True
         rt, ns = target.rt, target.namespace or ""
         if target.name is not None:
             obj = await self.deleter.delete(rt, ns, target.name, policy=policy, preconditions=pre, opts=opts)

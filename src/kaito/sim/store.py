@@ -18,6 +18,7 @@ StorageKey = tuple[str, str]  # (group, plural)
 ObjectKey = tuple[str, str]  # (namespace, name)
 
 DEFAULT_HISTORY = 10_000
+CLOSE = "CLOSE"  # a queue sentinel, never sent to clients
 
 
 @dataclass(frozen=True)
@@ -132,6 +133,11 @@ class Store:
         for sub in list(self._subscriptions.get(event.storage_key, ())):
             sub.queue.put_nowait(event)
         self.changed.set()
+
+    def close_subscriptions(self, key: StorageKey) -> None:
+        """End every watch on `key` (its resource stopped being served), as a real server closes them."""
+        for sub in list(self._subscriptions.get(key, ())):
+            sub.queue.put_nowait(WatchEvent(self.rv, CLOSE, key, {}, None))
 
     def subscribe(self, key: StorageKey) -> Subscription:
         sub = Subscription(self, key)

@@ -16,7 +16,7 @@ from kaito.sim.conversion import as_version
 from kaito.sim.errors import JsonObj
 from kaito.sim.reads import Filter
 from kaito.sim.resources import ResourceType
-from kaito.sim.store import WatchEvent
+from kaito.sim.store import CLOSE, WatchEvent
 
 Render = Callable[[JsonObj, bool], JsonObj]  # (object, first event?) -> what the event carries
 
@@ -77,8 +77,10 @@ class _Stream:
             await self.send("MODIFIED", event.obj)
         elif now:
             await self.send("ADDED", event.obj)
-        elif before:
-            await self.send("DELETED", event.obj)
+        elif before and event.old is not None:
+            # Left the selection: clients see the last state they matched, at the new resourceVersion.
+            meta = {**event.old["metadata"], "resourceVersion": event.obj["metadata"]["resourceVersion"]}
+            await self.send("DELETED", {**event.old, "metadata": meta})
 
 
 async def serve_watch(
@@ -137,6 +139,8 @@ async def _pump(
                 await stream.bookmark(store_rv())
                 next_bookmark = time.monotonic() + interval
             continue
+        if event.type == CLOSE:
+            return
         await stream.deliver(event)
 
 

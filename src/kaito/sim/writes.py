@@ -15,6 +15,7 @@ from kaito.sim.admission import AdmissionAttributes, validate_admission
 from kaito.sim.cluster import Cluster, WriteOptions
 from kaito.sim.conversion import as_version
 from kaito.sim.errors import JsonObj
+from kaito.sim.immutability import update_causes
 from kaito.sim.listkeys import is_set_list, merge_key
 from kaito.sim.objects import (
     SERVER_OWNED_META,
@@ -195,6 +196,7 @@ class Writer:
             )
         if rv and rv != old["metadata"]["resourceVersion"]:
             raise errors.conflict(rt.plural, rt.group, name)
+        self._check_identity(rt, old, candidate)
         return await self._finish(rt, old, candidate, opts, subresource, managed=None, patching=False)
 
     async def _patch(
@@ -296,6 +298,8 @@ class Writer:
     ) -> JsonObj:
         candidate = self._carry_over(rt, old, candidate, subresource)
         validate_object(rt, candidate, opts, patching=patching)
+        if causes := update_causes(rt, old, candidate):
+            raise errors.invalid(rt.kind, rt.group, old["metadata"]["name"], causes)
         self._check_finalizers(rt, old, candidate)
         meta = candidate["metadata"]
         bump = spec_changed(old, candidate, status_is_subresource=rt.has("status"))
