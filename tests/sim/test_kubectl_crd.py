@@ -224,3 +224,14 @@ async def test_malformed_crd_is_rejected_with_fields_named(kubectl: Kubectl) -> 
     out = await kubectl("apply", "-f", "-", stdin=broken, namespaced=False, check=False)
     assert out.rc == 1 and 'The CustomResourceDefinition "modelcards.demo.kaito.sh" is invalid' in out.stderr
     assert "spec.group" in out.stderr and "spec.versions[0].schema.openAPIV3Schema.type" in out.stderr
+
+
+async def test_create_refused_while_crd_terminates(kubectl: Kubectl) -> None:
+    await install_crd(kubectl)
+    held = card("held").replace("metadata:\n", "metadata:\n  finalizers: [example.com/hold]\n")
+    await kubectl("apply", "-f", "-", stdin=held)
+    await kubectl("delete", "crd", "modelcards.demo.kaito.sh", "--wait=false", namespaced=False)
+    out = await kubectl("apply", "-f", "-", stdin=card("late"), check=False)
+    assert out.rc == 1 and "create not allowed while custom resource definition is terminating" in out.stderr
+    await kubectl("patch", "mc", "held", "--type=merge", "-p", '{"metadata":{"finalizers":null}}')
+    await kubectl("wait", "--for=delete", "crd/modelcards.demo.kaito.sh", "--timeout=10s", namespaced=False)

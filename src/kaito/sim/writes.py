@@ -12,7 +12,7 @@ from typing import Any
 
 from kaito.sim import errors, hooks, managedfields, patch, schema
 from kaito.sim.admission import AdmissionAttributes, validate_admission
-from kaito.sim.cluster import Cluster, WriteOptions
+from kaito.sim.cluster import CRDS, Cluster, WriteOptions
 from kaito.sim.conversion import as_version
 from kaito.sim.errors import JsonObj
 from kaito.sim.immutability import update_causes
@@ -126,6 +126,10 @@ class Writer:
         self, rt: ResourceType, ns: str, body: Any, opts: WriteOptions, *, managed: list[JsonObj] | None
     ) -> JsonObj:
         obj = check_type_meta(rt, body)
+        if rt.crd_name is not None:
+            crd = self.cluster.store.get(CRDS, "", rt.crd_name)
+            if crd is not None and crd["metadata"].get("deletionTimestamp"):
+                raise errors.method_not_allowed("create not allowed while custom resource definition is terminating")
         meta = obj["metadata"]
         self._place(rt, ns, meta)
         if not meta.get("name") and meta.get("generateName"):
