@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from kaito.sim import errors
+from kaito.sim.admission import AdmissionAttributes, validate_admission
 from kaito.sim.builtin_defaults import ClusterIPAllocator
 from kaito.sim.conversion import as_version
 from kaito.sim.errors import JsonObj
@@ -117,9 +118,46 @@ class Cluster:
     def validating_webhooks(self) -> list[JsonObj]:
         return self.store.items(VALIDATING_WEBHOOKS)
 
-    def crd_type_for(self, group: str, plural: str) -> ResourceType | None:
-        """Any served type of a stored group/resource (used by cleanup paths that lack a version)."""
+    def type_for_storage(self, key: tuple[str, str]) -> ResourceType | None:
+        """Any served type of a stored group/resource (for cleanup paths that lack a version)."""
         for rt in self.registry:
-            if rt.storage_key == (group, plural):
+            if rt.storage_key == key:
                 return rt
         return None
+
+    async def admit(
+        self,
+        rt: ResourceType,
+        operation: str,
+        *,
+        obj: JsonObj | None,
+        old: JsonObj | None,
+        opts: WriteOptions,
+        subresource: str = "",
+    ) -> None:
+        """Run matching validating webhooks; a denial raises, warnings are added to `opts`."""
+        if rt.group == "admissionregistration.k8s.io":
+            return  # webhooks never gate their own configuration, or a bad one could lock the cluster
+        configs = self.validating_webhooks()
+        if not configs:
+            return
+        target = obj if obj is not None else old
+        assert target is not None
+        meta = target["metadata"]
+        ns = meta.get("namespace", "") if rt.namespaced else ""
+        attrs = AdmissionAttributes(
+            operation=operation,
+            group=rt.group,
+            version=rt.version,
+            resource=rt.plural,
+            subresource=subresource,
+            kind=rt.kind,
+            name=meta["name"],
+            namespace=ns,
+            obj=obj,
+            old_obj=old,
+            namespace_labels=self.namespace_labels(ns) if rt.namespaced else None,
+            user=opts.user,
+            dry_run=opts.dry_run,
+        )
+        opts.warnings.extend(await validate_admission(configs, attrs))

@@ -6,7 +6,6 @@ import copy
 from typing import Any
 
 from kaito.sim import errors, hooks
-from kaito.sim.admission import AdmissionAttributes, validate_admission
 from kaito.sim.cluster import Cluster, WriteOptions
 from kaito.sim.conversion import as_version
 from kaito.sim.crds import CLEANUP_FINALIZER
@@ -62,26 +61,9 @@ class Deleter:
             )
         live = self.cluster.get(rt, ns, name)
         self._check_preconditions(rt, live, preconditions)
-        if rt.group != "admissionregistration.k8s.io":
-            configs = self.cluster.validating_webhooks()
-            if configs:
-                attrs = AdmissionAttributes(
-                    operation="DELETE",
-                    group=rt.group,
-                    version=rt.version,
-                    resource=rt.plural,
-                    subresource="",
-                    kind=rt.kind,
-                    name=name,
-                    namespace=ns if rt.namespaced else "",
-                    obj=None,
-                    old_obj=live,
-                    namespace_labels=self.cluster.namespace_labels(ns) if rt.namespaced else None,
-                    user=opts.user,
-                    dry_run=opts.dry_run,
-                )
-                opts.warnings.extend(await validate_admission(configs, attrs))
-                live = self.cluster.get(rt, ns, name)
+        if self.cluster.validating_webhooks():
+            await self.cluster.admit(rt, "DELETE", obj=None, old=live, opts=opts)
+            live = self.cluster.get(rt, ns, name)
         if opts.dry_run:
             return live
         return self.delete_now(rt, live, policy)

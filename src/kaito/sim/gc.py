@@ -39,14 +39,8 @@ class GarbageCollector:
             self._finish_terminating(key, okey)
         self._collect_orphans()
 
-    def _type(self, key: StorageKey) -> ResourceType | None:
-        for rt in self.cluster.registry:
-            if rt.storage_key == key:
-                return rt
-        return None
-
     def _get(self, key: StorageKey, okey: ObjectKey) -> tuple[ResourceType, JsonObj] | None:
-        rt = self._type(key)
+        rt = self.cluster.type_for_storage(key)
         obj = self.cluster.store.get(key, *okey)
         return None if rt is None or obj is None else (rt, obj)
 
@@ -122,7 +116,7 @@ class GarbageCollector:
         name = namespace["metadata"]["name"]
         remaining = 0
         for key in self.cluster.store.storage_keys():
-            obj_rt = self._type(key)
+            obj_rt = self.cluster.type_for_storage(key)
             if obj_rt is None or not obj_rt.namespaced:
                 continue
             for obj in self.cluster.store.items(key, name):
@@ -134,7 +128,7 @@ class GarbageCollector:
     def _drain_crd(self, rt: ResourceType, crd: JsonObj) -> None:
         spec = crd["spec"]
         key = (spec["group"], spec["names"]["plural"])
-        cr_type = self._type(key)
+        cr_type = self.cluster.type_for_storage(key)
         items = self.cluster.store.items(key)
         if cr_type is not None:
             for obj in items:

@@ -11,7 +11,6 @@ import copy
 from typing import Any
 
 from kaito.sim import errors, hooks, managedfields, patch, schema
-from kaito.sim.admission import AdmissionAttributes, validate_admission
 from kaito.sim.cluster import CRDS, Cluster, WriteOptions
 from kaito.sim.conversion import as_version
 from kaito.sim.errors import JsonObj
@@ -400,32 +399,12 @@ class Writer:
         *,
         subresource: str = "",
     ) -> None:
-        if rt.group == "admissionregistration.k8s.io":
-            return  # webhooks never gate their own configuration, or a bad one could lock the cluster
-        configs = self.cluster.validating_webhooks()
-        if not configs:
-            return
         target = obj if obj is not None else old
         assert target is not None
         meta = target["metadata"]
         ns = meta.get("namespace", "")
         snapshot = self.cluster.find(rt, ns, meta["name"]) if old is not None else None
-        attrs = AdmissionAttributes(
-            operation=operation,
-            group=rt.group,
-            version=rt.version,
-            resource=rt.plural,
-            subresource=subresource,
-            kind=rt.kind,
-            name=meta["name"],
-            namespace=ns,
-            obj=obj,
-            old_obj=old,
-            namespace_labels=self.cluster.namespace_labels(ns) if rt.namespaced else None,
-            user=opts.user,
-            dry_run=opts.dry_run,
-        )
-        opts.warnings.extend(await validate_admission(configs, attrs))
+        await self.cluster.admit(rt, operation, obj=obj, old=old, opts=opts, subresource=subresource)
         if old is not None:
             live = self.cluster.find(rt, ns, meta["name"])
             if (
