@@ -1,18 +1,18 @@
 """API errors as a small exception tree, so callers catch what they mean instead of comparing status codes.
 
-    ApiError                  any non-2xx answer; carries the parsed Status
-    +-- BadRequest            400
-    +-- Unauthorized          401
-    +-- Forbidden             403
-    +-- NotFound              404
-    +-- MethodNotAllowed      405
-    +-- Conflict              409, reason Conflict (stale resourceVersion)
-    +-- AlreadyExists         409, reason AlreadyExists
-    +-- Gone                  410 (resourceVersion too old: relist)
-    +-- UnsupportedMediaType  415
-    +-- Invalid               422 (field errors in `causes`)
-    +-- TooManyRequests       429 (retry after `retry_after`)
-    +-- ServerError           5xx
+ApiError                  any non-2xx answer; carries the parsed Status
++-- BadRequest            400
++-- Unauthorized          401
++-- Forbidden             403
++-- NotFound              404
++-- MethodNotAllowed      405
++-- Conflict              409, reason Conflict (stale resourceVersion)
++-- AlreadyExists         409, reason AlreadyExists
++-- Gone                  410 (resourceVersion too old: relist)
++-- UnsupportedMediaType  415
++-- Invalid               422 (field errors in `causes`)
++-- TooManyRequests       429 (retry after `retry_after`)
++-- ServerError           5xx
 """
 
 from __future__ import annotations
