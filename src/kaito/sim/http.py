@@ -5,7 +5,9 @@ from __future__ import annotations
 import datetime
 import json
 import logging
+from collections import deque
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from typing import Any
 
 import yaml
@@ -40,6 +42,24 @@ VERSION_INFO = {
 BODY_TYPES = ("application/json", "application/yaml", PROTOBUF, "")
 PUBLIC_PATHS = ("/version", "/healthz", "/readyz", "/livez")
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+REQUEST_LOG_SIZE = 200_000
+
+
+@dataclass(frozen=True)
+class RequestRecord:
+    """One request as the server saw it, so tests can count what a client really sent."""
+
+    method: str
+    path: str
+    query: dict[str, str]
+
+    @property
+    def is_watch(self) -> bool:
+        return truthy(self.query.get("watch"))
+
+    @property
+    def is_write(self) -> bool:
+        return self.method in ("POST", "PUT", "PATCH", "DELETE")
 
 
 def json_response(
@@ -81,6 +101,7 @@ class ApiServer:
         self.bookmark_interval = bookmark_interval
         self.writer = Writer(cluster)
         self.deleter = Deleter(cluster)
+        self.requests: deque[RequestRecord] = deque(maxlen=REQUEST_LOG_SIZE)
 
     def app(self) -> web.Application:
         app = web.Application(
@@ -93,6 +114,7 @@ class ApiServer:
 
     @web.middleware
     async def _middleware(self, request: web.Request, handler: Handler) -> web.StreamResponse:
+        self.requests.append(RequestRecord(request.method, request.path, dict(request.query)))
         if request.path not in PUBLIC_PATHS:
             auth = request.headers.get("Authorization", "")
             if not (auth.startswith("Bearer ") and auth[7:].strip() in self.tokens):

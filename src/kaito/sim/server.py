@@ -15,7 +15,7 @@ from aiohttp import web
 
 from kaito.sim.cluster import Cluster
 from kaito.sim.gc import GarbageCollector
-from kaito.sim.http import ApiServer
+from kaito.sim.http import ApiServer, RequestRecord
 from kaito.sim.kubeconfig import kubeconfig_dict, write_kubeconfig
 from kaito.sim.store import DEFAULT_HISTORY
 from kaito.sim.tls import make_ca, make_server_cert
@@ -46,6 +46,7 @@ class SimServer:
         self._runner: web.AppRunner | None = None
         self._stop = asyncio.Event()
         self._gc_task: asyncio.Task[None] | None = None
+        self._api: ApiServer | None = None
         self.port = 0
         self.ca_pem = b""
         self.kubeconfig_path = Path()
@@ -57,6 +58,20 @@ class SimServer:
     def set_history_size(self, size: int) -> None:
         """Shrink or grow the retained watch window (tests force 410 Expired with a small one)."""
         self.cluster.store.set_history_size(size)
+
+    @property
+    def requests(self) -> list[RequestRecord]:
+        """Every request served so far (the most recent 200,000), oldest first."""
+        return list(self._api.requests) if self._api else []
+
+    @property
+    def open_watches(self) -> int:
+        """How many watch streams are being served right now."""
+        return self.cluster.store.open_subscriptions
+
+    def close_watches(self) -> None:
+        """End every open watch stream now; clients must re-watch (and relist if their version expired)."""
+        self.cluster.store.close_all_subscriptions()
 
     async def start(self) -> SimServer:
         ca = make_ca()
@@ -72,6 +87,7 @@ class SimServer:
             server_address=f"{self.host}:{self.requested_port}",
             bookmark_interval=self.bookmark_interval,
         )
+        self._api = api
         self._runner = web.AppRunner(api.app(), handler_cancellation=True, access_log=None)
         await self._runner.setup()
         site = web.TCPSite(self._runner, self.host, self.requested_port, ssl_context=context)

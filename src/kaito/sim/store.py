@@ -139,6 +139,15 @@ class Store:
         for sub in list(self._subscriptions.get(key, ())):
             sub.queue.put_nowait(WatchEvent(self.rv, CLOSE, key, {}, None))
 
+    @property
+    def open_subscriptions(self) -> int:
+        return sum(len(subs) for subs in self._subscriptions.values())
+
+    def close_all_subscriptions(self) -> None:
+        """End every open watch, as an API server restart or a load-balancer timeout would."""
+        for key in list(self._subscriptions):
+            self.close_subscriptions(key)
+
     def subscribe(self, key: StorageKey) -> Subscription:
         sub = Subscription(self, key)
         self._subscriptions.setdefault(key, set()).add(sub)

@@ -1,0 +1,136 @@
+"""The shared cache: one informer per kind however many controllers watch it, and cached reads for reconcilers."""
+
+from __future__ import annotations
+
+import asyncio
+import builtins
+import logging
+from collections.abc import Mapping
+from typing import TYPE_CHECKING
+
+from kaito.runtime import errors
+from kaito.runtime.clock import REAL_CLOCK, Clock
+from kaito.runtime.informer import Informer, Selectors
+from kaito.runtime.kinds import Kind
+from kaito.runtime.objects import Obj, ObjectKey, labels_of
+from kaito.runtime.store import IndexFunc
+from kaito.runtime.tasks import CrashRecorder, spawn
+
+if TYPE_CHECKING:
+    from kaito.runtime.client import Client
+
+log = logging.getLogger(__name__)
+
+
+class Cache:
+    """Informers by kind, started together; reads come from memory, never from the API server."""
+
+    def __init__(
+        self,
+        client: Client,
+        *,
+        clock: Clock = REAL_CLOCK,
+        selectors: Mapping[Kind, Selectors] | None = None,
+        default_namespace: str | None = None,
+        crashes: CrashRecorder | None = None,
+        relist_backoff: tuple[float, float] = (0.8, 30.0),
+    ) -> None:
+        self.client = client
+        self.clock = clock
+        self._selectors = dict(selectors or {})
+        self._default_namespace = default_namespace
+        self._crashes = crashes
+        self._relist_backoff = relist_backoff
+        self._informers: dict[Kind, Informer] = {}
+        self._group: asyncio.TaskGroup | None = None
+        self._stop: asyncio.Event | None = None
+
+    def informer(self, kind: Kind) -> Informer:
+        """The one informer for `kind`, created (and started, if the cache runs) on first use."""
+        informer = self._informers.get(kind)
+        if informer is None:
+            selectors = self._selectors.get(kind) or Selectors(
+                namespace=self._default_namespace if kind.namespaced else None
+            )
+            informer = Informer(
+                self.client, kind, selectors=selectors, clock=self.clock, relist_backoff=self._relist_backoff
+            )
+            self._informers[kind] = informer
+            if self._group is not None and self._stop is not None:
+                self._start(informer)
+        return informer
+
+    @property
+    def kinds(self) -> builtins.list[Kind]:
+        return list(self._informers)
+
+    def add_index(self, kind: Kind, name: str, func: IndexFunc) -> None:
+        self.informer(kind).store.add_indexer(name, func)
+
+    async def run(self, stop: asyncio.Event) -> None:
+        """Run every informer (and any added later) until `stop` is set."""
+        async with asyncio.TaskGroup() as group:
+            self._group, self._stop = group, stop
+            for informer in list(self._informers.values()):
+                self._start(informer)
+            await stop.wait()
+        self._group = None
+
+    def _start(self, informer: Informer) -> None:
+        assert self._group is not None and self._stop is not None
+        spawn(
+            self._group,
+            f"informer-{informer.kind.plural}.{informer.kind.group}",
+            informer.run(self._stop),
+            self._crashes,
+        )
+
+    @property
+    def synced(self) -> bool:
+        return all(informer.has_synced for informer in self._informers.values())
+
+    async def wait_for_sync(self, kinds: builtins.list[Kind] | None = None) -> None:
+        """Return once every informer (or those of `kinds`) has completed its first list."""
+        targets = [self.informer(kind) for kind in kinds] if kinds is not None else list(self._informers.values())
+        await asyncio.gather(*(informer.wait_for_sync() for informer in targets))
+
+    # ----- reads
+
+    def get(self, kind: Kind, name: str, *, namespace: str | None = None) -> Obj:
+        """A copy of the cached object; raises `errors.NotFound` like the API would."""
+        key = str(ObjectKey(namespace or "", name)) if kind.namespaced else name
+        obj = self._synced_informer(kind).store.get(key)
+        if obj is None:
+            raise errors.NotFound(404, reason="NotFound", message=f'{kind.plural} "{name}" not found (in cache)')
+        return obj
+
+    def find(self, kind: Kind, name: str, *, namespace: str | None = None) -> Obj | None:
+        """Like `get`, but None when absent."""
+        try:
+            return self.get(kind, name, namespace=namespace)
+        except errors.NotFound:
+            return None
+
+    def list(
+        self, kind: Kind, *, namespace: str | None = None, labels: Mapping[str, str] | None = None
+    ) -> builtins.list[Obj]:
+        """Copies of cached objects, optionally in one namespace and carrying all of `labels`."""
+        objs = self._synced_informer(kind).store.list(namespace=namespace)
+        if labels:
+            objs = [obj for obj in objs if _has_labels(obj, labels)]
+        return objs
+
+    def by_index(self, kind: Kind, index: str, value: str) -> builtins.list[Obj]:
+        return self._synced_informer(kind).store.by_index(index, value)
+
+    def _synced_informer(self, kind: Kind) -> Informer:
+        informer = self.informer(kind)
+        if not informer.has_synced:
+            # Reading an unsynced store would report objects as missing; callers must wait_for_sync first.
+            raise RuntimeError(f"cache for {kind} has not synced; call wait_for_sync first")
+        return informer
+
+
+def _has_labels(obj: Obj, wanted: Mapping[str, str]) -> bool:
+    have = labels_of(obj)
+    return all(have.get(key) == value for key, value in wanted.items())
