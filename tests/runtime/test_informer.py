@@ -186,3 +186,14 @@ async def test_late_handler_gets_current_objects_replayed(kclient: Client, names
         await eventually(lambda: len(late) == 2)
     assert summary(late) == [("ADDED", "existing"), ("ADDED", "after")]
     assert late[0].initial and not late[1].initial
+
+
+async def test_large_objects_arrive_through_the_watch(kclient: Client, namespace: str) -> None:
+    informer = Informer(kclient, CONFIG_MAP, selectors=Selectors(namespace=namespace))
+    events: list[Event] = []
+    informer.add_handler(events.append)
+    big = "x" * 600_000  # far beyond aiohttp's default line buffer
+    async with running(informer):
+        await kclient.create(CONFIG_MAP, configmap(namespace, "big", blob=big))
+        await eventually(lambda: len(events) == 1)
+    assert events[0].obj["data"]["blob"] == big

@@ -12,7 +12,7 @@ import asyncio
 import contextlib
 import logging
 import random
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncGenerator, Awaitable, Callable
 from dataclasses import dataclass
 from enum import StrEnum
 from typing import TYPE_CHECKING
@@ -235,9 +235,9 @@ class Informer:
             return True
         return consumer.result()
 
-    async def _consume(self, stream: AsyncIterator[WatchEvent]) -> bool:
+    async def _consume(self, stream: AsyncGenerator[WatchEvent, None]) -> bool:
         events = 0
-        async with contextlib.aclosing(stream):  # type: ignore[type-var]
+        async with contextlib.aclosing(stream):
             async for watch_event in stream:
                 self._apply_watch_event(watch_event.type, watch_event.object)
                 events += 1
