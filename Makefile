@@ -31,6 +31,7 @@ demo: install
 
 bench: install
 	$(BIN)/python benchmarks/sim_bench.py
+	$(BIN)/python benchmarks/runtime_bench.py
 
 clean:
 	rm -rf $(VENV) .mypy_cache .pytest_cache .ruff_cache
