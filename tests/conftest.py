@@ -15,6 +15,7 @@ from typing import Any
 import pytest
 from kubernetes_asyncio import client, config
 
+from kaito.runtime.client import Client
 from kaito.sim.server import SimServer
 
 
@@ -87,6 +88,12 @@ async def api(sim: SimServer) -> AsyncIterator[client.ApiClient]:
     await config.load_kube_config(config_file=str(sim.kubeconfig_path), client_configuration=cfg)
     async with client.ApiClient(cfg) as api_client:
         yield api_client
+
+
+@pytest.fixture
+async def kclient(api: client.ApiClient) -> AsyncIterator[Client]:
+    """A runtime client sharing the test's ApiClient (the `api` fixture closes it)."""
+    yield Client(api, qps=0, burst=0)
 
 
 @pytest.fixture

@@ -47,7 +47,62 @@ def _parser() -> argparse.ArgumentParser:
         help="events retained for watches; older resourceVersions get 410 Expired",
     )
     sub.add_parser("demo", help="start the simulated cluster and drive it with kubectl")
+    crds = sub.add_parser("crds", help="write the CRDs generated from the API models")
+    crds.add_argument("--output", "-o", default="crds", help="directory to write into")
+    crds.add_argument("--check", action="store_true", help="only report files that differ (exit 1 if any)")
+    render = sub.add_parser("render", help="show the plan kaito would choose for a Workspace, without a cluster")
+    render.add_argument("-f", "--filename", action="append", default=[], help="manifest file(s); - for stdin")
+    render.add_argument("--cloud", choices=["azure", "aws", "arc"], default="azure")
+    render.add_argument("--catalog", help="catalog overrides: a ConfigMap manifest or a directory of YAML files")
+    render.add_argument("-o", "--output", choices=["text", "yaml", "json"], default="text")
+    render.add_argument("--list-models", action="store_true", help="list the catalog's models and exit")
+    render.add_argument("--list-skus", action="store_true", help="list the cloud's instance types and exit")
     return parser
+
+
+def run_render(args: argparse.Namespace) -> int:
+    from kaito import render
+    from kaito.presets.catalog import CatalogError
+
+    try:
+        catalog = render.load_catalog(args.catalog)
+    except (CatalogError, OSError) as exc:
+        print(f"kaito render: {exc}", file=sys.stderr)
+        return 2
+    if args.list_models:
+        for model in sorted(catalog.models.values(), key=lambda m: m.name):
+            note = f"  (deprecated: {model.deprecated})" if model.deprecated else ""
+            print(f"{model.name:36} {model.hf_repo}{note}")
+        return 0
+    if args.list_skus:
+        for sku in catalog.skus_for(args.cloud):
+            price = f"${sku.hourly_price_usd:.2f}/h" if sku.hourly_price_usd is not None else "price unknown"
+            print(f"{sku.name:28} {sku.gpu_count}x {sku.gpu_model:28} {price}")
+        return 0
+    if not args.filename:
+        print("kaito render: give a manifest with -f FILE", file=sys.stderr)
+        return 2
+    try:
+        return render.render(
+            args.filename, cloud=args.cloud, catalog=catalog, output=args.output, out=sys.stdout, err=sys.stderr
+        )
+    except (OSError, ValueError) as exc:
+        print(f"kaito render: {exc}", file=sys.stderr)
+        return 2
+
+
+def run_crds(args: argparse.Namespace) -> int:
+    from kaito.api import crds
+
+    directory = Path(args.output)
+    if args.check:
+        stale = crds.stale(directory)
+        for name in stale:
+            print(f"{directory / name} is out of date; run `kaito crds`", file=sys.stderr)
+        return 1 if stale else 0
+    for path in crds.write(directory):
+        print(path)
+    return 0
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -61,6 +116,10 @@ def main(argv: list[str] | None = None) -> int:
     )
     if args.command == "sim":
         return asyncio.run(run_sim(args))
+    if args.command == "crds":
+        return run_crds(args)
+    if args.command == "render":
+        return run_render(args)
     if args.command == "demo":
         from kaito.demo import run_demo
 

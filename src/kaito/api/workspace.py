@@ -1,0 +1,165 @@
+"""The Workspace resource (kaito.sh): what the user asks for (resource, inference or tuning) and what we report.
+
+One shape serves both versions: `v1beta1` is stored, `v1alpha1` is served for the manifests users already
+have. As upstream, the spec fields sit at the top level (no `spec:` wrapper).
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import Field
+
+from kaito.api.wire import WireModel
+
+GROUP = "kaito.sh"
+STORAGE_VERSION = "v1beta1"
+SERVED_VERSIONS = ("v1beta1", "v1alpha1")
+KIND = "Workspace"
+PLURAL = "workspaces"
+FINALIZER = "workspace.finalizer.kaito.sh"
+LABEL_WORKSPACE = "kaito.sh/workspace"
+LABEL_WORKSPACE_NAMESPACE = "kaito.sh/workspacenamespace"
+
+Schemaless = dict[str, Any]
+"""An embedded Kubernetes type we pass through unvalidated (pod templates, volume sources)."""
+
+
+class LabelSelectorRequirement(WireModel):
+    key: str
+    operator: str = Field(description="In, NotIn, Exists or DoesNotExist (kaito accepts only In)")
+    values: list[str] | None = None
+
+
+class LabelSelector(WireModel):
+    match_labels: dict[str, str] | None = None
+    match_expressions: list[LabelSelectorRequirement] | None = None
+
+
+class ResourceSpec(WireModel):
+    """The GPU nodes: which instance type, how many, and the labels that pick them."""
+
+    count: int | None = Field(default=None, ge=1, description="Number of nodes (deprecated: kaito sizes this)")
+    instance_type: str | None = Field(default=None, description="Cloud SKU, e.g. Standard_NC24ads_A100_v4, or auto")
+    label_selector: LabelSelector = Field(description="Labels of the nodes the workload may run on")
+    preferred_nodes: list[str] | None = Field(default=None, description="Deprecated; ignored")
+
+
+class PresetOptions(WireModel):
+    image: str | None = None
+    image_pull_secrets: list[str] | None = None
+    model_access_secret: str | None = Field(default=None, description="Secret with key HF_TOKEN for gated models")
+
+
+class PresetSpec(WireModel):
+    name: str = Field(description="A preset name (e.g. phi-3-mini-4k-instruct) or a catalog Hugging Face id")
+    access_mode: str | None = Field(default=None, description="Deprecated: public or private")
+    preset_options: PresetOptions | None = None
+
+
+class AdapterSource(WireModel):
+    name: str = Field(description="Adapter name (DNS-1123 subdomain); clients select it as the model name")
+    image: str | None = Field(default=None, description="OCI image holding the adapter under /data")
+    image_pull_secrets: list[str] | None = None
+    volume_source: Schemaless | None = None
+
+
+class AdapterSpec(WireModel):
+    source: AdapterSource
+    strength: str | None = Field(default=None, description='Weight in [0, 1] as a string, e.g. "1.0"')
+
+
+class InferenceSpec(WireModel):
+    preset: PresetSpec | None = None
+    template: Schemaless | None = Field(default=None, description="A pod template, instead of a preset")
+    adapters: list[AdapterSpec] | None = Field(default=None, max_length=10)
+    config: str | None = Field(default=None, description="ConfigMap with inference_config.yaml (same namespace)")
+
+
+class DataSource(WireModel):
+    name: str | None = None
+    urls: list[str] | None = None
+    image: str | None = None
+    image_pull_secrets: list[str] | None = None
+    volume_source: Schemaless | None = None
+
+
+class DataDestination(WireModel):
+    image: str | None = None
+    image_push_secret: str | None = None
+    volume_source: Schemaless | None = None
+
+
+class TuningSpec(WireModel):
+    preset: PresetSpec | None = None
+    method: str | None = Field(default=None, description="lora or qlora")
+    config: str | None = Field(default=None, description="ConfigMap with training_config.yaml (same namespace)")
+    input: DataSource | None = None
+    output: DataDestination | None = None
+
+
+class Condition(WireModel):
+    type: str
+    status: Literal["True", "False", "Unknown"]
+    reason: str = ""
+    message: str = ""
+    last_transition_time: str | None = None
+    observed_generation: int | None = None
+
+
+class PlanStatus(WireModel):
+    """The sizing plan chosen for this workspace, with the reason for each number."""
+
+    instance_type: str | None = None
+    nodes: int | None = None
+    gpus_per_node: int | None = None
+    tensor_parallel_size: int | None = None
+    pipeline_parallel_size: int | None = None
+    data_parallel_size: int | None = None
+    dtype: str | None = None
+    gpu_memory_utilization: float | None = None
+    max_model_len: int | None = None
+    max_num_seqs: int | None = None
+    kv_cache_tokens: int | None = None
+    max_loras: int | None = None
+    max_lora_rank: int | None = None
+    explanation: list[str] | None = None
+
+
+class WorkspaceStatus(WireModel):
+    conditions: list[Condition] | None = None
+    worker_nodes: list[str] | None = None
+    target_node_count: int | None = None
+    state: str | None = Field(default=None, description="Pending, Ready, NotReady, Running, Succeeded or Failed")
+    plan: PlanStatus | None = None
+    performance: Schemaless | None = None
+
+    def condition(self, kind: str) -> Condition | None:
+        return next((c for c in self.conditions or [] if c.type == kind), None)
+
+
+class Workspace(WireModel):
+    api_version: str = f"{GROUP}/{STORAGE_VERSION}"
+    kind: str = KIND
+    metadata: Schemaless = Field(default_factory=dict)
+    resource: ResourceSpec
+    inference: InferenceSpec | None = None
+    tuning: TuningSpec | None = None
+    status: WorkspaceStatus | None = None
+
+    @property
+    def name(self) -> str:
+        return str(self.metadata.get("name") or "")
+
+    @property
+    def namespace(self) -> str:
+        return str(self.metadata.get("namespace") or "")
+
+    @property
+    def annotations(self) -> dict[str, str]:
+        return dict(self.metadata.get("annotations") or {})
+
+    @property
+    def preset_name(self) -> str | None:
+        spec = self.inference or self.tuning
+        return spec.preset.name if spec is not None and spec.preset is not None else None

@@ -1,0 +1,161 @@
+"""`kaito render`: what kaito would do with a Workspace manifest, with no cluster — a review before paying for GPUs."""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any, TextIO
+
+import yaml
+
+from kaito.api.fielderrors import FieldError
+from kaito.api.workspace import PlanStatus, Workspace
+from kaito.presets.catalog import Catalog
+from kaito.presets.choice import Choice, plan_for
+from kaito.presets.overrides import CONFIG_KEY, Overrides
+from kaito.presets.sizing import Plan, PlanError, Request
+from kaito.webhook.validation import validate_workspace
+
+
+def load_catalog(path: str | None) -> Catalog:
+    """The built-in catalog, plus overrides from a ConfigMap manifest or a directory of catalog YAML files."""
+    catalog = Catalog.builtin()
+    if path is None:
+        return catalog
+    source = Path(path)
+    if source.is_dir():
+        data = {p.name: p.read_text() for p in source.glob("*.yaml")}
+    else:
+        doc = yaml.safe_load(source.read_text()) or {}
+        data = dict(doc.get("data") or {})
+    return catalog.with_overrides(data)
+
+
+def local_configmaps(docs: list[dict[str, Any]]) -> dict[tuple[str, str], Mapping[str, str]]:
+    """ConfigMaps given in the same files, so an inference config can be checked without a cluster."""
+    found: dict[tuple[str, str], Mapping[str, str]] = {}
+    for doc in docs:
+        if doc.get("kind") == "ConfigMap":
+            meta = doc.get("metadata") or {}
+            found[(meta.get("namespace") or "default", meta.get("name") or "")] = dict(doc.get("data") or {})
+    return found
+
+
+def plan_workspace(ws: Workspace, catalog: Catalog, cloud: str, overrides: Overrides) -> Choice | None:
+    if ws.inference is None or ws.inference.preset is None:
+        return None
+    model = catalog.model(ws.inference.preset.name)
+    request = Request(adapters=len(ws.inference.adapters or []), overrides=overrides)
+    return plan_for(model, catalog, ws.resource.instance_type, cloud=cloud, request=request)
+
+
+def plan_status(choice: Choice) -> dict[str, Any]:
+    """The plan as it appears in `status.plan`."""
+    plan: Plan = choice.plan
+    status = PlanStatus(
+        instance_type=choice.sku.name,
+        nodes=plan.nodes,
+        gpus_per_node=plan.gpus_per_node,
+        tensor_parallel_size=plan.layout.tp,
+        pipeline_parallel_size=plan.layout.pp,
+        data_parallel_size=plan.layout.dp,
+        dtype=plan.dtype,
+        gpu_memory_utilization=plan.gpu_memory_utilization,
+        max_model_len=plan.max_model_len,
+        max_num_seqs=plan.max_num_seqs,
+        kv_cache_tokens=plan.kv_cache_tokens,
+        max_loras=plan.max_loras or None,
+        max_lora_rank=plan.max_lora_rank or None,
+        explanation=[*plan.explanation, f"instance type: {choice.reason}"],
+    )
+    return status.to_wire()
+
+
+def render(paths: list[str], *, cloud: str, catalog: Catalog, output: str, out: TextIO, err: TextIO) -> int:
+    docs = [doc for path in paths for doc in _read(path) if isinstance(doc, dict)]
+    configmaps = local_configmaps(docs)
+    failed = False
+    rendered: list[dict[str, Any]] = []
+    for doc in docs:
+        if doc.get("kind") != "Workspace":
+            continue
+        name = (doc.get("metadata") or {}).get("name", "?")
+        doc.setdefault("metadata", {}).setdefault("namespace", "default")
+        errors = validate_workspace(
+            doc, catalog=catalog, cloud=cloud, config_lookup=lambda ns, n: configmaps.get((ns, n))
+        )
+        if errors:
+            failed = True
+            _print_errors(name, errors, err)
+            continue
+        rendered.append(_render_one(Workspace.parse(doc), catalog, cloud, configmaps))
+    if output == "text":
+        for item in rendered:
+            _print_text(item, out)
+    else:
+        text = json.dumps(rendered, indent=2) if output == "json" else yaml.safe_dump_all(rendered, sort_keys=False)
+        out.write(text + ("\n" if output == "json" else ""))
+    return 1 if failed else 0
+
+
+def _read(path: str) -> list[Any]:
+    text = Path(path).read_text() if path != "-" else sys.stdin.read()
+    return list(yaml.safe_load_all(text))
+
+
+def _render_one(
+    ws: Workspace, catalog: Catalog, cloud: str, configmaps: dict[tuple[str, str], Mapping[str, str]]
+) -> dict[str, Any]:
+    item: dict[str, Any] = {"workspace": f"{ws.namespace}/{ws.name}", "apiVersion": ws.api_version}
+    overrides = Overrides()
+    if ws.inference and ws.inference.config:
+        data = configmaps.get((ws.namespace, ws.inference.config)) or {}
+        if CONFIG_KEY in data:
+            overrides = Overrides.from_config_text(data[CONFIG_KEY])
+    if ws.tuning is not None:
+        item["mode"] = "tuning"
+        item["model"] = ws.preset_name
+        item["method"] = (ws.tuning.method or "").lower()
+        return item
+    if ws.inference is not None and ws.inference.template is not None:
+        item["mode"] = "inference (pod template)"
+        return item
+    item["mode"] = "inference"
+    try:
+        choice = plan_workspace(ws, catalog, cloud, overrides)
+    except PlanError as exc:  # validated already; kept for a clear message if the catalog changed underneath
+        item["error"] = str(exc)
+        return item
+    assert choice is not None
+    model = catalog.model(ws.preset_name or "")
+    item["model"] = f"{model.name} ({model.hf_repo}@{model.revision})"
+    item["plan"] = plan_status(choice)
+    item["vllmArgs"] = choice.plan.vllm_args()
+    return item
+
+
+def _print_errors(name: str, errors: list[FieldError], err: TextIO) -> None:
+    err.write(f"workspace {name} is invalid:\n")
+    for error in errors:
+        err.write(f"  - {error}\n")
+
+
+def _print_text(item: Mapping[str, Any], out: TextIO) -> None:
+    out.write(f"workspace {item['workspace']} ({item['apiVersion']}): {item['mode']}\n")
+    if "model" in item:
+        out.write(f"  model: {item['model']}\n")
+    if "error" in item:
+        out.write(f"  error: {item['error']}\n")
+    plan = item.get("plan")
+    if plan:
+        keys: tuple[str, ...] = ("instanceType", "nodes", "gpusPerNode", "tensorParallelSize", "pipelineParallelSize")
+        keys += ("dataParallelSize", "dtype", "gpuMemoryUtilization", "maxModelLen", "maxNumSeqs", "kvCacheTokens")
+        for key in keys:
+            out.write(f"  {key}: {plan.get(key)}\n")
+        out.write("  why:\n")
+        for line in plan.get("explanation", []):
+            out.write(f"    - {line}\n")
+        out.write(f"  vllm: {' '.join(item['vllmArgs'])}\n")
+    out.write("\n")

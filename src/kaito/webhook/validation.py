@@ -1,0 +1,278 @@
+"""Workspace validation as pure functions: upstream's rules plus ours (the model must fit the instance type).
+
+Admission, the controller and `kaito render` all call `validate_workspace`, so a cluster without the
+webhook still gets the same message, as a status condition instead of a refused `kubectl apply`.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Mapping
+from typing import Any
+
+from pydantic import ValidationError
+
+from kaito.api.fielderrors import FieldError
+from kaito.api.workspace import InferenceSpec, TuningSpec, Workspace
+from kaito.presets.catalog import Catalog, CatalogError, ModelSpec, UnknownModel
+from kaito.presets.choice import plan_for
+from kaito.presets.overrides import CONFIG_KEY, OverrideError, Overrides
+from kaito.presets.sizing import PlanError, Request
+from kaito.webhook.urls import check_data_url, check_image_reference
+
+MAX_ADAPTERS = 10
+DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
+DNS_SUBDOMAIN = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
+TUNING_METHODS = ("lora", "qlora")
+ANNOTATION_CHOICES = {
+    "kaito.sh/node-image-family": ("ubuntu", "azurelinux"),
+    "kaito.sh/runtime": ("vllm", "transformers"),
+}
+
+ConfigLookup = Callable[[str, str], Mapping[str, str] | None]
+"""(namespace, name) -> a ConfigMap's data, or None when it does not exist."""
+
+
+def validate_workspace(
+    raw: Mapping[str, Any],
+    *,
+    catalog: Catalog,
+    cloud: str = "azure",
+    old: Mapping[str, Any] | None = None,
+    config_lookup: ConfigLookup | None = None,
+) -> list[FieldError]:
+    """Every problem with `raw` (and with the change from `old`, on update); empty when it is acceptable."""
+    try:
+        ws = Workspace.parse(raw)
+    except ValidationError as exc:
+        return [_from_pydantic(error) for error in exc.errors()]
+    errors = _validate_shape(ws)
+    errors += _validate_annotations(ws)
+    if ws.inference is not None and ws.tuning is None:
+        errors += _validate_inference(ws, ws.inference, catalog, cloud, config_lookup)
+    if ws.tuning is not None and ws.inference is None:
+        errors += _validate_tuning(ws, ws.tuning, catalog)
+    if old is not None:
+        errors += _validate_update(Workspace.parse(old), ws)
+    return errors
+
+
+def _from_pydantic(error: Any) -> FieldError:
+    path = ".".join(f"[{part}]" if isinstance(part, int) else str(part) for part in error["loc"]).replace(".[", "[")
+    return FieldError(path, str(error["msg"]))
+
+
+def _validate_shape(ws: Workspace) -> list[FieldError]:
+    errors = []
+    name = ws.name
+    if name and (len(name) > 63 or not DNS_LABEL.match(name)):
+        errors.append(FieldError("metadata.name", "must be a DNS-1123 label (a-z, 0-9, '-', at most 63 characters)"))
+    if (ws.inference is None) == (ws.tuning is None):
+        errors.append(FieldError("", "exactly one of inference or tuning must be set"))
+    selector = ws.resource.label_selector
+    if not selector.match_labels and not selector.match_expressions:
+        errors.append(FieldError("resource.labelSelector", "needs matchLabels (or matchExpressions with In)"))
+    for i, expr in enumerate(selector.match_expressions or []):
+        if expr.operator != "In":
+            errors.append(FieldError(f"resource.labelSelector.matchExpressions[{i}].operator", "only In is supported"))
+    return errors
+
+
+def _validate_annotations(ws: Workspace) -> list[FieldError]:
+    errors = []
+    for key, allowed in ANNOTATION_CHOICES.items():
+        value = ws.annotations.get(key)
+        if value is not None and value not in allowed:
+            errors.append(FieldError(f"metadata.annotations[{key}]", f"{value!r} is not one of {', '.join(allowed)}"))
+    return errors
+
+
+def _resolve_model(name: str, catalog: Catalog, path: str) -> tuple[ModelSpec | None, list[FieldError]]:
+    try:
+        model = catalog.model(name)
+    except UnknownModel as exc:
+        hint = f"; did you mean {', '.join(exc.suggestions)}?" if exc.suggestions else ""
+        return None, [FieldError(path, f"unknown model {name!r}{hint} (see `kaito render --list-models`)")]
+    if model.deprecated:
+        return None, [FieldError(path, f"model {model.name} is deprecated: {model.deprecated}")]
+    return model, []
+
+
+def _validate_inference(
+    ws: Workspace, spec: InferenceSpec, catalog: Catalog, cloud: str, config_lookup: ConfigLookup | None
+) -> list[FieldError]:
+    if (spec.preset is None) == (spec.template is None):
+        return [FieldError("inference", "exactly one of preset or template must be set")]
+    errors = _validate_adapters(spec)
+    if spec.preset is None:
+        return errors
+    model, model_errors = _resolve_model(spec.preset.name, catalog, "inference.preset.name")
+    if model is None:
+        return errors + model_errors
+    options = spec.preset.preset_options
+    if model.download_auth_required and not (options and options.model_access_secret):
+        errors.append(
+            FieldError(
+                "inference.preset.presetOptions.modelAccessSecret",
+                f"{model.name} is gated on Hugging Face: name a Secret holding HF_TOKEN",
+            )
+        )
+    overrides, config_errors = _read_overrides(ws, spec, config_lookup)
+    errors += config_errors
+    errors += _check_plan(ws, model, catalog, cloud, Request(adapters=len(spec.adapters or []), overrides=overrides))
+    return errors
+
+
+def _read_overrides(
+    ws: Workspace, spec: InferenceSpec, config_lookup: ConfigLookup | None
+) -> tuple[Overrides, list[FieldError]]:
+    if not spec.config or config_lookup is None:
+        return Overrides(), []
+    data = config_lookup(ws.namespace, spec.config)
+    if data is None:
+        return Overrides(), [FieldError("inference.config", f"ConfigMap {spec.config!r} not found in {ws.namespace}")]
+    if CONFIG_KEY not in data:
+        return Overrides(), [FieldError("inference.config", f"ConfigMap {spec.config!r} has no key {CONFIG_KEY}")]
+    try:
+        return Overrides.from_config_text(data[CONFIG_KEY], where=f"ConfigMap {spec.config} {CONFIG_KEY}"), []
+    except OverrideError as exc:
+        return Overrides(), [FieldError("inference.config", str(exc))]
+
+
+def _check_plan(ws: Workspace, model: ModelSpec, catalog: Catalog, cloud: str, request: Request) -> list[FieldError]:
+    instance_type = ws.resource.instance_type
+    try:
+        plan_for(model, catalog, instance_type, cloud=cloud, request=request)
+    except CatalogError as exc:
+        return [FieldError("resource.instanceType", f"{exc} (use `auto` to let kaito choose)")]
+    except PlanError as exc:
+        if exc.path.startswith(("inference.", "resource.")):
+            return [FieldError(exc.path, str(exc))]
+        return [FieldError("inference.config", f"{exc.path}: {exc}")]
+    return []
+
+
+def _validate_adapters(spec: InferenceSpec) -> list[FieldError]:
+    adapters = spec.adapters or []
+    errors = []
+    if len(adapters) > MAX_ADAPTERS:
+        errors.append(FieldError("inference.adapters", f"at most {MAX_ADAPTERS} adapters, got {len(adapters)}"))
+    seen: set[str] = set()
+    for i, adapter in enumerate(adapters):
+        path = f"inference.adapters[{i}]"
+        name = adapter.source.name
+        if not DNS_SUBDOMAIN.match(name) or len(name) > 253:
+            errors.append(
+                FieldError(f"{path}.source.name", f"{name!r} must be a DNS-1123 subdomain (a-z, 0-9, '-', '.')")
+            )
+        if name in seen:
+            errors.append(FieldError(f"{path}.source.name", f"{name!r} is used by another adapter"))
+        seen.add(name)
+        errors += _check_source(f"{path}.source", adapter.source.image, adapter.source.volume_source)
+        if adapter.strength is not None:
+            errors += _check_strength(f"{path}.strength", adapter.strength)
+    return errors
+
+
+def _check_source(path: str, image: str | None, volume: object) -> list[FieldError]:
+    if (image is None) == (volume is None):
+        return [FieldError(path, "exactly one of image or volumeSource must be set")]
+    if image is not None and (reason := check_image_reference(image)):
+        return [FieldError(f"{path}.image", reason)]
+    return []
+
+
+def _check_strength(path: str, strength: str) -> list[FieldError]:
+    try:
+        value = float(strength)
+    except ValueError:
+        return [FieldError(path, f'{strength!r} is not a number; use a decimal between 0 and 1, e.g. "1.0"')]
+    if not 0.0 <= value <= 1.0:
+        return [FieldError(path, f"{strength} is outside [0, 1]")]
+    return []
+
+
+def _validate_tuning(ws: Workspace, spec: TuningSpec, catalog: Catalog) -> list[FieldError]:
+    errors = []
+    if spec.preset is None:
+        errors.append(FieldError("tuning.preset", "required: the model to fine-tune"))
+    else:
+        model, model_errors = _resolve_model(spec.preset.name, catalog, "tuning.preset.name")
+        errors += model_errors
+        if model is not None and not model.supports_tuning:
+            errors.append(FieldError("tuning.preset.name", f"{model.name} has no tuning preset"))
+    if (spec.method or "").lower() not in TUNING_METHODS:
+        errors.append(FieldError("tuning.method", f"{spec.method!r} is not one of lora, qlora"))
+    if ws.resource.count is not None and ws.resource.count != 1:
+        errors.append(FieldError("resource.count", "tuning runs on exactly one node"))
+    errors += _validate_tuning_input(spec)
+    errors += _validate_tuning_output(spec)
+    return errors
+
+
+def _validate_tuning_input(spec: TuningSpec) -> list[FieldError]:
+    source = spec.input
+    if source is None:
+        return [FieldError("tuning.input", "required: urls, image or volumeSource with the training data")]
+    given = [
+        k for k, v in (("urls", source.urls), ("image", source.image), ("volumeSource", source.volume_source)) if v
+    ]
+    if len(given) != 1:
+        return [
+            FieldError("tuning.input", f"exactly one of urls, image or volumeSource must be set, got {given or 'none'}")
+        ]
+    errors = []
+    for i, url in enumerate(source.urls or []):
+        if reason := check_data_url(url):
+            errors.append(FieldError(f"tuning.input.urls[{i}]", reason))
+    if source.image and (reason := check_image_reference(source.image)):
+        errors.append(FieldError("tuning.input.image", reason))
+    return errors
+
+
+def _validate_tuning_output(spec: TuningSpec) -> list[FieldError]:
+    out = spec.output
+    if out is None:
+        return [FieldError("tuning.output", "required: image (with imagePushSecret) or volumeSource")]
+    if (out.image is None) == (out.volume_source is None):
+        return [FieldError("tuning.output", "exactly one of image or volumeSource must be set")]
+    if out.image is not None:
+        if reason := check_image_reference(out.image):
+            return [FieldError("tuning.output.image", reason)]
+        if not out.image_push_secret:
+            return [FieldError("tuning.output.imagePushSecret", "required with output.image: a docker-registry Secret")]
+    return []
+
+
+def _validate_update(old: Workspace, new: Workspace) -> list[FieldError]:
+    errors = []
+    if (old.inference is None) != (new.inference is None):
+        errors.append(FieldError("", "cannot switch a workspace between inference and tuning; create a new one"))
+        return errors
+    pairs = [
+        ("resource.instanceType", old.resource.instance_type, new.resource.instance_type),
+        ("resource.labelSelector", old.resource.label_selector.to_wire(), new.resource.label_selector.to_wire()),
+        ("resource.count", old.resource.count, new.resource.count),
+    ]
+    if old.inference and new.inference:
+        pairs.append(("inference.preset.name", _preset(old.inference), _preset(new.inference)))
+        if (old.inference.template is None) != (new.inference.template is None):
+            errors.append(FieldError("inference.template", "cannot be added or removed after creation"))
+    if old.tuning and new.tuning:
+        pairs += [
+            ("tuning.preset.name", _preset(old.tuning), _preset(new.tuning)),
+            ("tuning.method", (old.tuning.method or "").lower(), (new.tuning.method or "").lower()),
+            ("tuning.input.name", _input_name(old.tuning), _input_name(new.tuning)),
+        ]
+    for path, before, after in pairs:
+        if before != after:
+            errors.append(FieldError(path, f"field is immutable (was {before!r}); create a new workspace to change it"))
+    return errors
+
+
+def _preset(spec: InferenceSpec | TuningSpec) -> str | None:
+    return spec.preset.name if spec.preset else None
+
+
+def _input_name(spec: TuningSpec) -> str | None:
+    return spec.input.name if spec.input else None

@@ -1,0 +1,54 @@
+"""The Workspace admission validator: fetches what validation needs from the cluster, then applies the pure rules."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from typing import Any
+
+from kaito.presets.catalog import Catalog
+from kaito.runtime.client import Client
+from kaito.runtime.errors import ignore_not_found
+from kaito.runtime.kinds import CONFIG_MAP
+from kaito.webhook.server import AdmissionRequest, Validator, Verdict
+from kaito.webhook.validation import validate_workspace
+
+PATH = "/validate-workspace"
+WEBHOOK_NAME = "validation.workspace.kaito.sh"
+RULES = [
+    {
+        "apiGroups": ["kaito.sh"],
+        "apiVersions": ["v1alpha1", "v1beta1"],
+        "operations": ["CREATE", "UPDATE"],
+        "resources": ["workspaces"],
+        "scope": "Namespaced",
+    }
+]
+
+
+def workspace_validator(*, catalog: Callable[[], Catalog], cloud: str, client: Client | None) -> Validator:
+    """A validator for `WebhookServer`; `catalog` is called per request so ConfigMap overrides apply at once."""
+
+    async def validate(request: AdmissionRequest) -> Verdict:
+        obj: dict[str, Any] = dict(request.object or {})
+        obj["metadata"] = {**(obj.get("metadata") or {}), "namespace": request.namespace}
+        configs = await _fetch_config(client, request.namespace, obj)
+        errors = validate_workspace(
+            obj,
+            catalog=catalog(),
+            cloud=cloud,
+            old=request.old_object if request.operation == "UPDATE" else None,
+            config_lookup=(lambda ns, name: configs.get((ns, name))) if client is not None else None,
+        )
+        return Verdict(errors=tuple(errors))
+
+    return validate
+
+
+async def _fetch_config(
+    client: Client | None, namespace: str, obj: Mapping[str, Any]
+) -> dict[tuple[str, str], Mapping[str, str]]:
+    name = (obj.get("inference") or {}).get("config")
+    if client is None or not isinstance(name, str) or not name:
+        return {}
+    configmap = await ignore_not_found(client.get(CONFIG_MAP, name, namespace=namespace))
+    return {} if configmap is None else {(namespace, name): dict(configmap.get("data") or {})}
