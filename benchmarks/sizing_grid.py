@@ -1,4 +1,4 @@
-"""Every catalog model x SKU: our plan against upstream KAITO's sizing formula (sizing-facts.md §5).
+"""Every catalog model x SKU: our plan against upstream KAITO's sizing formula.
 
 Upstream, as of 056b8280: nodes from `avail = 0.84 x advertised GiB per GPU`, `fixed = 2.3 GiB + 2048 x
 bytes-per-token / GPUs`, `minGPUs = floor(weights x 1.02 / ((avail - fixed) / 1.05)) + 1`; then vLLM is

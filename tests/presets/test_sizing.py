@@ -49,7 +49,7 @@ SKUS = sorted(CATALOG.skus)
 def test_worked_examples_within_tolerance(
     model: str, sku: str, tp: int, util: float, load: float, budget_gib: float, kv_gib: float, kv_tokens: int
 ) -> None:
-    """sizing-facts §3.1 (flat 2.6 GiB overhead): budget within 1 %, KV within 0.6 GiB, tokens within 6 %.
+    """The published worked examples (flat 2.6 GiB overhead): budget within 1 %, KV within 0.6 GiB, tokens within 6 %.
 
     The table loads the weights at 1.00x of their size in the Llama-8B rows and 1.02x elsewhere; `load` follows it.
     """
@@ -163,7 +163,7 @@ def test_lora_slots_cost_kv_cache() -> None:
     model, sku = CATALOG.model("llama-3.1-8b-instruct"), CATALOG.sku("Standard_NC24ads_A100_v4")
     plain, with_lora = plan(model, sku), plan(model, sku, Request(adapters=4))
     assert with_lora.max_loras == 4 and "--enable-lora" in with_lora.vllm_args()
-    # ~80 MiB per rank-16 slot for Llama-3.1-8B (sizing-facts §2.1): 4 slots ~ 320 MiB
+    # ~80 MiB per rank-16 slot for Llama-3.1-8B (from vLLM's LoRA slot shapes): 4 slots ~ 320 MiB
     assert with_lora.memory.lora / 2**20 == pytest.approx(4 * 80, rel=0.1)
     assert with_lora.kv_cache_tokens < plain.kv_cache_tokens
 

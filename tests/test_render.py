@@ -1,0 +1,95 @@
+"""`kaito render`: plans from manifests with no cluster, catalog overrides, and clear failures."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import yaml
+
+from kaito.cli import main
+
+ROOT = Path(__file__).resolve().parents[1]
+PHI3 = str(ROOT / "examples/inference/kaito_workspace_phi_3.yaml")
+
+
+def test_render_explains_the_readme_example(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["render", "-f", PHI3]) == 0
+    out = capsys.readouterr().out
+    assert "workspace default/workspace-phi-3-mini" in out
+    assert "dtype: float16" in out and "maxModelLen: 4096" in out
+    assert "bfloat16 needs compute capability 8.0+" in out
+    assert "--gpu-memory-utilization=0.93" in out
+
+
+def test_render_json_carries_the_status_plan(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["render", "-f", PHI3, "-o", "json"]) == 0
+    [item] = json.loads(capsys.readouterr().out)
+    plan = item["plan"]
+    assert plan["instanceType"] == "Standard_NC6s_v3"
+    assert plan["tensorParallelSize"] == 1 and plan["kvCacheTokens"] >= 2 * plan["maxModelLen"]
+    assert "--max-model-len=4096" in item["vllmArgs"]
+
+
+def test_render_auto_picks_an_instance_type_and_says_why(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    manifest = tmp_path / "ws.yaml"
+    manifest.write_text(
+        "apiVersion: kaito.sh/v1beta1\nkind: Workspace\nmetadata: {name: q}\n"
+        "resource: {instanceType: auto, labelSelector: {matchLabels: {a: b}}}\n"
+        "inference: {preset: {name: qwen2.5-coder-7b-instruct}}\n"
+    )
+    assert main(["render", "-f", str(manifest), "--cloud", "aws", "-o", "yaml"]) == 0
+    [item] = list(yaml.safe_load_all(capsys.readouterr().out))
+    assert item["plan"]["instanceType"].startswith(("g5.", "g6."))
+    assert "is the cheapest of" in item["plan"]["explanation"][-1]
+
+
+def test_render_refuses_what_does_not_fit_and_lists_alternatives(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    manifest = tmp_path / "ws.yaml"
+    manifest.write_text(Path(PHI3).read_text().replace("phi-3-mini-4k-instruct", "mistral-large-3-675b-instruct"))
+    assert main(["render", "-f", str(manifest)]) == 1
+    err = capsys.readouterr().err
+    assert "resource.instanceType" in err and "instance types that fit" in err
+
+
+def test_render_uses_catalog_overrides(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    catalog = tmp_path / "catalog"
+    catalog.mkdir()
+    (catalog / "models.yaml").write_text(
+        yaml.safe_dump(
+            {
+                "models": [
+                    {
+                        "name": "acme/tiny-chat",
+                        "parameters_b": 1.1,
+                        "weight_bytes": 2_200_000_000,
+                        "layers": 22,
+                        "attention_heads": 32,
+                        "kv_heads": 4,
+                        "head_dim": 64,
+                        "hidden_size": 2048,
+                        "max_position_embeddings": 2048,
+                    }
+                ]
+            }
+        )
+    )
+    (catalog / "prices.yaml").write_text("prices:\n  Standard_NC6s_v3: 0.01\n")
+    manifest = tmp_path / "ws.yaml"
+    manifest.write_text(Path(PHI3).read_text().replace("phi-3-mini-4k-instruct", "acme/tiny-chat"))
+    assert main(["render", "-f", str(manifest), "--catalog", str(catalog)]) == 0
+    assert "model: acme/tiny-chat" in capsys.readouterr().out
+    assert main(["render", "--list-skus", "--catalog", str(catalog)]) == 0
+    assert "$0.01/h" in capsys.readouterr().out
+    (catalog / "models.yaml").write_text("models:\n  - name: broken\n    layerz: 3\n")
+    assert main(["render", "-f", str(manifest), "--catalog", str(catalog)]) == 2
+    assert "models.yaml" in capsys.readouterr().err
+
+
+def test_render_lists_models_with_deprecations(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["render", "--list-models"]) == 0
+    out = capsys.readouterr().out
+    assert "phi-3-mini-4k-instruct" in out and "phi-2" in out and "deprecated" in out
