@@ -46,6 +46,14 @@ def _parser() -> argparse.ArgumentParser:
         default=DEFAULT_HISTORY,
         help="events retained for watches; older resourceVersions get 410 Expired",
     )
+    sim.add_argument("--with-manager", action="store_true", help="also run the kaito operator and a simulated Azure")
+    sim.add_argument("--provisioning-delay", type=float, default=2.0, help="seconds a simulated agent pool takes")
+    sim.add_argument("--metrics-bind-address", default=":8080")
+    sim.add_argument("--health-probe-bind-address", default=":8081")
+    manager = sub.add_parser("manager", help="run the kaito operator (workspace controller, node provisioner, webhook)")
+    from kaito.cli_manager import add_manager_arguments
+
+    add_manager_arguments(manager)
     sub.add_parser("demo", help="start the simulated cluster and drive it with kubectl")
     crds = sub.add_parser("crds", help="write the CRDs generated from the API models")
     crds.add_argument("--output", "-o", default="crds", help="directory to write into")
@@ -115,7 +123,15 @@ def main(argv: list[str] | None = None) -> int:
         format='{"time":"%(asctime)s","level":"%(levelname)s","logger":"%(name)s","msg":"%(message)s"}',
     )
     if args.command == "sim":
+        if args.with_manager:
+            from kaito.cli_manager import run_sim_with_manager
+
+            return asyncio.run(run_sim_with_manager(args))
         return asyncio.run(run_sim(args))
+    if args.command == "manager":
+        from kaito.cli_manager import run_manager
+
+        return asyncio.run(run_manager(args))
     if args.command == "crds":
         return run_crds(args)
     if args.command == "render":

@@ -114,8 +114,9 @@ async def test_pod_logs(kubectl: Kubectl, sim: SimServer) -> None:
         sim.cluster.append_log(kubectl.namespace, "p1", "c", f"line {i}")
     assert (await kubectl("logs", "p1")).stdout.splitlines() == [f"line {i}" for i in range(5)]
     assert (await kubectl("logs", "p1", "--tail=2")).stdout.splitlines() == ["line 3", "line 4"]
+    await kubectl("wait", "--for=condition=Ready", "pod/p1")
     out = await kubectl("get", "pod", "p1")
-    assert out.stdout.splitlines()[1].split()[:3] == ["p1", "0/1", "Pending"]
+    assert out.stdout.splitlines()[1].split()[:3] == ["p1", "1/1", "Running"]
 
 
 async def test_services_get_cluster_ips_and_table(kubectl: Kubectl) -> None:

@@ -110,6 +110,7 @@ class Condition(WireModel):
 class PlanStatus(WireModel):
     """The sizing plan chosen for this workspace, with the reason for each number."""
 
+    model: str | None = None
     instance_type: str | None = None
     nodes: int | None = None
     gpus_per_node: int | None = None
@@ -123,6 +124,8 @@ class PlanStatus(WireModel):
     kv_cache_tokens: int | None = None
     max_loras: int | None = None
     max_lora_rank: int | None = None
+    engine_args: list[str] | None = Field(default=None, description="The engine flags the workload runs with")
+    inputs_hash: str | None = Field(default=None, description="Hash of what the plan was computed from")
     explanation: list[str] | None = None
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 import json
+from contextvars import ContextVar
 from typing import Any
 
 from kaito.sim.errors import JsonObj, cause
@@ -20,6 +21,8 @@ _POD_MUTABLE = (
     "spec.containers[*].image, spec.initContainers[*].image, spec.activeDeadlineSeconds, "
     "spec.tolerations (only additions to existing tolerations), spec.terminationGracePeriodSeconds"
 )
+# Set by the in-process scheduler around its write: like pods/binding, it may set spec.nodeName once.
+BINDING: ContextVar[bool] = ContextVar("pod_binding", default=False)
 
 
 def _dig(obj: Any, *keys: str) -> Any:
@@ -50,6 +53,8 @@ def _pod_spec(old: JsonObj, new: JsonObj) -> list[JsonObj]:
                 now["image"] = was.get("image")
     for key in ("activeDeadlineSeconds", "terminationGracePeriodSeconds"):
         after[key] = before.get(key)
+    if BINDING.get() and not before.get("nodeName"):
+        after["nodeName"] = None
     old_tolerations = before.get("tolerations") or []
     if (after.get("tolerations") or [])[: len(old_tolerations)] == old_tolerations:
         after["tolerations"] = before.get("tolerations")

@@ -17,8 +17,12 @@ from kaito.sim.cluster import Cluster
 from kaito.sim.gc import GarbageCollector
 from kaito.sim.http import ApiServer, RequestRecord
 from kaito.sim.kubeconfig import kubeconfig_dict, write_kubeconfig
+from kaito.sim.kubelet import KubeletConfig, Nodes, system_node
+from kaito.sim.nodespec import NodeSpec
+from kaito.sim.podfaults import PodFaults
 from kaito.sim.store import DEFAULT_HISTORY
 from kaito.sim.tls import make_ca, make_server_cert
+from kaito.sim.workloads.controlplane import ControlPlane
 
 log = logging.getLogger(__name__)
 
@@ -35,6 +39,8 @@ class SimServer:
         history_size: int = DEFAULT_HISTORY,
         bookmark_interval: float = 5.0,
         token: str | None = None,
+        system_nodes: int = 1,
+        workloads: bool = True,
     ) -> None:
         self.host = host
         self.requested_port = port
@@ -47,6 +53,14 @@ class SimServer:
         self._stop = asyncio.Event()
         self._gc_task: asyncio.Task[None] | None = None
         self._api: ApiServer | None = None
+        self.system_nodes = system_nodes
+        self.pod_faults = PodFaults()
+        self._kubelet_config = KubeletConfig()
+        self._nodes = Nodes(self.cluster)
+        self._control = (
+            ControlPlane(self.cluster, config=self._kubelet_config, faults=self.pod_faults) if workloads else None
+        )
+        self._control_task: asyncio.Task[None] | None = None
         self.port = 0
         self.ca_pem = b""
         self.kubeconfig_path = Path()
@@ -54,6 +68,32 @@ class SimServer:
     @property
     def url(self) -> str:
         return f"https://{self.host}:{self.port}"
+
+    @property
+    def pod_ready_delay(self) -> float:
+        """Seconds from a container starting to its pod turning Ready (readiness probes pass then)."""
+        return self._kubelet_config.pod_ready_delay
+
+    @pod_ready_delay.setter
+    def pod_ready_delay(self, seconds: float) -> None:
+        self._kubelet_config.pod_ready_delay = seconds
+
+    @property
+    def job_duration(self) -> float:
+        """Seconds a Job's pod runs before its containers exit 0."""
+        return self._kubelet_config.job_duration
+
+    @job_duration.setter
+    def job_duration(self, seconds: float) -> None:
+        self._kubelet_config.job_duration = seconds
+
+    async def add_node(self, spec: NodeSpec) -> None:
+        """Register a Node as a joining VM's kubelet would; it turns Ready after `spec.ready_after` seconds."""
+        await self._nodes.add(spec)
+
+    async def remove_node(self, name: str) -> None:
+        """Delete a Node and the pods bound to it (a no-op when it is gone already)."""
+        await self._nodes.remove(name)
 
     def set_history_size(self, size: int) -> None:
         """Shrink or grow the retained watch window (tests force 410 Expired with a small one)."""
@@ -67,7 +107,8 @@ class SimServer:
     @property
     def open_watches(self) -> int:
         """How many watch streams are being served right now."""
-        return self.cluster.store.open_subscriptions
+        internal = self._control.subscriptions if self._control else 0
+        return self.cluster.store.open_subscriptions - internal
 
     def close_watches(self) -> None:
         """End every open watch stream now; clients must re-watch (and relist if their version expired)."""
@@ -98,10 +139,20 @@ class SimServer:
         config = kubeconfig_dict(server=self.url, ca_pem=self.ca_pem, token=self.token)
         self.kubeconfig_path = write_kubeconfig(path, config)
         self._gc_task = asyncio.create_task(GarbageCollector(self.cluster).run(self._stop), name="sim-gc")
+        if self._control is not None:
+            self._control_task = asyncio.create_task(self._control.run(), name="sim-control-plane")
+            self._control_task.add_done_callback(_log_crash)
+        for index in range(self.system_nodes):
+            await self._nodes.add(system_node(index))
         return self
 
     async def stop(self) -> None:
         self._stop.set()
+        await self._nodes.close()
+        if self._control_task is not None:
+            self._control_task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._control_task
         if self._gc_task is not None:
             self._gc_task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -118,3 +169,8 @@ class SimServer:
         self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
     ) -> None:
         await self.stop()
+
+
+def _log_crash(task: asyncio.Task[None]) -> None:
+    if not task.cancelled() and task.exception() is not None:
+        log.error("the simulated control plane stopped", exc_info=task.exception())

@@ -1,0 +1,212 @@
+"""Pure builders for the inference workload: engine ConfigMap, Services, and a Deployment or StatefulSet.
+
+One node runs a Deployment; a multi-node plan runs a StatefulSet with one pod per node (pod 0 leads,
+the others join it over the headless Service).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import yaml
+
+from kaito.controllers.context import Target
+from kaito.controllers.kinds import GPU, SERVE_PORT
+
+ENGINE_KEY = "engine.yaml"
+CONFIG_DIR = "/etc/kaito"
+ADAPTER_DIR = "/mnt/adapter"
+WEIGHTS_DIR = "/workspace/weights"
+PULLER_IMAGE = "ghcr.io/oras-project/oras:v1.2.2"
+TOLERATIONS = [
+    {"key": "sku", "operator": "Equal", "value": "gpu", "effect": "NoSchedule"},
+    {"key": GPU, "operator": "Exists", "effect": "NoSchedule"},
+]
+
+
+def engine_configmap_name(target: Target) -> str:
+    return f"{target.name}-engine"
+
+
+def headless_name(target: Target) -> str:
+    return f"{target.name}-headless"
+
+
+def build_engine_configmap(target: Target) -> dict[str, Any]:
+    """The engine configuration `kaito serve` reads: the model, the plan's engine flags, the adapters."""
+    model = target.model
+    config = {
+        "engine": "vllm",
+        "model": model.hf_repo if model else target.plan.model,
+        "revision": model.revision if model else "main",
+        "servedModelName": target.plan.model,
+        "port": SERVE_PORT,
+        "engineArgs": list(target.plan.engine_args or []),
+        "adaptersDir": ADAPTER_DIR,
+        "adapters": [a.source.name for a in (target.ws.inference.adapters or [])] if target.ws.inference else [],
+        "nodes": target.nodes,
+    }
+    return {
+        "apiVersion": "v1",
+        "kind": "ConfigMap",
+        "metadata": _meta(target, engine_configmap_name(target)),
+        "data": {ENGINE_KEY: yaml.safe_dump(config, sort_keys=False)},
+    }
+
+
+def build_services(target: Target) -> list[dict[str, Any]]:
+    selector = dict(target.labels)
+    if target.nodes > 1:
+        selector["statefulset.kubernetes.io/pod-name"] = f"{target.name}-0"
+    service = {
+        "apiVersion": "v1",
+        "kind": "Service",
+        "metadata": _meta(target, target.name),
+        "spec": {
+            "type": "ClusterIP",
+            "selector": selector,
+            "ports": [{"name": "http", "port": 80, "targetPort": SERVE_PORT, "protocol": "TCP"}],
+        },
+    }
+    headless = {
+        "apiVersion": "v1",
+        "kind": "Service",
+        "metadata": _meta(target, headless_name(target)),
+        "spec": {"clusterIP": "None", "selector": dict(target.labels), "publishNotReadyAddresses": True},
+    }
+    return [service, headless]
+
+
+def build_workload(target: Target, *, revision: str) -> dict[str, Any]:
+    template = {"metadata": {"labels": dict(target.labels), "annotations": {}}, "spec": pod_spec(target)}
+    template["metadata"]["annotations"]["workspace.kaito.io/revision"] = revision
+    selector = {"matchLabels": dict(target.labels)}
+    if target.nodes == 1:
+        return {
+            "apiVersion": "apps/v1",
+            "kind": "Deployment",
+            "metadata": _meta(target, target.name),
+            "spec": {
+                "replicas": 1,
+                "selector": selector,
+                # The GPU node holds one replica: the old pod must go before the new one can start.
+                "strategy": {"type": "Recreate"},
+                "template": template,
+            },
+        }
+    return {
+        "apiVersion": "apps/v1",
+        "kind": "StatefulSet",
+        "metadata": _meta(target, target.name),
+        "spec": {
+            "replicas": target.nodes,
+            "selector": selector,
+            "serviceName": headless_name(target),
+            "podManagementPolicy": "Parallel",
+            "template": template,
+        },
+    }
+
+
+def pod_spec(target: Target) -> dict[str, Any]:
+    return {
+        "affinity": {"nodeAffinity": {"requiredDuringSchedulingIgnoredDuringExecution": _node_terms(target)}},
+        "tolerations": TOLERATIONS,
+        "initContainers": _adapter_pullers(target),
+        "containers": [_server_container(target)],
+        "volumes": _volumes(target),
+    }
+
+
+def _server_container(target: Target) -> dict[str, Any]:
+    command = ["kaito", "serve", "--config", f"{CONFIG_DIR}/{ENGINE_KEY}"]
+    env: list[dict[str, Any]] = [{"name": "KAITO_WORKSPACE", "value": target.name}]
+    if target.nodes > 1:
+        leader = f"{target.name}-0.{headless_name(target)}.{target.namespace}.svc.cluster.local"
+        command += ["--leader-address", leader]
+        env.append(
+            {
+                "name": "POD_INDEX",
+                "valueFrom": {"fieldRef": {"fieldPath": "metadata.labels['apps.kubernetes.io/pod-index']"}},
+            }
+        )
+    secret = _access_secret(target)
+    if secret:
+        env.append({"name": "HF_TOKEN", "valueFrom": {"secretKeyRef": {"name": secret, "key": "HF_TOKEN"}}})
+    probe = {"httpGet": {"path": "/health", "port": SERVE_PORT}, "periodSeconds": 10}
+    return {
+        "name": "server",
+        "image": target.settings.image,
+        "command": command,
+        "ports": [{"name": "http", "containerPort": SERVE_PORT}],
+        "env": env,
+        "resources": {"requests": {GPU: str(target.gpus_per_node)}, "limits": {GPU: str(target.gpus_per_node)}},
+        "startupProbe": {**probe, "failureThreshold": max(1, target.readiness_timeout_s() // 10)},
+        "readinessProbe": {**probe, "failureThreshold": 3},
+        "livenessProbe": {**probe, "failureThreshold": 3},
+        "volumeMounts": [
+            {"name": "dshm", "mountPath": "/dev/shm"},
+            {"name": "engine-config", "mountPath": CONFIG_DIR, "readOnly": True},
+            {"name": "adapters", "mountPath": ADAPTER_DIR},
+            {"name": "weights", "mountPath": WEIGHTS_DIR},
+        ],
+    }
+
+
+def _adapter_pullers(target: Target) -> list[dict[str, Any]]:
+    adapters = target.ws.inference.adapters if target.ws.inference else None
+    pullers = []
+    for adapter in adapters or []:
+        if not adapter.source.image:
+            continue
+        name = adapter.source.name
+        pullers.append(
+            {
+                "name": f"puller-{name}"[:63],
+                "image": PULLER_IMAGE,
+                "command": ["oras", "pull", adapter.source.image, "--output", f"{ADAPTER_DIR}/{name}"],
+                "volumeMounts": [{"name": "adapters", "mountPath": ADAPTER_DIR}],
+            }
+        )
+    return pullers
+
+
+def _volumes(target: Target) -> list[dict[str, Any]]:
+    return [
+        {"name": "dshm", "emptyDir": {"medium": "Memory"}},
+        {"name": "engine-config", "configMap": {"name": engine_configmap_name(target)}},
+        {"name": "adapters", "emptyDir": {}},
+        {"name": "weights", "emptyDir": {}},
+    ]
+
+
+def _node_terms(target: Target) -> dict[str, Any]:
+    selector = target.ws.resource.label_selector
+    expressions = [
+        {"key": key, "operator": "In", "values": [value]}
+        for key, value in sorted((selector.match_labels or {}).items())
+    ]
+    expressions += [
+        {"key": expr.key, "operator": "In", "values": list(expr.values or [])}
+        for expr in selector.match_expressions or []
+    ]
+    if not target.settings.bring_your_own_nodes:
+        expressions += [
+            {"key": key, "operator": "In", "values": [value]} for key, value in sorted(target.labels.items())
+        ]
+    return {"nodeSelectorTerms": [{"matchExpressions": expressions}]}
+
+
+def _access_secret(target: Target) -> str | None:
+    inference = target.ws.inference
+    options = inference.preset.preset_options if inference and inference.preset else None
+    return options.model_access_secret if options else None
+
+
+def _meta(target: Target, name: str) -> dict[str, Any]:
+    return {
+        "name": name,
+        "namespace": target.namespace,
+        "labels": dict(target.labels),
+        "ownerReferences": [target.owner],
+    }

@@ -1,0 +1,52 @@
+"""Wiring the workspace controller onto a manager: what it reconciles and which events bring a workspace back."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from kaito.api.workspace import LABEL_WORKSPACE, LABEL_WORKSPACE_NAMESPACE
+from kaito.controllers.context import Settings
+from kaito.controllers.kinds import CONTROLLER_REVISION, NODECLAIM, WORKSPACE
+from kaito.controllers.workspace import WorkspaceReconciler
+from kaito.presets.catalog import Catalog
+from kaito.runtime.controller import Controller
+from kaito.runtime.handler import enqueue_mapped
+from kaito.runtime.kinds import CONFIG_MAP, DEPLOYMENT, JOB, NODE, POD, SERVICE, STATEFUL_SET
+from kaito.runtime.manager import Manager
+from kaito.runtime.objects import ObjectKey, labels_of
+
+NAME = "workspace"
+
+
+def _by_workspace_labels(obj: dict[str, Any]) -> list[ObjectKey]:
+    labels = labels_of(obj)
+    name = labels.get(LABEL_WORKSPACE)
+    namespace = labels.get(LABEL_WORKSPACE_NAMESPACE) or (obj.get("metadata") or {}).get("namespace")
+    return [ObjectKey(str(namespace), name)] if name and namespace else []
+
+
+def setup(manager: Manager, *, catalog: Callable[[], Catalog], cloud: str, settings: Settings) -> Controller:
+    reconciler = WorkspaceReconciler(manager, catalog=catalog, cloud=cloud, settings=settings)
+    cache = manager.cache
+
+    def nodes_to_workspaces(node: dict[str, Any]) -> list[ObjectKey]:
+        if not settings.bring_your_own_nodes:
+            return _by_workspace_labels(node)
+        return [ObjectKey.of(ws) for ws in cache.list(WORKSPACE)]
+
+    return (
+        manager.controller(NAME)
+        .for_(WORKSPACE)
+        .owns(DEPLOYMENT)
+        .owns(STATEFUL_SET)
+        .owns(SERVICE)
+        .owns(CONFIG_MAP)
+        .owns(JOB)
+        .owns(CONTROLLER_REVISION)
+        .watches(NODECLAIM, enqueue_mapped(_by_workspace_labels))
+        .watches(POD, enqueue_mapped(_by_workspace_labels))
+        .watches(NODE, enqueue_mapped(nodes_to_workspaces))
+        .with_options(max_concurrent_reconciles=5)
+        .complete(reconciler.reconcile)
+    )

@@ -1,0 +1,183 @@
+"""Pure status logic: conditions that say what is really wrong, read from NodeClaims, Nodes, Pods and workloads.
+
+When something is not ready the reason and message come from the object that knows: a NodeClaim's
+launch failure carries the cloud's own message, a Pending pod the scheduler's, a crashing container
+its termination reason. Nothing is reported as ready on hope.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from kaito.controllers.kinds import GPU
+
+Obj = dict[str, Any]
+
+
+@dataclass(frozen=True)
+class Cond:
+    type: str
+    status: bool
+    reason: str
+    message: str = ""
+
+
+@dataclass
+class Observed:
+    """What the reconciler found, for one workspace."""
+
+    target_nodes: int
+    nodeclaims: list[Obj] = field(default_factory=list)
+    nodes: list[Obj] = field(default_factory=list)
+    workload: Obj | None = None
+    pods: list[Obj] = field(default_factory=list)
+    job: Obj | None = None
+    provisioning: bool = True  # False in bring-your-own-nodes mode
+    invalid: str | None = None  # validation or planning failure
+
+
+def node_ready(node: Obj) -> bool:
+    conditions = (node.get("status") or {}).get("conditions") or []
+    ready = any(c.get("type") == "Ready" and c.get("status") == "True" for c in conditions)
+    capacity = (node.get("status") or {}).get("capacity") or {}
+    return ready and int(str(capacity.get(GPU, "0")) or 0) > 0
+
+
+def _claim_condition(claim: Obj, kind: str) -> Obj | None:
+    for cond in (claim.get("status") or {}).get("conditions") or []:
+        if cond.get("type") == kind:
+            return dict(cond)
+    return None
+
+
+def nodeclaim_condition(observed: Observed) -> Cond:
+    claims = observed.nodeclaims
+    ready = [c for c in claims if (_claim_condition(c, "Ready") or {}).get("status") == "True"]
+    if len(ready) >= observed.target_nodes:
+        return Cond("NodeClaimReady", True, "NodeClaimsReady", f"{len(ready)} of {observed.target_nodes} ready")
+    for claim in claims:
+        for kind in ("Launched", "Registered", "Initialized", "Ready"):
+            cond = _claim_condition(claim, kind)
+            if cond is not None and cond.get("status") == "False" and cond.get("reason") not in ("", None):
+                name = claim["metadata"]["name"]
+                return Cond(
+                    "NodeClaimReady", False, str(cond["reason"]), f"NodeClaim {name}: {cond.get('message', '')}"
+                )
+    return Cond(
+        "NodeClaimReady", False, "NodeClaimNotReady", f"{len(ready)} of {observed.target_nodes} NodeClaims ready"
+    )
+
+
+def nodes_condition(observed: Observed) -> Cond:
+    ready = [n for n in observed.nodes if node_ready(n)]
+    if len(ready) >= observed.target_nodes:
+        return Cond("NodesReady", True, "NodesReady", f"{len(ready)} GPU node(s) ready")
+    if not observed.provisioning and not observed.nodes:
+        return Cond("NodesReady", False, "NoMatchingNodes", "no Ready GPU node matches resource.labelSelector")
+    return Cond("NodesReady", False, "NodeNotReady", f"{len(ready)} of {observed.target_nodes} GPU node(s) ready")
+
+
+def pod_problem(pods: list[Obj]) -> tuple[str, str] | None:
+    """The most telling failure among the pods, as (reason, message)."""
+    for pod in pods:
+        status = pod.get("status") or {}
+        name = pod["metadata"]["name"]
+        for cond in status.get("conditions") or []:
+            if cond.get("type") == "PodScheduled" and cond.get("status") == "False" and cond.get("reason"):
+                return str(cond["reason"]), f"pod {name}: {cond.get('message', '')}"
+        statuses = (status.get("initContainerStatuses") or []) + (status.get("containerStatuses") or [])
+        for cs in statuses:
+            found = _container_problem(cs)
+            if found:
+                return found[0], f"pod {name}: {found[1]}"
+    return None
+
+
+def _container_problem(cs: Obj) -> tuple[str, str] | None:
+    state, last = cs.get("state") or {}, cs.get("lastState") or {}
+    terminated = state.get("terminated") or last.get("terminated") or {}
+    if terminated.get("reason") == "OOMKilled":
+        return (
+            "ContainerOOMKilled",
+            f"container {cs.get('name')} was OOMKilled (exit code {terminated.get('exitCode')})",
+        )
+    waiting = state.get("waiting") or {}
+    reason = waiting.get("reason")
+    if reason in ("ImagePullBackOff", "ErrImagePull", "InvalidImageName"):
+        return "ImagePullError", f"container {cs.get('name')}: {reason}: {waiting.get('message', '')}"
+    if reason == "CrashLoopBackOff":
+        return "ContainerCrashLoopBackOff", f"container {cs.get('name')}: {waiting.get('message', '') or reason}"
+    if state.get("terminated") and state["terminated"].get("exitCode", 0) != 0:
+        t = state["terminated"]
+        return "ContainerStartError", f"container {cs.get('name')} exited {t.get('exitCode')}: {t.get('reason', '')}"
+    if state.get("running") and not cs.get("ready") and cs.get("started"):
+        return "ContainerNotReady", f"container {cs.get('name')} is running but failing its readiness probe"
+    return None
+
+
+def inference_condition(observed: Observed, resource_ready: bool) -> Cond:
+    workload = observed.workload or {}
+    wanted = int((workload.get("spec") or {}).get("replicas") or 0)
+    ready = int((workload.get("status") or {}).get("readyReplicas") or 0)
+    if resource_ready and workload and ready >= wanted > 0:
+        return Cond("InferenceReady", True, "WorkspaceInferenceStatusSuccess", "inference service is ready")
+    problem = pod_problem(observed.pods)
+    if problem:
+        return Cond("InferenceReady", False, *problem)
+    if not resource_ready:
+        return Cond("InferenceReady", False, "WorkspaceInferenceStatusPending", "waiting for GPU nodes")
+    return Cond("InferenceReady", False, "WorkspaceInferenceStatusPending", f"{ready} of {wanted} replicas ready")
+
+
+def job_conditions(observed: Observed) -> tuple[Cond, Cond, str]:
+    job = observed.job or {}
+    status = job.get("status") or {}
+    if status.get("failed"):
+        problem = pod_problem(observed.pods)
+        message = problem[1] if problem else "the tuning job failed"
+        return (
+            Cond("JobStarted", False, "WorkspaceTuningJobStatusFailed", message),
+            Cond("WorkspaceSucceeded", False, "workspaceFailed", message),
+            "Failed",
+        )
+    if status.get("succeeded"):
+        done = Cond("WorkspaceSucceeded", True, "workspaceSucceeded", "tuning finished")
+        return Cond("JobStarted", True, "WorkspaceTuningJobStatusStarted", "job started"), done, "Succeeded"
+    if status.get("active") or status.get("ready"):
+        pending = Cond("WorkspaceSucceeded", False, "workspacePending", "tuning is running")
+        return Cond("JobStarted", True, "WorkspaceTuningJobStatusStarted", "job started"), pending, "Running"
+    problem = pod_problem(observed.pods)
+    reason, message = problem if problem else ("WorkspaceTuningJobStatusPending", "waiting for the job to start")
+    return (
+        Cond("JobStarted", False, reason, message),
+        Cond("WorkspaceSucceeded", False, "workspacePending", message),
+        "Pending",
+    )
+
+
+def compute(observed: Observed, *, tuning: bool, previous_state: str | None) -> tuple[list[Cond], str]:
+    """All conditions and `status.state` for one workspace."""
+    if observed.invalid:
+        bad = Cond("ResourceReady", False, "InvalidWorkspace", observed.invalid)
+        return [bad, Cond("WorkspaceSucceeded", False, "workspaceFailed", observed.invalid)], "Failed"
+    conds: list[Cond] = []
+    if observed.provisioning:
+        conds.append(nodeclaim_condition(observed))
+    conds.append(nodes_condition(observed))
+    blocking = next((c for c in conds if not c.status), None)
+    resource = (
+        Cond("ResourceReady", True, "workspaceResourceStatusSuccess", "GPU nodes are ready")
+        if blocking is None
+        else Cond("ResourceReady", False, blocking.reason, blocking.message)
+    )
+    conds.append(resource)
+    if tuning:
+        started, succeeded, state = job_conditions(observed)
+        return [*conds, started, succeeded], state
+    inference = inference_condition(observed, resource.status)
+    conds.append(inference)
+    if inference.status:
+        return [*conds, Cond("WorkspaceSucceeded", True, "workspaceSucceeded", "workspace is ready")], "Ready"
+    state = "NotReady" if previous_state in ("Ready", "NotReady") else "Pending"
+    return [*conds, Cond("WorkspaceSucceeded", False, "workspacePending", inference.message)], state

@@ -1,0 +1,134 @@
+"""The workspace reconcile pipeline: validate, plan (once), provision nodes, run the workload, report the truth.
+
+Level-based: every pass reads the Workspace and its children from the shared cache and converges one
+step; writes happen only when the desired object differs from what the cache holds, so an idle cluster
+sees no writes from here.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from typing import Any
+
+from kaito.api.workspace import FINALIZER, PlanStatus, Workspace
+from kaito.controllers import apply, planning
+from kaito.controllers.build_job import build_job, build_tuning_configmap
+from kaito.controllers.build_nodeclaims import build_nodeclaims
+from kaito.controllers.build_workload import build_engine_configmap, build_services, build_workload
+from kaito.controllers.context import Settings, Target
+from kaito.controllers.kinds import NODECLAIM, workspace_labels
+from kaito.controllers.revisions import sync_revision
+from kaito.controllers.status import Observed, node_ready
+from kaito.controllers.statuswriter import StatusWriter
+from kaito.presets.catalog import Catalog
+from kaito.runtime import errors
+from kaito.runtime.kinds import CONFIG_MAP, DEPLOYMENT, JOB, NODE, POD, STATEFUL_SET
+from kaito.runtime.manager import Manager
+from kaito.runtime.objects import ObjectKey, is_deleting
+from kaito.runtime.reconcile import Result
+from kaito.webhook.validation import validate_workspace
+
+log = logging.getLogger(__name__)
+Obj = dict[str, Any]
+DELETE_POLL_S = 2.0
+
+
+class WorkspaceReconciler:
+    def __init__(self, manager: Manager, *, catalog: Callable[[], Catalog], cloud: str, settings: Settings) -> None:
+        self.cache = manager.cache
+        self.client = manager.client
+        self.catalog = catalog
+        self.cloud = cloud
+        self.settings = settings
+        self.status = StatusWriter(manager.client, clock=manager.clock)
+
+    async def reconcile(self, key: ObjectKey) -> Result:
+        raw = self.cache.find(planning.WORKSPACE, key.name, namespace=key.namespace)
+        if raw is None:
+            return Result()
+        if is_deleting(raw):
+            return await self._finalize(raw)
+        if FINALIZER not in (raw["metadata"].get("finalizers") or []):
+            await apply.add_finalizer(self.client, raw, FINALIZER)
+        ws = Workspace.parse(raw)
+        catalog = self.catalog()
+        problems = validate_workspace(raw, catalog=catalog, cloud=self.cloud, config_lookup=self._config_data)
+        if problems:
+            message = "; ".join(str(p) for p in problems)
+            await self.status.write(raw, Observed(target_nodes=0, invalid=message), tuning=ws.tuning is not None)
+            return Result()
+        try:
+            plan, model = planning.plan_for_workspace(ws, catalog, self.cloud, self._config_data)
+        except planning.PlanningFailed as exc:
+            await self.status.write(raw, Observed(target_nodes=0, invalid=str(exc)), tuning=ws.tuning is not None)
+            return Result()
+        target = Target(ws=ws, uid=raw["metadata"]["uid"], plan=plan, model=model, settings=self.settings)
+        revision = await sync_revision(self.client, self.cache, raw)
+        observed = await self._provision(target)
+        await self._run_workload(target, observed, revision)
+        self._observe_workload(target, observed)
+        await self.status.write(raw, observed, tuning=ws.tuning is not None, plan=plan)
+        return Result()
+
+    def _config_data(self, namespace: str, name: str) -> dict[str, str] | None:
+        configmap = self.cache.find(CONFIG_MAP, name, namespace=namespace)
+        return None if configmap is None else dict(configmap.get("data") or {})
+
+    async def _provision(self, target: Target) -> Observed:
+        observed = Observed(target_nodes=target.nodes, provisioning=not self.settings.bring_your_own_nodes)
+        if self.settings.bring_your_own_nodes:
+            observed.nodes = self._matching_nodes(target)
+            return observed
+        labels = workspace_labels(target.name, target.namespace)
+        existing = {c["metadata"]["name"]: c for c in self.cache.list(NODECLAIM, labels=labels)}
+        for claim in build_nodeclaims(target):
+            if claim["metadata"]["name"] not in existing:
+                created = await errors.ignore_already_exists(self.client.create(NODECLAIM, claim))
+                existing[claim["metadata"]["name"]] = created or claim
+        observed.nodeclaims = list(existing.values())
+        names = {str((c.get("status") or {}).get("nodeName") or "") for c in observed.nodeclaims} - {""}
+        observed.nodes = [n for n in (self.cache.find(NODE, name) for name in sorted(names)) if n is not None]
+        return observed
+
+    def _matching_nodes(self, target: Target) -> list[Obj]:
+        wanted = target.ws.resource.label_selector.match_labels or {}
+        return [n for n in self.cache.list(NODE, labels=wanted) if node_ready(n)]
+
+    async def _run_workload(self, target: Target, observed: Observed, revision: str) -> None:
+        ready_nodes = [n for n in observed.nodes if node_ready(n)]
+        if target.ws.tuning is not None:
+            await apply.ensure(self.client, self.cache, CONFIG_MAP, build_tuning_configmap(target))
+            if len(ready_nodes) >= target.nodes:
+                await apply.ensure(self.client, self.cache, JOB, build_job(target, revision=revision), create_only=True)
+            return
+        await apply.ensure(self.client, self.cache, CONFIG_MAP, build_engine_configmap(target))
+        for service in build_services(target):
+            await apply.ensure(self.client, self.cache, apply.SERVICE, service)
+        if len(ready_nodes) >= target.nodes:
+            workload = build_workload(target, revision=revision)
+            await apply.ensure(self.client, self.cache, apply.kind_of(workload), workload)
+
+    def _observe_workload(self, target: Target, observed: Observed) -> None:
+        ns = target.namespace
+        if target.ws.tuning is not None:
+            observed.job = self.cache.find(JOB, target.name, namespace=ns)
+        else:
+            kind = DEPLOYMENT if target.nodes == 1 else STATEFUL_SET
+            observed.workload = self.cache.find(kind, target.name, namespace=ns)
+        observed.pods = self.cache.list(POD, namespace=ns, labels=workspace_labels(target.name, ns))
+
+    async def _finalize(self, raw: Obj) -> Result:
+        meta = raw["metadata"]
+        claims = self.cache.list(NODECLAIM, labels=workspace_labels(meta["name"], meta["namespace"]))
+        for claim in claims:
+            if not is_deleting(claim):
+                await errors.ignore_not_found(self.client.delete(NODECLAIM, claim["metadata"]["name"]))
+        if claims:
+            return Result(requeue_after=DELETE_POLL_S)
+        await apply.remove_finalizer(self.client, raw, FINALIZER)
+        return Result()
+
+
+def plan_summary(plan: PlanStatus) -> str:
+    return f"{plan.nodes} x {plan.instance_type}, tp={plan.tensor_parallel_size}, max-model-len={plan.max_model_len}"

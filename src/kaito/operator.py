@@ -1,0 +1,106 @@
+"""Assembling the operator: one manager running the workspace controller, the node provisioner and admission."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from kaito.controllers import setup as workspace_controller
+from kaito.controllers.context import DEFAULT_IMAGE, Settings
+from kaito.provisioner.cloud import CloudProvider
+from kaito.runtime.client import Client
+from kaito.runtime.manager import Manager, ManagerOptions
+from kaito.runtime.tasks import Runnable
+from kaito.webhook.catalogsource import CatalogSource
+from kaito.webhook.certs import write_serving_cert
+from kaito.webhook.registration import ensure_validating_webhook
+from kaito.webhook.server import WebhookServer
+from kaito.webhook.workspace import PATH, RULES, WEBHOOK_NAME, workspace_validator
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class OperatorOptions:
+    namespace: str = "kaito-system"  # where the lease and the catalog ConfigMap live
+    catalog_cloud: str = "azure"  # which SKU table sizing and `auto` choose from
+    image: str = DEFAULT_IMAGE
+    bring_your_own_nodes: bool = False
+    metrics_address: str | None = ":8080"
+    health_address: str | None = ":8081"
+    leader_election: bool = True
+    webhook_address: str | None = ":9443"
+    webhook_url: str | None = None  # register the webhook by URL (the sim) ...
+    webhook_service: tuple[str, str, int] | None = None  # ... or by Service (namespace, name, port) in a cluster
+    webhook_hosts: list[str] = field(default_factory=lambda: ["localhost", "127.0.0.1"])
+    nodeclaim_poll_interval: float = 5.0
+    nodeclaim_retry_interval: float = 30.0
+
+
+def build(client: Client, provider: CloudProvider | None, options: OperatorOptions) -> Manager:
+    """A manager with everything wired; `provider` None means bring-your-own-nodes (nothing provisioned)."""
+    manager = Manager(
+        client,
+        options=ManagerOptions(
+            metrics_address=options.metrics_address,
+            health_address=options.health_address,
+            leader_election=options.leader_election,
+            leader_election_id="kaito-manager-lock",
+            leader_election_namespace=options.namespace,
+        ),
+    )
+    catalog = CatalogSource(manager.cache, namespace=options.namespace)
+    settings = Settings(image=options.image, bring_your_own_nodes=provider is None or options.bring_your_own_nodes)
+    workspace_controller.setup(manager, catalog=catalog, cloud=options.catalog_cloud, settings=settings)
+    if provider is not None and not settings.bring_your_own_nodes:
+        from kaito.provisioner import controller as nodeclaim_controller
+        from kaito.provisioner.metrics import MeteredCloudProvider
+
+        nodeclaim_controller.setup(
+            manager,
+            MeteredCloudProvider(provider),
+            poll_interval=options.nodeclaim_poll_interval,
+            retry_interval=options.nodeclaim_retry_interval,
+        )
+    if options.webhook_address is not None:
+        manager.add(_webhook_runnable(client, catalog, options), name="webhook", leader_elected=False)
+    return manager
+
+
+def _webhook_runnable(client: Client, catalog: CatalogSource, options: OperatorOptions) -> Runnable:
+    async def run(stop: asyncio.Event) -> None:
+        with tempfile.TemporaryDirectory(prefix="kaito-webhook-") as tmp:
+            ips = [h for h in options.webhook_hosts if h.replace(".", "").isdigit()]
+            names = [h for h in options.webhook_hosts if h not in ips]
+            if options.webhook_service:
+                namespace, name, _ = options.webhook_service
+                names += [f"{name}.{namespace}.svc", f"{name}.{namespace}.svc.cluster.local"]
+            ca_pem, cert, key = write_serving_cert(Path(tmp), names, ips)
+            validator = workspace_validator(catalog=catalog, cloud=options.catalog_cloud, client=client)
+            address = options.webhook_address or ":9443"
+            server = WebhookServer({PATH: validator}, address=address, cert_file=cert, key_file=key)
+            await server.start()
+            try:
+                url = options.webhook_url or (server.url(PATH) if options.webhook_service is None else None)
+                service = None
+                if options.webhook_service:
+                    namespace, name, port = options.webhook_service
+                    service = (namespace, name, port, PATH)
+                await ensure_validating_webhook(
+                    client,
+                    name="kaito-validating-webhook-configuration",
+                    webhook_name=WEBHOOK_NAME,
+                    ca_pem=ca_pem,
+                    url=url,
+                    service=service,
+                    rules=RULES,
+                )
+                log.info("admission webhook registered (%s)", url or service)
+                await stop.wait()
+            finally:
+                await server.stop()
+
+    return run

@@ -1,0 +1,63 @@
+"""Scripted failures for the ARM simulator: refused or failing creates and throttling, set by tests."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass
+class CreateFault:
+    """How the next agent-pool creates fail; `message` empty means Azure's own wording for `code`."""
+
+    code: str
+    message: str
+    sync: bool  # True: the PUT itself is refused; False: the PUT is accepted and the operation fails later
+    status: int | None  # HTTP status of a synchronous refusal; None picks ARM's usual one for the code
+    remaining: int | None  # None: every create until cleared
+
+
+class Faults:
+    """Settable from tests; the simulator consumes one fault per matching request."""
+
+    def __init__(self) -> None:
+        self._create: CreateFault | None = None
+        self._throttle_left = 0
+        self._retry_after = 1
+
+    def fail_create(
+        self, code: str, message: str = "", *, times: int | None = None, sync: bool = True, status: int | None = None
+    ) -> None:
+        """Make the next `times` agent-pool creates (all, when None) fail with `code`.
+
+        Typical codes: QuotaExceeded or OperationNotAllowed (quota), SkuNotAvailable, VMSizeNotSupported,
+        AllocationFailed, ZonalAllocationFailed, OverconstrainedAllocationRequest (capacity).
+        """
+        if times is not None and times <= 0:
+            raise ValueError("times must be positive (or None for every create)")
+        self._create = CreateFault(code, message, sync, status, times)
+
+    def throttle(self, count: int, retry_after: int = 1) -> None:
+        """Answer the next `count` authenticated requests with 429 and `Retry-After: retry_after`."""
+        self._throttle_left = count
+        self._retry_after = retry_after
+
+    def clear(self) -> None:
+        self._create = None
+        self._throttle_left = 0
+
+    def take_throttle(self) -> int | None:
+        """The Retry-After to answer this request with, or None when it is not throttled."""
+        if self._throttle_left <= 0:
+            return None
+        self._throttle_left -= 1
+        return self._retry_after
+
+    def take_create_fault(self) -> CreateFault | None:
+        fault = self._create
+        if fault is None:
+            return None
+        if fault.remaining is not None:
+            fault.remaining -= 1
+            if fault.remaining <= 0:
+                self._create = None
+        return fault
