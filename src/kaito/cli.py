@@ -122,6 +122,7 @@ def main(argv: list[str] | None = None) -> int:
         stream=sys.stderr,
         format='{"time":"%(asctime)s","level":"%(levelname)s","logger":"%(name)s","msg":"%(message)s"}',
     )
+    logging.getLogger("azure").setLevel(logging.WARNING)  # the SDK logs every HTTP exchange at INFO
     if args.command == "sim":
         if args.with_manager:
             from kaito.cli_manager import run_sim_with_manager

@@ -8,7 +8,9 @@ import contextlib
 import logging
 import os
 import signal
+from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import yaml
 
@@ -18,6 +20,10 @@ from kaito.provisioner.cloud import CloudProvider
 from kaito.runtime import errors
 from kaito.runtime.client import Client
 from kaito.runtime.kinds import CRD, NAMESPACE
+from kaito.runtime.manager import Manager
+
+if TYPE_CHECKING:
+    from kaito.sim.server import SimServer
 
 log = logging.getLogger("kaito.manager")
 
@@ -109,19 +115,16 @@ async def install_crds(client: Client, namespace: str) -> None:
     await errors.ignore_already_exists(client.create(NAMESPACE, {"metadata": {"name": namespace}}))
 
 
-async def run_sim_with_manager(args: argparse.Namespace) -> int:
-    """The simulated cluster, its simulated Azure, and the operator, in one process until SIGINT/SIGTERM."""
+@contextlib.asynccontextmanager
+async def embedded_operator(
+    sim: SimServer, *, provisioning_delay: float, metrics_address: str | None = None, health_address: str | None = None
+) -> AsyncIterator[Manager]:
+    """A simulated Azure next to `sim`, the CRDs installed, and the operator running against both."""
     from kaito.provisioner.azure import AzureProvider
     from kaito.provisioner.credentials import StaticTokenCredential
     from kaito.sim.aks import SimulatedAks
-    from kaito.sim.server import SimServer
 
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, stop.set)
-    sim = SimServer(host=args.host, port=args.port, kubeconfig=Path(args.kubeconfig), history_size=args.watch_history)
-    async with sim, SimulatedAks(sim, provisioning_delay=args.provisioning_delay) as aks:
+    async with SimulatedAks(sim, provisioning_delay=provisioning_delay) as aks:
         client = await Client.from_config(kubeconfig=str(sim.kubeconfig_path))
         await install_crds(client, "kaito-system")
         target = aks.azure
@@ -134,18 +137,44 @@ async def run_sim_with_manager(args: argparse.Namespace) -> int:
             connection_verify=target.ca_path,
         )
         options = OperatorOptions(
-            metrics_address=args.metrics_bind_address,
-            health_address=args.health_probe_bind_address,
+            metrics_address=metrics_address,
+            health_address=health_address,
             webhook_address="127.0.0.1:0",
             leader_election=False,
             nodeclaim_poll_interval=1.0,
         )
         manager = build(client, provider, options)
+        stop = asyncio.Event()
         task = asyncio.create_task(manager.run(stop), name="manager")
+        try:
+            await manager.elected.wait()
+            yield manager
+        finally:
+            stop.set()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+            await provider.close()
+            await client.close()
+
+
+async def run_sim_with_manager(args: argparse.Namespace) -> int:
+    """The simulated cluster, its simulated Azure, and the operator, in one process until SIGINT/SIGTERM."""
+    from kaito.sim.server import SimServer
+
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    sim = SimServer(host=args.host, port=args.port, kubeconfig=Path(args.kubeconfig), history_size=args.watch_history)
+    async with (
+        sim,
+        embedded_operator(
+            sim,
+            provisioning_delay=args.provisioning_delay,
+            metrics_address=args.metrics_bind_address,
+            health_address=args.health_probe_bind_address,
+        ),
+    ):
         print(f"kaito sim: serving {sim.url} (kubeconfig: {sim.kubeconfig_path}) with the kaito manager", flush=True)
         await stop.wait()
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
-        await provider.close()
-        await client.close()
     return 0

@@ -1,4 +1,4 @@
-"""`make demo`: start the simulated cluster in-process and drive it with the real kubectl, printing each step."""
+"""`make demo`: the README's inference example on the embedded simulated AKS cluster, driven with the real kubectl."""
 
 from __future__ import annotations
 
@@ -8,9 +8,12 @@ import shutil
 import tempfile
 from pathlib import Path
 
+from kaito.cli_manager import embedded_operator
 from kaito.sim.server import SimServer
 
-EXAMPLES = Path(__file__).resolve().parents[2] / "examples" / "sim"
+EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "inference" / "kaito_workspace_phi_3.yaml"
+NAME = "workspace-phi-3-mini"
+EXPLAIN = '{range .status.plan.explanation[*]}{@}{"\\n"}{end}'
 
 
 async def _kubectl(env: dict[str, str], *args: str) -> int:
@@ -19,35 +22,30 @@ async def _kubectl(env: dict[str, str], *args: str) -> int:
     return await proc.wait()
 
 
+STEPS: list[tuple[str, ...]] = [
+    ("get", "nodes", "-L", "node.kubernetes.io/instance-type"),
+    ("apply", "-f", str(EXAMPLE)),
+    ("wait", "--for=condition=WorkspaceSucceeded", f"workspace/{NAME}", "--timeout=180s"),
+    ("get", "workspace", NAME),
+    ("get", "workspace", NAME, "-o", f"jsonpath={EXPLAIN}"),
+    ("get", "nodeclaims"),
+    ("get", "nodes", "-L", "node.kubernetes.io/instance-type,nvidia.com/gpu.product"),
+    ("get", "deployment,service,pods", "-l", f"kaito.sh/workspace={NAME}"),
+    ("delete", "workspace", NAME, "--timeout=120s"),
+    ("get", "nodeclaims,nodes"),
+]
+
+
 async def run_demo() -> int:
     if shutil.which("kubectl") is None:
         print("kaito demo needs kubectl on PATH")
         return 1
     with tempfile.TemporaryDirectory(prefix="kaito-demo-") as tmp:
-        async with SimServer(kubeconfig=Path(tmp) / "kubeconfig") as sim:
-            print(f"kaito sim: serving {sim.url} (kubeconfig: {sim.kubeconfig_path})", flush=True)
+        sim = SimServer(kubeconfig=Path(tmp) / "kubeconfig")
+        async with sim, embedded_operator(sim, provisioning_delay=2.0):
+            print(f"kaito sim: serving {sim.url} with the kaito operator and a simulated Azure", flush=True)
             env = {**os.environ, "KUBECONFIG": str(sim.kubeconfig_path), "KUBECACHEDIR": f"{tmp}/cache"}
-            steps = [
-                ("version",),
-                ("get", "namespaces"),
-                ("apply", "-f", str(EXAMPLES / "modelcard-crd.yaml")),
-                ("apply", "-f", str(EXAMPLES / "modelcard.yaml")),
-                ("get", "modelcards", "-o", "wide"),
-                (
-                    "patch",
-                    "modelcard",
-                    "phi-4-mini",
-                    "--subresource=status",
-                    "--type=merge",
-                    "-p",
-                    '{"status":{"conditions":[{"type":"Ready","status":"True","reason":"Demo","message":"ok",'
-                    '"lastTransitionTime":"2026-01-01T00:00:00Z"}]}}',
-                ),
-                ("wait", "--for=condition=Ready", "modelcard/phi-4-mini", "--timeout=10s"),
-                ("get", "all"),
-                ("delete", "modelcard", "phi-4-mini"),
-            ]
-            for step in steps:
+            for step in STEPS:
                 if await _kubectl(env, *step) != 0:
                     print(f"kaito demo: step failed: kubectl {' '.join(step)}")
                     return 1
