@@ -32,6 +32,8 @@ demo: install
 bench: install
 	$(BIN)/python benchmarks/sim_bench.py
 	$(BIN)/python benchmarks/runtime_bench.py
+	$(BIN)/python benchmarks/sizing_grid.py --quiet
+	$(BIN)/python benchmarks/operator_bench.py
 
 clean:
 	rm -rf $(VENV) .mypy_cache .pytest_cache .ruff_cache

@@ -39,6 +39,8 @@ def add_manager_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--webhook-service", default=env("WEBHOOK_SERVICE"), help="NAMESPACE/NAME:PORT of the webhook")
     parser.add_argument("--no-webhook", action="store_true")
     parser.add_argument("--leader-elect", action=argparse.BooleanOptionalAction, default=True)
+    parser.add_argument("--kube-api-qps", type=float, default=50.0, help="client-side request rate limit")
+    parser.add_argument("--kube-api-burst", type=int, default=100)
     parser.add_argument("--image", default=env("KAITO_IMAGE", "kaito-runtime:0.1.0"), help="inference/tuning image")
     parser.add_argument("--subscription-id", default=env("AZURE_SUBSCRIPTION_ID"))
     parser.add_argument("--resource-group", default=env("AZURE_RESOURCE_GROUP"))
@@ -95,7 +97,7 @@ def cloud_provider(args: argparse.Namespace) -> CloudProvider | None:
 
 
 async def run_manager(args: argparse.Namespace) -> int:
-    client = await Client.from_config(kubeconfig=args.kubeconfig)
+    client = await Client.from_config(kubeconfig=args.kubeconfig, qps=args.kube_api_qps, burst=args.kube_api_burst)
     provider = cloud_provider(args)
     manager = build(client, provider, operator_options(args))
     try:

@@ -14,6 +14,19 @@ from kaito.runtime.clock import REAL_CLOCK, Clock
 from kaito.runtime.events import EventRecorder
 
 Obj = dict[str, Any]
+ANNOUNCED = frozenset({"ResourceReady", "InferenceReady", "JobStarted", "WorkspaceSucceeded"})
+# Waiting is not news: these reasons mean "in progress", not "wrong".
+QUIET_REASONS = frozenset(
+    {
+        "NodeClaimNotReady",
+        "NodeNotReady",
+        "WorkspaceInferenceStatusPending",
+        "WorkspaceTuningJobStatusPending",
+        "workspacePending",
+        "AwaitingRegistration",
+        "AwaitingInitialization",
+    }
+)
 
 
 class StatusWriter:
@@ -65,14 +78,13 @@ class StatusWriter:
         return out
 
     async def _announce(self, ws: Obj, conds: list[Cond], previous: dict[str, Obj]) -> None:
+        """One Event per meaningful transition: a summary condition turning True, or any real failure."""
         for cond in conds:
             before = previous.get(cond.type)
             status = "True" if cond.status else "False"
             if before is not None and before.get("status") == status and before.get("reason") == cond.reason:
                 continue
-            await self.events.emit(
-                ws,
-                reason=f"{cond.type}{status}" if cond.status else cond.reason,
-                message=f"{cond.type}: {cond.message}",
-                warning=not cond.status and before is not None,
-            )
+            if cond.status and cond.type in ANNOUNCED:
+                await self.events.emit(ws, reason=f"{cond.type}True", message=f"{cond.type}: {cond.message}")
+            elif not cond.status and cond.reason not in QUIET_REASONS:
+                await self.events.emit(ws, reason=cond.reason, message=f"{cond.type}: {cond.message}", warning=True)

@@ -52,6 +52,7 @@ class RequestRecord:
     method: str
     path: str
     query: dict[str, str]
+    user_agent: str = ""
 
     @property
     def is_watch(self) -> bool:
@@ -114,7 +115,8 @@ class ApiServer:
 
     @web.middleware
     async def _middleware(self, request: web.Request, handler: Handler) -> web.StreamResponse:
-        self.requests.append(RequestRecord(request.method, request.path, dict(request.query)))
+        agent = request.headers.get("User-Agent", "")
+        self.requests.append(RequestRecord(request.method, request.path, dict(request.query), agent))
         if request.path not in PUBLIC_PATHS:
             auth = request.headers.get("Authorization", "")
             if not (auth.startswith("Bearer ") and auth[7:].strip() in self.tokens):

@@ -1,0 +1,145 @@
+"""Benchmark of the operator on the simulated AKS cluster: many workspaces at once, then an idle minute.
+
+Run: `python benchmarks/operator_bench.py --workspaces 200 --idle-seconds 60`. The API server and ARM
+simulators run in this process; `kaito manager` runs as its own process, so its peak RSS is its own.
+Requests are counted at the simulated API server, attributed by User-Agent.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import sys
+import tempfile
+import time
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+from kaito.cli_manager import install_crds
+from kaito.controllers.kinds import WORKSPACE
+from kaito.runtime.client import Client
+from kaito.runtime.kinds import NAMESPACE
+from kaito.sim.aks import SimulatedAks
+from kaito.sim.http import RequestRecord
+from kaito.sim.server import SimServer
+
+NS = "bench"
+MANAGER_AGENT = "kaito-runtime"
+
+
+def workspace(name: str) -> dict[str, Any]:
+    return {
+        "apiVersion": "kaito.sh/v1beta1",
+        "kind": "Workspace",
+        "metadata": {"name": name, "namespace": NS},
+        "resource": {"instanceType": "Standard_NC6s_v3", "labelSelector": {"matchLabels": {"apps": name}}},
+        "inference": {"preset": {"name": "phi-3-mini-4k-instruct"}},
+    }
+
+
+def ready(ws: dict[str, Any]) -> bool:
+    conditions = (ws.get("status") or {}).get("conditions") or []
+    return any(c["type"] == "WorkspaceSucceeded" and c["status"] == "True" for c in conditions)
+
+
+def peak_rss_mib(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    return 0.0
+
+
+def breakdown(records: list[RequestRecord]) -> Counter[str]:
+    """Manager writes by verb and resource (the last path segments), for finding waste."""
+    counts: Counter[str] = Counter()
+    for record in records:
+        if record.user_agent.startswith(MANAGER_AGENT) and record.is_write:
+            parts = record.path.strip("/").split("/")
+            resource = parts[-2] if parts[-1] == "status" else (parts[-1] if record.method == "POST" else parts[-2])
+            counts[f"{record.method} {resource}{'/status' if parts[-1] == 'status' else ''}"] += 1
+    return counts
+
+
+def manager_requests(records: list[RequestRecord]) -> Counter[str]:
+    counts: Counter[str] = Counter()
+    for record in records:
+        if record.user_agent.startswith(MANAGER_AGENT):
+            counts["total"] += 1
+            counts["writes" if record.is_write else ("watches" if record.is_watch else "reads")] += 1
+    return counts
+
+
+async def start_manager(sim: SimServer, aks: SimulatedAks, tmp: Path) -> asyncio.subprocess.Process:
+    target = aks.azure
+    args = [
+        *("--kubeconfig", str(sim.kubeconfig_path), "--cloud", "sim", "--no-leader-elect"),
+        *("--arm-url", target.url, "--arm-ca", target.ca_path, "--arm-token", target.token),
+        *("--subscription-id", target.subscription_id, "--resource-group", target.resource_group),
+        *("--cluster-name", target.cluster, "--metrics-bind-address", "127.0.0.1:0"),
+        *("--health-probe-bind-address", "127.0.0.1:0", "--webhook-bind-address", "127.0.0.1:0"),
+    ]
+    log = open(tmp / "manager.log", "w")  # noqa: SIM115, ASYNC230
+    return await asyncio.create_subprocess_exec(sys.executable, "-m", "kaito.cli", "manager", *args, stderr=log)
+
+
+async def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--workspaces", type=int, default=200)
+    parser.add_argument("--idle-seconds", type=float, default=60.0)
+    parser.add_argument("--breakdown", action="store_true", help="also print the manager's writes by kind")
+    args = parser.parse_args()
+    print(f"machine: {os.cpu_count()} cores, python {sys.version.split()[0]}")
+    with tempfile.TemporaryDirectory() as tmp:
+        sim = SimServer(history_size=200_000, bookmark_interval=5.0)
+        async with sim, SimulatedAks(sim, provisioning_delay=0.0) as aks:
+            client = await Client.from_config(kubeconfig=str(sim.kubeconfig_path), user_agent="kaito-bench")
+            await install_crds(client, "kaito-system")
+            await client.create(NAMESPACE, {"metadata": {"name": NS}})
+            proc = await start_manager(sim, aks, Path(tmp))
+            await asyncio.sleep(3)  # let the manager sync its caches before the load arrives
+            first = len(sim.requests)
+            began = time.perf_counter()
+            names = [f"ws-{i:04d}" for i in range(args.workspaces)]
+            await asyncio.gather(*(client.create(WORKSPACE, workspace(n)) for n in names))
+            created = time.perf_counter() - began
+            while True:
+                listed = await client.list(WORKSPACE, namespace=NS)
+                done = sum(1 for ws in listed.items if ready(ws))
+                if done == len(names):
+                    break
+                if time.perf_counter() - began > 1800:
+                    print(f"gave up: {done} of {len(names)} ready")
+                    break
+                await asyncio.sleep(0.5)
+            elapsed = time.perf_counter() - began
+            busy = manager_requests(sim.requests[first:])
+            rss = peak_rss_mib(proc.pid or 0)
+            await asyncio.sleep(5)  # let the last events of the rush land before the idle window opens
+            idle_start = len(sim.requests)
+            await asyncio.sleep(args.idle_seconds)
+            idle = manager_requests(sim.requests[idle_start:])
+            if args.breakdown:
+                print("writes while busy:", dict(breakdown(sim.requests[first:idle_start]).most_common()))
+                print("writes while idle:", [(r.method, r.path) for r in sim.requests[idle_start:] if r.is_write][:10])
+            proc.terminate()
+            await proc.wait()
+            await client.close()
+    n = args.workspaces
+    print(f"{n} workspaces created in {created:.1f}s; all WORKSPACEREADY after {elapsed:.1f}s (provisioning delay 0)")
+    print(
+        f"manager API requests: {busy['total']} ({busy['total'] / n:.1f} per workspace), "
+        f"writes {busy['writes']} ({busy['writes'] / n:.1f} per workspace), reads {busy['reads']}, "
+        f"watches {busy['watches']}"
+    )
+    print(f"manager peak RSS: {rss:.0f} MiB")
+    print(
+        f"idle {args.idle_seconds:.0f}s afterwards: {idle['total']} requests, {idle['writes']} writes, "
+        f"{idle['reads']} reads, {idle['watches']} watch requests"
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(asyncio.run(main()))
