@@ -1,0 +1,1 @@
+"""What runs in the inference pod: `kaito serve`, an OpenAI-compatible server over vLLM or transformers."""

@@ -1,0 +1,1 @@
+"""Engines behind `kaito serve`: vLLM on GPUs, transformers anywhere."""

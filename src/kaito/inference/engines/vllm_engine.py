@@ -1,0 +1,201 @@
+"""The vLLM engine: runs vLLM's OpenAI server as a managed child process and streams generations from it.
+
+A child process (rather than vLLM in-process) keeps `kaito serve`'s event loop and vLLM's own workers
+apart: a vLLM crash is reported on /health instead of taking the server down, and vLLM's own
+/metrics stay reachable on its internal port.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import sys
+import tempfile
+from collections import deque
+from collections.abc import AsyncIterator, Mapping, Sequence
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+
+from kaito.inference.engine import BadParameter, Chunk, EngineError, NotReady, Overloaded, Request, UnknownModel
+from kaito.inference.engines.adapter_files import find_adapters, with_strength
+from kaito.inference.engines.vllm_args import VllmSettings, vllm_args
+
+log = logging.getLogger(__name__)
+VLLM_MODULE = "vllm.entrypoints.openai.api_server"
+
+
+class VllmEngine:
+    name = "vllm"
+
+    def __init__(
+        self,
+        settings: VllmSettings,
+        *,
+        adapters_dir: Path | None = None,
+        adapter_strengths: Mapping[str, float] | None = None,
+        command: Sequence[str] | None = None,
+        startup_timeout: float = 3600.0,
+    ) -> None:
+        self.settings = settings
+        self.served_model_name = settings.served_model_name
+        self.max_model_len = settings.max_model_len or 0
+        self.adapters_dir = adapters_dir or (Path(settings.adapters_dir) if settings.adapters_dir else None)
+        self.adapter_strengths = adapter_strengths
+        self.command = list(command or [sys.executable, "-m", VLLM_MODULE])
+        self.startup_timeout = startup_timeout
+        self.process: asyncio.subprocess.Process | None = None
+        self.log_tail: deque[str] = deque(maxlen=50)
+        self._adapter_names: list[str] = []
+        self._scratch = tempfile.TemporaryDirectory(prefix="kaito-adapters-")
+        self._session: aiohttp.ClientSession | None = None
+        self._log_task: asyncio.Task[None] | None = None
+
+    @property
+    def base_url(self) -> str:
+        return f"http://{self.settings.host}:{self.settings.port}"
+
+    def models(self) -> list[str]:
+        return [self.served_model_name, *self._adapter_names]
+
+    def launch_args(self) -> list[str]:
+        """The exact command line vLLM is started with (adapters registered with their strength baked in)."""
+        adapters = find_adapters(self.adapters_dir, self.adapter_strengths) if self.adapters_dir else []
+        self._adapter_names = [a.name for a in adapters]
+        modules = tuple((a.name, str(with_strength(a, Path(self._scratch.name)))) for a in adapters)
+        settings = self.settings
+        if modules:
+            settings = replace(settings, lora_modules=modules, enable_lora=True)
+        return [*self.command, *vllm_args(settings)]
+
+    async def load(self) -> None:
+        argv = self.launch_args()
+        log.info("starting vLLM: %s", " ".join(argv))
+        self.process = await asyncio.create_subprocess_exec(
+            *argv, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT
+        )
+        self._log_task = asyncio.create_task(self._pump_logs(), name="vllm-logs")
+        self._session = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=None, sock_connect=5))
+        await asyncio.wait_for(self._until_healthy(), self.startup_timeout)
+        await self._discover_max_model_len()
+        async for _ in self.generate(Request(model=self.served_model_name, prompt="Hello")):
+            pass
+
+    async def _pump_logs(self) -> None:
+        assert self.process is not None and self.process.stdout is not None
+        async for raw in self.process.stdout:
+            line = raw.decode(errors="replace").rstrip()
+            self.log_tail.append(line)
+            log.info("vllm: %s", line)
+
+    async def _until_healthy(self) -> None:
+        assert self._session is not None and self.process is not None
+        while True:
+            if self.process.returncode is not None:
+                if self._log_task is not None:
+                    await asyncio.wait({self._log_task}, timeout=5)  # the last lines say why it died
+                tail = "\n".join(list(self.log_tail)[-15:])
+                raise NotReady(f"vLLM exited with code {self.process.returncode} while starting:\n{tail}")
+            with contextlib.suppress(aiohttp.ClientError, OSError):
+                async with self._session.get(f"{self.base_url}/health") as resp:
+                    if resp.status == 200:
+                        return
+            await asyncio.sleep(1.0)
+
+    async def _discover_max_model_len(self) -> None:
+        assert self._session is not None
+        async with self._session.get(f"{self.base_url}/v1/models") as resp:
+            body = await resp.json()
+        for model in body.get("data") or []:
+            if model.get("id") == self.served_model_name and model.get("max_model_len"):
+                self.max_model_len = int(model["max_model_len"])
+
+    async def generate(self, request: Request) -> AsyncIterator[Chunk]:
+        if request.model not in self.models():
+            raise UnknownModel(
+                f"The model `{request.model}` does not exist; available: {', '.join(self.models())}", param="model"
+            )
+        if self._session is None or self.process is None or self.process.returncode is not None:
+            raise NotReady("the vLLM engine is not running")
+        chat = request.messages is not None
+        path = "/v1/chat/completions" if chat else "/v1/completions"
+        body = _body(request)
+        async with self._session.post(f"{self.base_url}{path}", json=body) as resp:
+            if resp.status != 200:
+                raise _error(resp.status, await resp.text())
+            async for chunk in _sse_chunks(resp, chat=chat):
+                yield chunk
+
+    async def close(self) -> None:
+        if self.process is not None and self.process.returncode is None:
+            self.process.terminate()
+            try:
+                await asyncio.wait_for(self.process.wait(), 30)
+            except TimeoutError:
+                self.process.kill()
+                await self.process.wait()
+        if self._session is not None:
+            await self._session.close()
+        self._scratch.cleanup()
+
+
+def _body(request: Request) -> dict[str, Any]:
+    s = request.sampling
+    body: dict[str, Any] = {
+        "model": request.model,
+        "max_tokens": s.max_tokens,
+        "temperature": s.temperature,
+        "top_p": s.top_p,
+        "stream": True,
+        "stream_options": {"include_usage": True},
+    }
+    if s.stop:
+        body["stop"] = list(s.stop)
+    if s.seed is not None:
+        body["seed"] = s.seed
+    if request.messages is not None:
+        body["messages"] = list(request.messages)
+    else:
+        body["prompt"] = request.prompt or ""
+    return body
+
+
+async def _sse_chunks(resp: aiohttp.ClientResponse, *, chat: bool) -> AsyncIterator[Chunk]:
+    """vLLM's SSE stream as Chunks; the usage-only final event carries the token counts."""
+    finish: str | None = None
+    async for raw in resp.content:
+        line = raw.decode().strip()
+        if not line.startswith("data:"):
+            continue
+        data = line[5:].strip()
+        if data == "[DONE]":
+            break
+        event = json.loads(data)
+        for choice in event.get("choices") or []:
+            text = (choice.get("delta") or {}).get("content") if chat else choice.get("text")
+            finish = choice.get("finish_reason") or finish
+            if text:
+                yield Chunk(text=text, prompt_tokens=0, completion_tokens=0)
+        usage = event.get("usage")
+        if usage:
+            tokens = (usage.get("prompt_tokens", 0), usage.get("completion_tokens", 0))
+            yield Chunk("", *tokens, finish_reason="length" if finish == "length" else "stop")
+
+
+def _error(status: int, text: str) -> EngineError:
+    try:
+        error = json.loads(text).get("error") or {}
+        message, param = str(error.get("message") or text), error.get("param")
+    except (ValueError, AttributeError):
+        message, param = text, None
+    if status == 404:
+        return UnknownModel(message, param="model")
+    if status == 429:
+        return Overloaded(message)
+    if status == 400:
+        return BadParameter(message, param=param)
+    return EngineError(f"vLLM answered {status}: {message}")
