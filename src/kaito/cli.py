@@ -54,6 +54,10 @@ def _parser() -> argparse.ArgumentParser:
     from kaito.cli_manager import add_manager_arguments
 
     add_manager_arguments(manager)
+    serve = sub.add_parser("serve", help="run the OpenAI-compatible inference server (the inference pod's command)")
+    from kaito.inference.serve import add_serve_arguments
+
+    add_serve_arguments(serve)
     sub.add_parser("demo", help="start the simulated cluster and drive it with kubectl")
     crds = sub.add_parser("crds", help="write the CRDs generated from the API models")
     crds.add_argument("--output", "-o", default="crds", help="directory to write into")
@@ -133,6 +137,10 @@ def main(argv: list[str] | None = None) -> int:
         from kaito.cli_manager import run_manager
 
         return asyncio.run(run_manager(args))
+    if args.command == "serve":
+        from kaito.inference.serve import run_serve
+
+        return asyncio.run(run_serve(args))
     if args.command == "crds":
         return run_crds(args)
     if args.command == "render":

@@ -1,11 +1,11 @@
 """The engine contract the HTTP app serves from: load once, then stream generations; errors in OpenAI's terms.
 
-    EngineError(status, message, type, param, code)   what the app turns into {"error": {...}} with `status`
-    +-- UnknownModel      404  the request names a model (or adapter) this server does not serve
-    +-- PromptTooLong     400  prompt tokens + max_tokens exceed max_model_len (numbers in the message)
-    +-- BadParameter      400  a sampling value out of range; `param` names it
-    +-- Overloaded        429  the queue is full; `retry_after` seconds
-    +-- NotReady          503  still loading
+EngineError(status, message, type, param, code)   what the app turns into {"error": {...}} with `status`
++-- UnknownModel      404  the request names a model (or adapter) this server does not serve
++-- PromptTooLong     400  prompt tokens + max_tokens exceed max_model_len (numbers in the message)
++-- BadParameter      400  a sampling value out of range; `param` names it
++-- Overloaded        429  the queue is full; `retry_after` seconds
++-- NotReady          503  still loading
 """
 
 from __future__ import annotations

@@ -1,0 +1,83 @@
+"""LoRA adapters for the transformers engine: found on disk, scaled by their strength, switched per forward pass."""
+
+from __future__ import annotations
+
+import logging
+import math
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+log = logging.getLogger(__name__)
+
+
+def discover_adapters(directory: Path | None) -> dict[str, Path]:
+    """Every sub-directory holding adapter_config.json, named after the directory, in name order."""
+    if directory is None or not directory.is_dir():
+        return {}
+    return {p.name: p for p in sorted(directory.iterdir()) if (p / "adapter_config.json").is_file()}
+
+
+def adapter_strength(name: str, strengths: Mapping[str, float], environ: Mapping[str, str]) -> float:
+    """Explicit strengths win; else the env var named after the adapter, as the upstream runtime reads it; else 1."""
+    if name in strengths:
+        value, origin = float(strengths[name]), "adapter_strengths"
+    elif name in environ:
+        try:
+            value, origin = float(environ[name]), f"environment variable {name}"
+        except ValueError:
+            raise ValueError(f"adapter {name}: environment variable {name}={environ[name]!r} is not a number") from None
+    else:
+        return 1.0
+    if not math.isfinite(value):
+        raise ValueError(f"adapter {name}: strength from {origin} must be finite, got {value}")
+    return value
+
+
+def attach_adapters(model: Any, adapters: Mapping[str, Path], strengths: Mapping[str, float]) -> Any:
+    """Wrap `model` in a PeftModel holding every adapter under its own name; returns it in eval mode."""
+    from peft import PeftModel  # only deployments with adapters pay for importing peft
+
+    wrapped: Any = None
+    for name, path in adapters.items():
+        if wrapped is None:
+            wrapped = PeftModel.from_pretrained(model, str(path), adapter_name=name, is_trainable=False)
+        else:
+            wrapped.load_adapter(str(path), adapter_name=name, is_trainable=False)
+        _scale(wrapped, name, strengths[name])
+        log.info("loaded adapter %s from %s with strength %s", name, path, strengths[name])
+    if wrapped is None:
+        raise ValueError("attach_adapters needs at least one adapter")
+    return wrapped.eval()
+
+
+def _scale(model: Any, name: str, strength: float) -> None:
+    # set_scale multiplies the adapter's own alpha/r (or alpha/sqrt(r)) scaling, so strength 0 adds exactly zero.
+    from peft.tuners.lora import LoraLayer
+
+    layers = [m for m in model.modules() if isinstance(m, LoraLayer) and name in m.scaling]
+    if not layers and strength != 1.0:
+        raise ValueError(f"adapter {name}: strength {strength} needs a LoRA adapter, and this one has no LoRA layers")
+    for layer in layers:
+        layer.set_scale(name, strength)
+
+
+class AdapterSelector:
+    """Points the shared PeftModel at one adapter, or none; callers hold the model lock across select + forward."""
+
+    def __init__(self, model: Any) -> None:
+        self._model = model
+        model.base_model.disable_adapter_layers()
+        self._active: str | None = None
+
+    def select(self, name: str | None) -> None:
+        # Switching walks every module, so skip it when consecutive steps use the same adapter.
+        if name == self._active:
+            return
+        if name is None:
+            self._model.base_model.disable_adapter_layers()
+        else:
+            if self._active is None:
+                self._model.base_model.enable_adapter_layers()
+            self._model.set_adapter(name, inference_mode=True)
+        self._active = name

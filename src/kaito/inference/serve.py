@@ -1,0 +1,197 @@
+"""`kaito serve`: the inference pod's entry point. Engine config file and flags in, OpenAI-compatible server out.
+
+The operator mounts the engine config (`model`, `revision`, `servedModelName`, `port`, `engineArgs`, `adaptersDir`,
+`adapters`, `nodes`, optional `engine` and `vllm:`); flags given on the command line override it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import dataclasses
+import importlib.util
+import logging
+import signal
+import sys
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import yaml
+from aiohttp import web
+
+from kaito.inference.app import create_app
+from kaito.inference.engine import Engine
+
+log = logging.getLogger("kaito.serve")
+DEFAULT_PORT = 5000
+DEFAULT_ADAPTERS_DIR = "/mnt/adapter"
+ENGINES = ("auto", "vllm", "transformers")
+SHUTDOWN_TIMEOUT = 20.0  # in-flight requests get this long after SIGTERM; Kubernetes allows 30 s by default
+
+
+class ServeError(Exception):
+    """A configuration problem worth one line on stderr and exit code 2, not a traceback."""
+
+
+@dataclasses.dataclass(frozen=True)
+class ServeOptions:
+    """The settings after merging the config file with the flags (flags win)."""
+
+    engine: str
+    model: str
+    served_model_name: str
+    host: str
+    port: int
+    adapters_dir: str
+    max_model_len: int | None
+    max_num_seqs: int | None
+    max_queue: int
+    dtype: str | None
+
+
+def add_serve_arguments(parser: argparse.ArgumentParser) -> None:
+    add = parser.add_argument
+    add("--config", help="engine config YAML (the ConfigMap the operator mounts); flags override its values")
+    add("--model", help="local model directory or Hugging Face repo id (default: the config's `model`)")
+    add("--served-model-name", help="the name clients ask for (default: the config's `servedModelName`, else --model)")
+    add("--host", default="0.0.0.0")
+    add("--port", type=int, help=f"default: the config's `port`, else {DEFAULT_PORT}; 0 picks a free port")
+    add("--engine", choices=ENGINES, help="auto (default): vllm if installed and a GPU is visible, else transformers")
+    for flag in ("--tensor-parallel-size", "--pipeline-parallel-size", "--data-parallel-size"):
+        add(flag, type=int, help="vLLM only")
+    add("--dtype", help="auto, float16, bfloat16, float32")
+    add("--gpu-memory-utilization", type=float, help="vLLM only")
+    add("--max-model-len", type=int, help="context length; longer prompts are refused with 400")
+    add("--max-num-seqs", type=int, help="sequences generated at once (transformers: concurrent generations)")
+    add("--enable-lora", action="store_true", help="vLLM only: allow LoRA adapters")
+    add("--max-loras", type=int, help="vLLM only")
+    add("--max-lora-rank", type=int, help="vLLM only")
+    add("--adapters-dir", help=f"LoRA adapters, a directory each (default: the config's, else {DEFAULT_ADAPTERS_DIR})")
+    add("--leader-address", help="multi-node: the address of pod 0, passed to the vLLM engine")
+    add("--max-queue", type=int, default=32, help="requests waiting beyond the running ones before 429")
+
+
+def load_config(path: str | None) -> dict[str, Any]:
+    if not path:
+        return {}
+    try:
+        data = yaml.safe_load(Path(path).read_text()) or {}
+    except (OSError, yaml.YAMLError) as exc:
+        raise ServeError(f"cannot read --config {path}: {exc}") from None
+    if not isinstance(data, dict):
+        raise ServeError(f"--config {path}: expected a mapping at the top level")
+    return data
+
+
+def resolve(args: argparse.Namespace, config: dict[str, Any]) -> ServeOptions:
+    model = args.model or config.get("model")
+    if not model:
+        raise ServeError("no model: pass --model or set `model` in the --config file")
+    return ServeOptions(
+        engine=args.engine or str(config.get("engine") or "auto"),
+        model=str(model),
+        served_model_name=args.served_model_name or str(config.get("servedModelName") or model),
+        host=args.host,
+        port=args.port if args.port is not None else int(config.get("port") or DEFAULT_PORT),
+        adapters_dir=args.adapters_dir or str(config.get("adaptersDir") or DEFAULT_ADAPTERS_DIR),
+        max_model_len=args.max_model_len,
+        max_num_seqs=args.max_num_seqs,
+        max_queue=args.max_queue,
+        dtype=args.dtype,
+    )
+
+
+def choose_engine(requested: str) -> str:
+    if requested not in ENGINES:
+        raise ServeError(f"unknown engine {requested!r}; expected one of {', '.join(ENGINES)}")
+    if requested != "auto":
+        return requested
+    # The vLLM engine runs vLLM in a child process, so finding the package is enough; importing it here
+    # would cost seconds and pull CUDA into this process for nothing.
+    if importlib.util.find_spec("vllm") is None:
+        return "transformers"
+    import torch
+
+    return "vllm" if torch.cuda.is_available() else "transformers"
+
+
+def build_engine(options: ServeOptions, config: dict[str, Any], args: argparse.Namespace) -> Engine:
+    kind = choose_engine(options.engine)
+    if kind == "vllm":
+        return _vllm_engine(options, config, args)
+    return _transformers_engine(options)
+
+
+def _transformers_engine(options: ServeOptions) -> Engine:
+    import torch
+
+    from kaito.inference.engines.transformers_engine import TransformersEngine
+
+    adapters = Path(options.adapters_dir)
+    return TransformersEngine(
+        options.model,
+        served_model_name=options.served_model_name,
+        max_model_len=options.max_model_len,
+        adapters_dir=adapters if adapters.is_dir() else None,
+        max_concurrency=options.max_num_seqs or 1,
+        max_queue=options.max_queue,
+        dtype=options.dtype or "auto",
+        device="cuda" if torch.cuda.is_available() else "cpu",
+    )
+
+
+def _vllm_engine(options: ServeOptions, config: dict[str, Any], args: argparse.Namespace) -> Engine:
+    try:
+        from kaito.inference.engines.vllm_args import VllmSettings
+        from kaito.inference.engines.vllm_engine import VllmEngine
+    except ImportError as exc:
+        raise ServeError(f"the vLLM engine is not available in this build: {exc}") from None
+    merged = argparse.Namespace(**vars(args))
+    merged.model, merged.served_model_name = options.model, options.served_model_name
+    merged.adapters_dir = options.adapters_dir
+    settings = VllmSettings.from_config(config, merged)
+    if args.leader_address and "leader_address" in {f.name for f in dataclasses.fields(settings)}:
+        settings = dataclasses.replace(settings, **{"leader_address": args.leader_address})
+    return VllmEngine(settings)
+
+
+@contextlib.asynccontextmanager
+async def serving(
+    app: web.Application, *, host: str, port: int, shutdown_timeout: float = SHUTDOWN_TIMEOUT
+) -> AsyncIterator[int]:
+    """Serve `app` until the block ends; yields the bound port. Handlers are cancelled when their client leaves,
+    which is what stops a generation nobody is waiting for."""
+    runner = web.AppRunner(app, handler_cancellation=True, access_log=None, shutdown_timeout=shutdown_timeout)
+    await runner.setup()
+    try:
+        await web.TCPSite(runner, host, port).start()
+        yield int(runner.addresses[0][1])
+    finally:
+        await runner.cleanup()
+
+
+async def run_serve(args: argparse.Namespace) -> int:
+    try:
+        config = load_config(args.config)
+        options = resolve(args, config)
+        engine = build_engine(options, config, args)
+    except (ServeError, ImportError, ValueError) as exc:  # engine constructors reject bad settings with ValueError
+        print(f"kaito serve: {exc}", file=sys.stderr)
+        return 2
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    app = create_app(engine, max_model_len=options.max_model_len)
+    try:
+        async with serving(app, host=options.host, port=options.port) as port:
+            where = f"http://{options.host}:{port}"
+            print(f"kaito serve: {engine.name} engine, model {options.served_model_name}, on {where}", flush=True)
+            await stop.wait()
+    except OSError as exc:
+        print(f"kaito serve: cannot listen on {options.host}:{options.port}: {exc}", file=sys.stderr)
+        return 1
+    log.info("stopped")
+    return 0
