@@ -21,6 +21,8 @@ def test_render_explains_the_readme_example(capsys: pytest.CaptureFixture[str]) 
     assert "dtype: float16" in out and "maxModelLen: 4096" in out
     assert "bfloat16 needs compute capability 8.0+" in out
     assert "--gpu-memory-utilization=0.93" in out
+    assert "NodeClaim workspace-phi-3-mini-" in out and "Deployment workspace-phi-3-mini" in out
+    assert "Service workspace-phi-3-mini-headless" in out
 
 
 def test_render_json_carries_the_status_plan(capsys: pytest.CaptureFixture[str]) -> None:
@@ -30,6 +32,8 @@ def test_render_json_carries_the_status_plan(capsys: pytest.CaptureFixture[str])
     assert plan["instanceType"] == "Standard_NC6s_v3"
     assert plan["tensorParallelSize"] == 1 and plan["kvCacheTokens"] >= 2 * plan["maxModelLen"]
     assert "--max-model-len=4096" in item["vllmArgs"]
+    kinds = [obj["kind"] for obj in item["objects"]]
+    assert kinds == ["NodeClaim", "ConfigMap", "Service", "Service", "Deployment"]
 
 
 def test_render_auto_picks_an_instance_type_and_says_why(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

@@ -133,7 +133,23 @@ def _render_one(
     item["model"] = f"{model.name} ({model.hf_repo}@{model.revision})"
     item["plan"] = plan_status(choice)
     item["vllmArgs"] = choice.plan.vllm_args()
+    item["objects"] = would_create(ws, catalog, cloud, configmaps)
     return item
+
+
+def would_create(
+    ws: Workspace, catalog: Catalog, cloud: str, configmaps: dict[tuple[str, str], Mapping[str, str]]
+) -> list[dict[str, Any]]:
+    """The objects the workspace controller would create, built by the controller's own builders."""
+    from kaito.controllers.build_nodeclaims import build_nodeclaims
+    from kaito.controllers.build_workload import build_engine_configmap, build_services, build_workload
+    from kaito.controllers.context import Settings, Target
+    from kaito.controllers.planning import plan_for_workspace
+
+    plan, model = plan_for_workspace(ws, catalog, cloud, lambda ns, name: configmaps.get((ns, name)))
+    target = Target(ws=ws, uid="<uid of the workspace>", plan=plan, model=model, settings=Settings())
+    objects = [*build_nodeclaims(target), build_engine_configmap(target), *build_services(target)]
+    return [*objects, build_workload(target, revision="1")]
 
 
 def _print_errors(name: str, errors: list[FieldError], err: TextIO) -> None:
@@ -158,4 +174,7 @@ def _print_text(item: Mapping[str, Any], out: TextIO) -> None:
         for line in plan.get("explanation", []):
             out.write(f"    - {line}\n")
         out.write(f"  vllm: {' '.join(item['vllmArgs'])}\n")
+        out.write("  would create:\n")
+        for obj in item.get("objects", []):
+            out.write(f"    - {obj['kind']} {obj['metadata']['name']}\n")
     out.write("\n")
