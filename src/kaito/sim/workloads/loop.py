@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import abc
 import asyncio
 import logging
 import time
@@ -15,7 +16,7 @@ from kaito.sim.workloads.common import Key, key_of
 log = logging.getLogger(__name__)
 
 
-class Loop:
+class Loop(abc.ABC):
     """A level-based control loop: store changes become dirty keys, reconciled one at a time.
 
     Subclasses name the storage keys they watch, map each change to keys, and reconcile a key from the
@@ -40,8 +41,9 @@ class Loop:
     def initial_keys(self) -> Iterable[Key]:
         return [key_of(obj) for obj in self.cluster.store.items(self.watches[0])]
 
+    @abc.abstractmethod
     async def reconcile(self, key: Key) -> float | None:
-        raise NotImplementedError
+        """Converge `key`; return seconds after which to look again, or None."""
 
     def enqueue(self, key: Key) -> None:
         self._dirty[key] = None
