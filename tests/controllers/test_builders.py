@@ -140,3 +140,20 @@ def test_tuning_job_is_valid(method: str) -> None:
     assert job["spec"]["template"]["spec"]["restartPolicy"] == "Never"
     config = yaml.safe_load(build_tuning_configmap(target)["data"]["tuning.yaml"])
     assert config["method"] == method.lower()
+
+
+def test_a_user_pod_template_runs_as_written_on_the_gpu_nodes() -> None:
+    containers = [{"name": "mine", "image": "example.com/my-server:1", "ports": [{"containerPort": 5000}]}]
+    template: dict[str, Any] = {
+        "metadata": {"labels": {"app": "custom"}},
+        "spec": {"containers": containers},
+    }
+    raw = workspace(inference={"template": template})
+    target = target_for(raw)
+    workload = build_workload(target, revision="1")
+    valid(workload)
+    pod = workload["spec"]["template"]
+    assert pod["spec"]["containers"] == containers
+    assert pod["metadata"]["labels"]["app"] == "custom" and pod["metadata"]["labels"]["kaito.sh/workspace"] == "phi"
+    assert {t["key"] for t in pod["spec"]["tolerations"]} == {"sku", "nvidia.com/gpu"}
+    assert "nodeAffinity" in pod["spec"]["affinity"]

@@ -6,6 +6,7 @@ the others join it over the headless Service).
 
 from __future__ import annotations
 
+import copy
 from typing import Any
 
 import yaml
@@ -78,8 +79,11 @@ def build_services(target: Target) -> list[dict[str, Any]]:
 
 
 def build_workload(target: Target, *, revision: str) -> dict[str, Any]:
-    template = {"metadata": {"labels": dict(target.labels), "annotations": {}}, "spec": pod_spec(target)}
-    template["metadata"]["annotations"]["workspace.kaito.io/revision"] = revision
+    user = target.ws.inference.template if target.ws.inference else None
+    template = _from_user_template(target, user) if user else {"metadata": {}, "spec": pod_spec(target)}
+    meta = template["metadata"]
+    meta["labels"] = {**(meta.get("labels") or {}), **target.labels}
+    meta["annotations"] = {**(meta.get("annotations") or {}), "workspace.kaito.io/revision": revision}
     selector = {"matchLabels": dict(target.labels)}
     if target.nodes == 1:
         return {
@@ -106,6 +110,19 @@ def build_workload(target: Target, *, revision: str) -> dict[str, Any]:
             "template": template,
         },
     }
+
+
+def _from_user_template(target: Target, user: dict[str, Any]) -> dict[str, Any]:
+    """A user's pod template runs as written, pinned to the workspace's GPU nodes and tolerating their taints."""
+    template = copy.deepcopy(user)
+    spec = template.setdefault("spec", {})
+    spec["affinity"] = {
+        **(spec.get("affinity") or {}),
+        "nodeAffinity": {"requiredDuringSchedulingIgnoredDuringExecution": _node_terms(target)},
+    }
+    spec["tolerations"] = [*(spec.get("tolerations") or []), *TOLERATIONS]
+    template.setdefault("metadata", {})
+    return template
 
 
 def pod_spec(target: Target) -> dict[str, Any]:

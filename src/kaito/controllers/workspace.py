@@ -12,7 +12,7 @@ from collections.abc import Callable
 from typing import Any
 
 from kaito.api.workspace import FINALIZER, PlanStatus, Workspace
-from kaito.controllers import apply, planning
+from kaito.controllers import apply, metrics, planning
 from kaito.controllers.build_job import build_job, build_tuning_configmap
 from kaito.controllers.build_nodeclaims import build_nodeclaims
 from kaito.controllers.build_workload import build_engine_configmap, build_services, build_workload
@@ -46,6 +46,7 @@ class WorkspaceReconciler:
     async def reconcile(self, key: ObjectKey) -> Result:
         raw = self.cache.find(planning.WORKSPACE, key.name, namespace=key.namespace)
         if raw is None:
+            metrics.forget(key.namespace, key.name)
             return Result()
         if is_deleting(raw):
             return await self._finalize(raw)
