@@ -36,25 +36,13 @@ from kaito.provisioner.cloud import (
 from kaito.provisioner.credentials import StaticTokenCredential, default_credential
 from kaito.sim.arm import ArmSimulator
 from kaito.sim.arm.errors import quota_message, sku_not_available_message
-from kaito.sim.nodespec import NodeSpec
+from tests.sim.recording_hook import RecordingHook
 
 SUB = "00000000-0000-0000-0000-0000000000bb"
 RG = "kaito-rg"
 CLUSTER = "kaito-aks"
 TOKEN = "provider-test-token"
 VALID_POOL_NAME = re.compile(r"^[a-z][a-z0-9]{0,11}$")
-
-
-class RecordingHook:
-    def __init__(self) -> None:
-        self.added: list[NodeSpec] = []
-        self.removed: list[str] = []
-
-    async def add(self, spec: NodeSpec) -> None:
-        self.added.append(spec)
-
-    async def remove(self, name: str) -> None:
-        self.removed.append(name)
 
 
 class InstantClock:

@@ -14,7 +14,7 @@ import pytest
 from kaito.sim.arm import ArmSimulator
 from kaito.sim.arm.errors import quota_message, sku_not_available_message
 from kaito.sim.arm.nodes import Cluster
-from kaito.sim.nodespec import NodeSpec
+from tests.sim.recording_hook import RecordingHook
 
 SUB = "00000000-0000-0000-0000-0000000000aa"
 RG = "kaito-rg"
@@ -22,18 +22,6 @@ CLUSTER = "kaito-aks"
 TOKEN = "arm-test-token"
 API = "2026-08-01"
 NODE_NAME = re.compile(r"^aks-(?P<pool>[a-z][a-z0-9]*)-(?P<id>\d{8})-vmss(?P<index>[0-9a-z]{6})$")
-
-
-class RecordingHook:
-    def __init__(self) -> None:
-        self.added: list[NodeSpec] = []
-        self.removed: list[str] = []
-
-    async def add(self, spec: NodeSpec) -> None:
-        self.added.append(spec)
-
-    async def remove(self, name: str) -> None:
-        self.removed.append(name)
 
 
 class Arm:
