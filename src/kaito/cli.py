@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import importlib
 import logging
 import signal
 import sys
@@ -33,7 +34,7 @@ async def run_sim(args: argparse.Namespace) -> int:
     return 0
 
 
-def _parser() -> argparse.ArgumentParser:
+def _parser(wanted: str | None = None) -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="kaito", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
     sim = sub.add_parser("sim", help="run the simulated Kubernetes API server in the foreground")
@@ -69,7 +70,21 @@ def _parser() -> argparse.ArgumentParser:
     render.add_argument("-o", "--output", choices=["text", "yaml", "json"], default="text")
     render.add_argument("--list-models", action="store_true", help="list the catalog's models and exit")
     render.add_argument("--list-skus", action="store_true", help="list the cloud's instance types and exit")
+    for name, (module, help_text) in TUNING_COMMANDS.items():
+        command = sub.add_parser(name, help=help_text)
+        if name == wanted:  # only the chosen step's module is imported
+            getattr(importlib.import_module(module), f"add_{name.replace('-', '_')}_arguments")(command)
     return parser
+
+
+# The steps of tuning and adapter pods: `kaito <name>` runs `<module>.run_<name>(args)`.
+TUNING_COMMANDS = {
+    "tune": ("kaito.tuning.tune", "train a LoRA/QLoRA adapter (the tuning pod's main step)"),
+    "fetch-data": ("kaito.tuning.fetch", "download training data from URLs into the data directory"),
+    "pull-data": ("kaito.tuning.artifacts", "pull a training data artifact from an OCI registry"),
+    "push-adapter": ("kaito.tuning.artifacts", "push a trained adapter to an OCI registry"),
+    "pull-adapter": ("kaito.tuning.artifacts", "pull an adapter from an OCI registry for serving"),
+}
 
 
 def run_render(args: argparse.Namespace) -> int:
@@ -118,7 +133,8 @@ def run_crds(args: argparse.Namespace) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = _parser().parse_args(argv)
+    argv = sys.argv[1:] if argv is None else argv
+    args = _parser(next((a for a in argv if not a.startswith("-")), None)).parse_args(argv)
     if args.command == "sim":
         args.kubeconfig = Path(args.kubeconfig).resolve()
     logging.basicConfig(
@@ -149,6 +165,10 @@ def main(argv: list[str] | None = None) -> int:
         from kaito.demo import run_demo
 
         return asyncio.run(run_demo())
+    if args.command in TUNING_COMMANDS:
+        module = importlib.import_module(TUNING_COMMANDS[args.command][0])
+        code: int = getattr(module, f"run_{args.command.replace('-', '_')}")(args)
+        return code
     return 2
 
 

@@ -270,3 +270,26 @@ async def test_inference_config_is_checked_against_the_plan(kubectl: Kubectl, ad
     missing = edit(INFERENCE, "inference.config", "absent")
     result = await kubectl("apply", "-f", "-", stdin=yaml.safe_dump(missing), check=False)
     assert result.rc != 0 and "inference.config: ConfigMap 'absent' not found" in result.stderr
+
+
+async def test_a_training_config_with_4_and_8_bit_is_refused_at_apply(
+    kubectl: Kubectl, admission: WebhookServer
+) -> None:
+    both = "training_config:\n  QuantizationConfig:\n    load_in_4bit: true\n    load_in_8bit: true\n"
+    fine = "training_config:\n  LoraConfig:\n    r: 16\n"
+    for name, text in (("both-widths", both), ("r16", fine)):
+        config = {
+            "apiVersion": "v1",
+            "kind": "ConfigMap",
+            "metadata": {"name": name},
+            "data": {"training_config.yaml": text},
+        }
+        await kubectl("apply", "-f", "-", stdin=yaml.safe_dump(config))
+    result = await kubectl(
+        "apply", "-f", "-", stdin=yaml.safe_dump(edit(TUNING, "tuning.config", "both-widths")), check=False
+    )
+    assert result.rc != 0
+    assert "tuning.config: ConfigMap both-widths training_config.yaml: QuantizationConfig: load_in_4bit and" in (
+        result.stderr
+    )
+    await kubectl("apply", "-f", "-", stdin=yaml.safe_dump(edit(TUNING, "tuning.config", "r16")))

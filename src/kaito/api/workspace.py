@@ -129,12 +129,23 @@ class PlanStatus(WireModel):
     explanation: list[str] | None = None
 
 
+class TuningStatus(WireModel):
+    """What a finished tuning run produced, as `kaito tune` reported it."""
+
+    image: str | None = Field(default=None, description="The output image the adapter was pushed to")
+    digest: str | None = Field(default=None, description="The pushed manifest's digest (pull by image@digest)")
+    size: int | None = Field(default=None, description="Bytes pushed")
+    steps: int | None = Field(default=None, description="Optimizer steps taken")
+    loss: float | None = Field(default=None, description="Training loss over the last logging window")
+
+
 class WorkspaceStatus(WireModel):
     conditions: list[Condition] | None = None
     worker_nodes: list[str] | None = None
     target_node_count: int | None = None
     state: str | None = Field(default=None, description="Pending, Ready, NotReady, Running, Succeeded or Failed")
     plan: PlanStatus | None = None
+    tuning: TuningStatus | None = None
     performance: Schemaless | None = None
 
     def condition(self, kind: str) -> Condition | None:

@@ -11,6 +11,7 @@ from typing import Any
 
 import yaml
 
+from kaito.api.workspace import AdapterSpec
 from kaito.controllers.context import Target
 from kaito.controllers.kinds import GPU, SERVE_PORT
 
@@ -18,7 +19,8 @@ ENGINE_KEY = "engine.yaml"
 CONFIG_DIR = "/etc/kaito"
 ADAPTER_DIR = "/mnt/adapter"
 WEIGHTS_DIR = "/workspace/weights"
-PULLER_IMAGE = "ghcr.io/oras-project/oras:v1.2.2"
+PULL_SECRETS_DIR = "/var/run/secrets/kaito/pull"
+DOCKER_CONFIG_KEY = ".dockerconfigjson"
 TOLERATIONS = [
     {"key": "sku", "operator": "Equal", "value": "gpu", "effect": "NoSchedule"},
     {"key": GPU, "operator": "Exists", "effect": "NoSchedule"},
@@ -44,7 +46,8 @@ def build_engine_configmap(target: Target) -> dict[str, Any]:
         "port": SERVE_PORT,
         "engineArgs": list(target.plan.engine_args or []),
         "adaptersDir": ADAPTER_DIR,
-        "adapters": [a.source.name for a in (target.ws.inference.adapters or [])] if target.ws.inference else [],
+        "adapters": [a.source.name for a in _adapters(target)],
+        "adapterStrengths": adapter_strengths(target),
         "nodes": target.nodes,
     }
     return {
@@ -166,26 +169,67 @@ def _server_container(target: Target) -> dict[str, Any]:
             {"name": "engine-config", "mountPath": CONFIG_DIR, "readOnly": True},
             {"name": "adapters", "mountPath": ADAPTER_DIR},
             {"name": "weights", "mountPath": WEIGHTS_DIR},
+            *_adapter_volume_mounts(target),
         ],
     }
 
 
+def _adapters(target: Target) -> list[AdapterSpec]:
+    return list((target.ws.inference.adapters if target.ws.inference else None) or [])
+
+
+def adapter_strengths(target: Target) -> dict[str, float]:
+    """Each adapter's strength as a number; the webhook has already checked they parse and lie in [0, 1]."""
+    return {a.source.name: float(a.strength) if a.strength else 1.0 for a in _adapters(target)}
+
+
 def _adapter_pullers(target: Target) -> list[dict[str, Any]]:
-    adapters = target.ws.inference.adapters if target.ws.inference else None
+    """One `kaito pull-adapter` init step per image adapter, with that adapter's pull secrets mounted."""
     pullers = []
-    for adapter in adapters or []:
+    for index, adapter in enumerate(_adapters(target)):
         if not adapter.source.image:
             continue
         name = adapter.source.name
+        command = ["kaito", "pull-adapter", "--image", adapter.source.image, "--output", f"{ADAPTER_DIR}/{name}"]
+        mounts: list[dict[str, Any]] = [{"name": "adapters", "mountPath": ADAPTER_DIR}]
+        for secret in adapter.source.image_pull_secrets or []:
+            volume = _pull_secret_volume_name(index, secret)
+            mounts.append({"name": volume, "mountPath": f"{PULL_SECRETS_DIR}/{name}/{secret}", "readOnly": True})
+            command += ["--docker-config", f"{PULL_SECRETS_DIR}/{name}/{secret}/{DOCKER_CONFIG_KEY}"]
         pullers.append(
             {
                 "name": f"puller-{name}"[:63],
-                "image": PULLER_IMAGE,
-                "command": ["oras", "pull", adapter.source.image, "--output", f"{ADAPTER_DIR}/{name}"],
-                "volumeMounts": [{"name": "adapters", "mountPath": ADAPTER_DIR}],
+                "image": target.settings.image,
+                "command": command,
+                "volumeMounts": mounts,
+                "terminationMessagePolicy": "FallbackToLogsOnError",
             }
         )
     return pullers
+
+
+def _pull_secret_volume_name(index: int, secret: str) -> str:
+    return f"adapter-{index}-{secret}"[:63].rstrip("-.")
+
+
+def _adapter_volumes(target: Target) -> list[dict[str, Any]]:
+    volumes: list[dict[str, Any]] = []
+    for index, adapter in enumerate(_adapters(target)):
+        if adapter.source.volume_source:
+            volumes.append({"name": f"adapter-{index}", **adapter.source.volume_source})
+        elif adapter.source.image:
+            for secret in adapter.source.image_pull_secrets or []:
+                volumes.append({"name": _pull_secret_volume_name(index, secret), "secret": {"secretName": secret}})
+    return volumes
+
+
+def _adapter_volume_mounts(target: Target) -> list[dict[str, Any]]:
+    """Adapters on volumes appear under the adapters directory like pulled ones."""
+    return [
+        {"name": f"adapter-{index}", "mountPath": f"{ADAPTER_DIR}/{adapter.source.name}", "readOnly": True}
+        for index, adapter in enumerate(_adapters(target))
+        if adapter.source.volume_source
+    ]
 
 
 def _volumes(target: Target) -> list[dict[str, Any]]:
@@ -194,6 +238,7 @@ def _volumes(target: Target) -> list[dict[str, Any]]:
         {"name": "engine-config", "configMap": {"name": engine_configmap_name(target)}},
         {"name": "adapters", "emptyDir": {}},
         {"name": "weights", "emptyDir": {}},
+        *_adapter_volumes(target),
     ]
 
 

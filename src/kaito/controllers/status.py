@@ -7,6 +7,7 @@ its termination reason. Nothing is reported as ready on hope.
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -33,6 +34,7 @@ class Observed:
     workload: Obj | None = None
     pods: list[Obj] = field(default_factory=list)
     job: Obj | None = None
+    tuning_output: Obj | None = None  # what `kaito tune` reported when it finished
     provisioning: bool = True  # False in bring-your-own-nodes mode
     invalid: str | None = None  # validation or planning failure
 
@@ -110,7 +112,9 @@ def _container_problem(cs: Obj) -> tuple[str, str] | None:
         return "ContainerCrashLoopBackOff", f"container {cs.get('name')}: {waiting.get('message', '') or reason}"
     if state.get("terminated") and state["terminated"].get("exitCode", 0) != 0:
         t = state["terminated"]
-        return "ContainerStartError", f"container {cs.get('name')} exited {t.get('exitCode')}: {t.get('reason', '')}"
+        said = str(t.get("message") or "").strip()
+        detail = f"{t.get('reason', '')}: {said}" if said else str(t.get("reason", ""))
+        return "ContainerStartError", f"container {cs.get('name')} exited {t.get('exitCode')}: {detail}"
     if state.get("running") and not cs.get("ready") and cs.get("started"):
         return "ContainerNotReady", f"container {cs.get('name')} is running but failing its readiness probe"
     return None
@@ -128,6 +132,23 @@ def inference_condition(observed: Observed, resource_ready: bool) -> Cond:
     if not resource_ready:
         return Cond("InferenceReady", False, "WorkspaceInferenceStatusPending", "waiting for GPU nodes")
     return Cond("InferenceReady", False, "WorkspaceInferenceStatusPending", f"{ready} of {wanted} replicas ready")
+
+
+def tuning_output(pods: list[Obj], container: str = "tuner") -> Obj | None:
+    """What a finished `kaito tune` reported in its termination message: pushed image and digest, steps, loss."""
+    for pod in pods:
+        for cs in (pod.get("status") or {}).get("containerStatuses") or []:
+            terminated = (cs.get("state") or {}).get("terminated") or {}
+            if cs.get("name") != container or terminated.get("exitCode") != 0:
+                continue
+            try:
+                report = json.loads(str(terminated.get("message") or ""))
+            except json.JSONDecodeError:
+                continue
+            if isinstance(report, dict):
+                keys = ("image", "digest", "size", "steps", "loss")
+                return {k: report[k] for k in keys if report.get(k) is not None} or None
+    return None
 
 
 def job_conditions(observed: Observed) -> tuple[Cond, Cond, str]:

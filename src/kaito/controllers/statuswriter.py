@@ -50,6 +50,8 @@ class StatusWriter:
         }
         if plan is not None:
             desired["plan"] = plan.to_wire()
+        if observed.tuning_output:
+            desired["tuning"] = observed.tuning_output
         desired = {k: v for k, v in desired.items() if v is not None}
         metrics.record(ws, state)
         if desired == status:

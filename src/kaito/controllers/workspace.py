@@ -19,7 +19,7 @@ from kaito.controllers.build_workload import build_engine_configmap, build_servi
 from kaito.controllers.context import Settings, Target
 from kaito.controllers.kinds import NODECLAIM, workspace_labels
 from kaito.controllers.revisions import sync_revision
-from kaito.controllers.status import Observed, node_ready
+from kaito.controllers.status import Observed, node_ready, tuning_output
 from kaito.controllers.statuswriter import StatusWriter
 from kaito.presets.catalog import Catalog
 from kaito.runtime import errors
@@ -118,6 +118,8 @@ class WorkspaceReconciler:
             kind = DEPLOYMENT if target.nodes == 1 else STATEFUL_SET
             observed.workload = self.cache.find(kind, target.name, namespace=ns)
         observed.pods = self.cache.list(POD, namespace=ns, labels=workspace_labels(target.name, ns))
+        if target.ws.tuning is not None:
+            observed.tuning_output = tuning_output(observed.pods)
 
     async def _finalize(self, raw: Obj) -> Result:
         meta = raw["metadata"]

@@ -1,7 +1,7 @@
 """`kaito serve`: the inference pod's entry point. Engine config file and flags in, OpenAI-compatible server out.
 
 The operator mounts the engine config (`model`, `revision`, `servedModelName`, `port`, `engineArgs`, `adaptersDir`,
-`adapters`, `nodes`, optional `engine` and `vllm:`); flags given on the command line override it.
+`adapters`, `adapterStrengths`, `nodes`, optional `engine` and `vllm:`); flags given on the command line override it.
 """
 
 from __future__ import annotations
@@ -49,6 +49,7 @@ class ServeOptions:
     max_num_seqs: int | None
     max_queue: int
     dtype: str | None
+    adapter_strengths: dict[str, float] = dataclasses.field(default_factory=dict)
 
 
 def add_serve_arguments(parser: argparse.ArgumentParser) -> None:
@@ -100,7 +101,20 @@ def resolve(args: argparse.Namespace, config: dict[str, Any]) -> ServeOptions:
         max_num_seqs=args.max_num_seqs,
         max_queue=args.max_queue,
         dtype=args.dtype,
+        adapter_strengths=_strengths(config.get("adapterStrengths")),
     )
+
+
+def _strengths(value: Any) -> dict[str, float]:
+    """The config's `adapterStrengths` mapping (adapter name -> strength in [0, 1])."""
+    if not value:
+        return {}
+    if not isinstance(value, dict):
+        raise ServeError("adapterStrengths must map adapter names to numbers")
+    try:
+        return {str(name): float(strength) for name, strength in value.items()}
+    except (TypeError, ValueError):
+        raise ServeError(f"adapterStrengths: every strength must be a number, got {value}") from None
 
 
 def choose_engine(requested: str) -> str:
@@ -135,6 +149,7 @@ def _transformers_engine(options: ServeOptions) -> Engine:
         served_model_name=options.served_model_name,
         max_model_len=options.max_model_len,
         adapters_dir=adapters if adapters.is_dir() else None,
+        adapter_strengths=options.adapter_strengths,
         max_concurrency=options.max_num_seqs or 1,
         max_queue=options.max_queue,
         dtype=options.dtype or "auto",
@@ -154,7 +169,7 @@ def _vllm_engine(options: ServeOptions, config: dict[str, Any], args: argparse.N
     settings = VllmSettings.from_config(config, merged)
     if args.leader_address and "leader_address" in {f.name for f in dataclasses.fields(settings)}:
         settings = dataclasses.replace(settings, **{"leader_address": args.leader_address})
-    return VllmEngine(settings)
+    return VllmEngine(settings, adapter_strengths=options.adapter_strengths)
 
 
 @contextlib.asynccontextmanager

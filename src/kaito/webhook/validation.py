@@ -18,6 +18,8 @@ from kaito.presets.catalog import Catalog, CatalogError, ModelSpec, UnknownModel
 from kaito.presets.choice import plan_for
 from kaito.presets.overrides import CONFIG_KEY, OverrideError, Overrides
 from kaito.presets.sizing import PlanError, Request
+from kaito.tuning.config import CONFIG_KEY as TRAINING_CONFIG_KEY
+from kaito.tuning.config import ConfigError, parse_training_config
 from kaito.webhook.urls import check_data_url, check_image_reference
 
 MAX_ADAPTERS = 10
@@ -52,6 +54,7 @@ def validate_workspace(
         errors += _validate_inference(ws, ws.inference, catalog, cloud, config_lookup)
     if ws.tuning is not None and ws.inference is None:
         errors += _validate_tuning(ws, ws.tuning, catalog)
+        errors += _validate_training_config(ws, ws.tuning, config_lookup)
     if old is not None:
         errors += _validate_update(Workspace.parse(old), ws)
     return errors
@@ -208,6 +211,25 @@ def _validate_tuning(ws: Workspace, spec: TuningSpec, catalog: Catalog) -> list[
     errors += _validate_tuning_input(spec)
     errors += _validate_tuning_output(spec)
     return errors
+
+
+def _validate_training_config(ws: Workspace, spec: TuningSpec, config_lookup: ConfigLookup | None) -> list[FieldError]:
+    """The training config is checked where it is named, so a bad one fails at apply, not on a GPU node."""
+    method = (spec.method or "").lower()
+    if not spec.config or config_lookup is None or method not in TUNING_METHODS:
+        return []
+    data = config_lookup(ws.namespace, spec.config)
+    if data is None:
+        return [FieldError("tuning.config", f"ConfigMap {spec.config!r} not found in {ws.namespace}")]
+    if TRAINING_CONFIG_KEY not in data:
+        return [FieldError("tuning.config", f"ConfigMap {spec.config!r} has no key {TRAINING_CONFIG_KEY}")]
+    try:
+        parse_training_config(
+            data[TRAINING_CONFIG_KEY], method, source=f"ConfigMap {spec.config} {TRAINING_CONFIG_KEY}"
+        )
+    except ConfigError as exc:
+        return [FieldError("tuning.config", str(exc))]
+    return []
 
 
 def _validate_tuning_input(spec: TuningSpec) -> list[FieldError]:

@@ -47,7 +47,7 @@ def workspace_validator(*, catalog: Callable[[], Catalog], cloud: str, client: C
 async def _fetch_config(
     client: Client | None, namespace: str, obj: Mapping[str, Any]
 ) -> dict[tuple[str, str], Mapping[str, str]]:
-    name = (obj.get("inference") or {}).get("config")
+    name = (obj.get("inference") or {}).get("config") or (obj.get("tuning") or {}).get("config")
     if client is None or not isinstance(name, str) or not name:
         return {}
     configmap = await ignore_not_found(client.get(CONFIG_MAP, name, namespace=namespace))
