@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install test lint typecheck unit demo bench clean
+.PHONY: install system-deps test lint typecheck unit demo bench clean
 
 install: $(STAMP)
 
@@ -21,7 +21,11 @@ lint: install
 typecheck: install
 	$(BIN)/mypy
 
-unit: install
+# Debian packages the tests run for real (docker-registry); installed with apt-get when missing.
+system-deps:
+	@scripts/system-deps
+
+unit: install system-deps
 	$(BIN)/pytest
 
 test: lint typecheck unit

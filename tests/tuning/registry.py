@@ -40,9 +40,9 @@ _PR_SET_PDEATHSIG = 1
 
 
 def require_registry_binary() -> Path:
-    """The docker-registry binary, or skip the calling test when this machine lacks it."""
+    """The docker-registry binary; `make test` installs it (scripts/system-deps), so its absence is a failure."""
     if not REGISTRY_BINARY.is_file():
-        pytest.skip(f"{REGISTRY_BINARY} is not installed (Debian package docker-registry)")
+        pytest.fail(f"{REGISTRY_BINARY} is not installed: run scripts/system-deps (Debian package docker-registry)")
     return REGISTRY_BINARY
 
 

@@ -39,7 +39,9 @@ from kaito.tuning.artifacts import (
     run_push_adapter,
 )
 from kaito.tuning.dockerconfig import Credentials, load
-from kaito.tuning.oci import OciError, Reference, pull, push_files
+from kaito.tuning.oci import pull, push_files
+from kaito.tuning.ocierror import OciError
+from kaito.tuning.ocireference import Reference
 from tests.tuning.registry import Registry, free_port, require_registry_binary, sha256_digest
 
 BASE_MODEL = "microsoft/Phi-3-mini-4k-instruct"
