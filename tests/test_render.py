@@ -97,3 +97,10 @@ def test_render_lists_models_with_deprecations(capsys: pytest.CaptureFixture[str
     assert main(["render", "--list-models"]) == 0
     out = capsys.readouterr().out
     assert "phi-3-mini-4k-instruct" in out and "phi-2" in out and "deprecated" in out
+
+
+def test_render_shows_the_tuning_job_and_its_steps(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["render", "-f", str(ROOT / "examples/tuning/kaito_workspace_tuning_phi_3.yaml")]) == 0
+    out = capsys.readouterr().out
+    assert "method: qlora" in out and "ConfigMap workspace-phi-3-mini-tuning" in out
+    assert "Job workspace-phi-3-mini: data-downloader (kaito fetch-data) -> tuner (kaito tune)" in out

@@ -118,6 +118,7 @@ def _render_one(
         item["mode"] = "tuning"
         item["model"] = ws.preset_name
         item["method"] = (ws.tuning.method or "").lower()
+        item["objects"] = would_create(ws, catalog, cloud, configmaps)
         return item
     if ws.inference is not None and ws.inference.template is not None:
         item["mode"] = "inference (pod template)"
@@ -141,6 +142,7 @@ def would_create(
     ws: Workspace, catalog: Catalog, cloud: str, configmaps: dict[tuple[str, str], Mapping[str, str]]
 ) -> list[dict[str, Any]]:
     """The objects the workspace controller would create, built by the controller's own builders."""
+    from kaito.controllers.build_job import build_job, build_tuning_configmap
     from kaito.controllers.build_nodeclaims import build_nodeclaims
     from kaito.controllers.build_workload import build_engine_configmap, build_services, build_workload
     from kaito.controllers.context import Settings, Target
@@ -148,6 +150,8 @@ def would_create(
 
     plan, model = plan_for_workspace(ws, catalog, cloud, lambda ns, name: configmaps.get((ns, name)))
     target = Target(ws=ws, uid="<uid of the workspace>", plan=plan, model=model, settings=Settings())
+    if ws.tuning is not None:
+        return [*build_nodeclaims(target), build_tuning_configmap(target), build_job(target, revision="1")]
     objects = [*build_nodeclaims(target), build_engine_configmap(target), *build_services(target)]
     return [*objects, build_workload(target, revision="1")]
 
@@ -158,10 +162,21 @@ def _print_errors(name: str, errors: list[FieldError], err: TextIO) -> None:
         err.write(f"  - {error}\n")
 
 
+def _steps(obj: Mapping[str, Any]) -> str:
+    """A Job's containers in the order they run, e.g. `: data-downloader (kaito fetch-data) -> tuner (kaito tune)`."""
+    if obj.get("kind") != "Job":
+        return ""
+    pod = obj["spec"]["template"]["spec"]
+    containers = [*(pod.get("initContainers") or []), *pod["containers"]]
+    return ": " + " -> ".join(f"{c['name']} ({' '.join(c['command'][:2])})" for c in containers)
+
+
 def _print_text(item: Mapping[str, Any], out: TextIO) -> None:
     out.write(f"workspace {item['workspace']} ({item['apiVersion']}): {item['mode']}\n")
     if "model" in item:
         out.write(f"  model: {item['model']}\n")
+    if "method" in item:
+        out.write(f"  method: {item['method']}\n")
     if "error" in item:
         out.write(f"  error: {item['error']}\n")
     plan = item.get("plan")
@@ -174,7 +189,8 @@ def _print_text(item: Mapping[str, Any], out: TextIO) -> None:
         for line in plan.get("explanation", []):
             out.write(f"    - {line}\n")
         out.write(f"  vllm: {' '.join(item['vllmArgs'])}\n")
+    if item.get("objects"):
         out.write("  would create:\n")
-        for obj in item.get("objects", []):
-            out.write(f"    - {obj['kind']} {obj['metadata']['name']}\n")
+        for obj in item["objects"]:
+            out.write(f"    - {obj['kind']} {obj['metadata']['name']}{_steps(obj)}\n")
     out.write("\n")

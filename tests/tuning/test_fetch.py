@@ -33,22 +33,17 @@ from kaito.tuning.addresses import (
 )
 from kaito.tuning.fetch import (
     FetchError,
-    GiB,
     Limits,
-    Sniffer,
     add_fetch_data_arguments,
-    choose_name,
     collect_urls,
-    dataset_format,
-    display_url,
     fetch_all,
-    name_from_url,
     parse_size,
-    retry_after_seconds,
     run_fetch_data,
-    sanitise_name,
-    unique_name,
 )
+from kaito.tuning.fetchcontent import Sniffer, dataset_format
+from kaito.tuning.fetchdownload import GiB, retry_after_seconds
+from kaito.tuning.fetchnames import choose_name, name_from_url, sanitise_name, unique_name
+from kaito.tuning.fetchurls import display_url
 
 STRICT = AddressPolicy()
 PERMISSIVE = AddressPolicy(allow_private=True)

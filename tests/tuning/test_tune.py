@@ -15,8 +15,9 @@ from safetensors.torch import load_file
 
 from kaito.tuning.config import parse_training_config
 from kaito.tuning.data import Example, load_dataset
+from kaito.tuning.encoding import IGNORE, encode
 from kaito.tuning.metrics import TuningMetrics
-from kaito.tuning.trainer import IGNORE, StepPlan, encode, train
+from kaito.tuning.trainer import StepPlan, train
 from tests.inference.tinymodel import make_tiny_model
 
 FAST = """

@@ -1,4 +1,4 @@
-"""The LoRA training loop: tokenise the examples, wrap the base model with PEFT, train, save the adapter.
+"""The LoRA training loop: encode the examples, load and wrap the base model, train, save the adapter.
 
 A plain PyTorch loop rather than a trainer framework: the settings it honours are exactly the typed ones in
 `config.py`, each step reports to the log and to Prometheus, and nothing else is pulled into the image.
@@ -11,28 +11,19 @@ from __future__ import annotations
 import importlib.util
 import logging
 import math
-import random
 import time
-import warnings
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from kaito.tuning.config import DEFAULT_TARGET_MODULES_ENV, TrainingConfig
+from kaito.tuning.config import TrainingConfig
 from kaito.tuning.data import Dataset, Example
+from kaito.tuning.encoding import IGNORE, Encoded, batches, collate, encode
+from kaito.tuning.loading import TuneError, check_hardware, load_model, load_tokenizer, wrap_with_lora
 from kaito.tuning.metrics import TuningMetrics
 
-if TYPE_CHECKING:
-    import torch
-
 log = logging.getLogger("kaito.tune")
-IGNORE = -100
 COMPLETED_SENTINEL = "fine_tuning_completed.txt"
-
-
-class TuneError(RuntimeError):
-    """Training cannot start or cannot go on; the message says why and what to change."""
 
 
 @dataclass(frozen=True)
@@ -52,29 +43,6 @@ class TrainResult:
         return self.steps / self.seconds if self.seconds > 0 else 0.0
 
 
-@dataclass(frozen=True)
-class Encoded:
-    input_ids: list[int]
-    labels: list[int]
-
-
-def check_hardware(config: TrainingConfig, *, cuda_available: bool) -> None:
-    """Fail at once where the config cannot run on this machine, rather than after loading the model."""
-    if not config.quantization.quantized:
-        return
-    bits = "4-bit" if config.quantization.load_in_4bit else "8-bit"
-    if not cuda_available:
-        raise TuneError(
-            f"QuantizationConfig asks for a {bits} base model (QLoRA), which bitsandbytes can only load on a CUDA "
-            "GPU, and no GPU is visible here; run on a GPU node or use method lora "
-            "(QuantizationConfig.load_in_4bit: false)"
-        )
-    if importlib.util.find_spec("bitsandbytes") is None:
-        raise TuneError(
-            f"QuantizationConfig asks for a {bits} base model but bitsandbytes is not installed (kaito[qlora])"
-        )
-
-
 def train(
     config: TrainingConfig,
     dataset: Dataset,
@@ -89,13 +57,13 @@ def train(
     cuda = torch.cuda.is_available()
     check_hardware(config, cuda_available=cuda)
     torch.manual_seed(config.training.seed)
-    tokenizer = _load_tokenizer(config, model_path)
+    tokenizer = load_tokenizer(config, model_path)
     encoded = [encode(tokenizer, example, config.training.max_length) for example in dataset.train]
     encoded = [e for e in encoded if any(label != IGNORE for label in e.labels)]
     if not encoded:
         raise TuneError(f"no trainable tokens: every example of {dataset.source.name} was cut to the prompt alone")
-    model = _load_model(config, model_path, cuda=cuda)
-    model = _wrap_with_lora(config, model, base_model_name)
+    model = load_model(config, model_path, cuda=cuda)
+    model = wrap_with_lora(config, model, base_model_name)
     device = next(model.parameters()).device
     plan = StepPlan.of(config, len(encoded))
     log.info(
@@ -156,56 +124,6 @@ class StepPlan:
         if scheduler == "cosine":
             return 0.5 * (1.0 + math.cos(math.pi * progress))
         return max(0.0, 1.0 - progress)
-
-
-def encode(tokenizer: Any, example: Example, max_length: int | None) -> Encoded:
-    """Token ids and labels; prompts of prompt/completion pairs are masked out of the loss."""
-    eos = [tokenizer.eos_token_id] if tokenizer.eos_token_id is not None else []
-    if example.messages is not None:
-        text = render_conversation(tokenizer, example.messages)
-        ids = tokenizer(text, add_special_tokens=False)["input_ids"] + eos
-        labels = list(ids)
-    elif example.prompt is not None:
-        prompt = tokenizer(example.prompt, add_special_tokens=False)["input_ids"]
-        completion = tokenizer(example.completion or "", add_special_tokens=False)["input_ids"] + eos
-        ids = prompt + completion
-        labels = [IGNORE] * len(prompt) + completion
-    else:
-        ids = tokenizer(example.text or "", add_special_tokens=False)["input_ids"] + eos
-        labels = list(ids)
-    if max_length:
-        ids, labels = ids[:max_length], labels[:max_length]
-    return Encoded(list(ids), list(labels))
-
-
-def render_conversation(tokenizer: Any, messages: list[dict[str, str]]) -> str:
-    if getattr(tokenizer, "chat_template", None):
-        return str(tokenizer.apply_chat_template(messages, tokenize=False))
-    return "".join(f"{m['role']}: {m['content']}\n" for m in messages)
-
-
-def batches(encoded: list[Encoded], size: int, seed: int) -> Iterator[list[Encoded]]:
-    """Endless batches: each epoch reshuffled with the seed, so runs repeat exactly."""
-    rng = random.Random(seed)
-    order = list(range(len(encoded)))
-    while True:
-        rng.shuffle(order)
-        for start in range(0, len(order), size):
-            yield [encoded[i] for i in order[start : start + size]]
-
-
-def collate(batch: list[Encoded], pad_id: int, device: Any) -> dict[str, torch.Tensor]:
-    import torch
-
-    width = max(len(e.input_ids) for e in batch)
-    ids = [e.input_ids + [pad_id] * (width - len(e.input_ids)) for e in batch]
-    labels = [e.labels + [IGNORE] * (width - len(e.labels)) for e in batch]
-    mask = [[1] * len(e.input_ids) + [0] * (width - len(e.input_ids)) for e in batch]
-    return {
-        "input_ids": torch.tensor(ids, device=device),
-        "labels": torch.tensor(labels, device=device),
-        "attention_mask": torch.tensor(mask, device=device),
-    }
 
 
 def _run_steps(
@@ -300,103 +218,6 @@ def _optimizer(config: TrainingConfig, params: list[Any]) -> Any:
             return optimizer
         log.warning("TrainingArguments.optim %s needs bitsandbytes on a GPU; using torch AdamW", args.optim)
     return torch.optim.AdamW(params, **settings)
-
-
-def _load_tokenizer(config: TrainingConfig, model_path: str) -> Any:
-    from transformers import AutoTokenizer
-
-    model = config.model
-    try:
-        tokenizer = AutoTokenizer.from_pretrained(
-            model_path,
-            revision=model.revision,
-            trust_remote_code=model.trust_remote_code,
-            local_files_only=model.local_files_only,
-            cache_dir=model.cache_dir,
-        )
-    except (OSError, ValueError) as exc:
-        raise TuneError(f"cannot load the tokenizer of {model_path}: {exc}") from None
-    if tokenizer.pad_token_id is None:
-        tokenizer.pad_token = tokenizer.eos_token
-    if model.chat_template:
-        tokenizer.chat_template = model.chat_template
-    return tokenizer
-
-
-def _load_model(config: TrainingConfig, model_path: str, *, cuda: bool) -> Any:
-    import torch
-    from transformers import AutoModelForCausalLM
-
-    section = config.model
-    dtype: Any = section.torch_dtype
-    if not cuda and dtype in ("bfloat16", "float16"):
-        log.info("no GPU: training in float32 on CPU instead of ModelConfig.torch_dtype %s", dtype)
-        dtype = "float32"
-    kwargs: dict[str, Any] = {
-        "revision": section.revision,
-        "trust_remote_code": section.trust_remote_code,
-        "local_files_only": section.local_files_only,
-        "cache_dir": section.cache_dir,
-        "dtype": dtype if dtype == "auto" else getattr(torch, dtype),
-    }
-    if cuda and section.device_map:
-        kwargs["device_map"] = section.device_map
-    if config.quantization.quantized:
-        kwargs["quantization_config"] = _bnb_config(config)
-    try:
-        model = AutoModelForCausalLM.from_pretrained(model_path, **kwargs)
-    except (OSError, ValueError) as exc:
-        raise TuneError(f"cannot load the model {model_path}: {exc}") from None
-    if config.quantization.quantized:
-        from peft import prepare_model_for_kbit_training
-
-        model = prepare_model_for_kbit_training(  # type: ignore[no-untyped-call]
-            model, use_gradient_checkpointing=config.training.gradient_checkpointing
-        )
-    elif config.training.gradient_checkpointing:
-        model.gradient_checkpointing_enable()  # type: ignore[no-untyped-call]
-        model.enable_input_require_grads()  # type: ignore[no-untyped-call]
-    return model
-
-
-def _bnb_config(config: TrainingConfig) -> Any:
-    import torch
-    from transformers import BitsAndBytesConfig
-
-    q = config.quantization
-    return BitsAndBytesConfig(  # type: ignore[no-untyped-call]
-        load_in_4bit=q.load_in_4bit,
-        load_in_8bit=q.load_in_8bit,
-        bnb_4bit_quant_type=q.bnb_4bit_quant_type,
-        bnb_4bit_compute_dtype=getattr(torch, q.bnb_4bit_compute_dtype),
-        bnb_4bit_use_double_quant=q.bnb_4bit_use_double_quant,
-        llm_int8_threshold=q.llm_int8_threshold,
-    )
-
-
-def _wrap_with_lora(config: TrainingConfig, model: Any, base_model_name: str | None) -> Any:
-    import os
-
-    from peft import LoraConfig, get_peft_model
-
-    settings = config.lora.model_dump(exclude_none=True)
-    if "target_modules" not in settings and os.environ.get(DEFAULT_TARGET_MODULES_ENV):
-        settings["target_modules"] = os.environ[DEFAULT_TARGET_MODULES_ENV].split(",")
-    try:
-        lora = LoraConfig(**settings)
-        with warnings.catch_warnings():  # peft asks transformers a deprecated question; not the user's concern
-            warnings.filterwarnings("ignore", message=".*is_gradient_checkpointing", category=FutureWarning)
-            wrapped = get_peft_model(model, lora)
-    except (ValueError, TypeError) as exc:
-        raise TuneError(f"LoraConfig does not fit this model: {exc}") from None
-    if base_model_name:
-        wrapped.peft_config["default"].base_model_name_or_path = base_model_name
-    trainable = sum(p.numel() for p in wrapped.parameters() if p.requires_grad)
-    total = sum(p.numel() for p in wrapped.parameters())
-    log.info(
-        "LoRA r=%d alpha=%g: %d trainable of %d parameters", config.lora.r, config.lora.lora_alpha, trainable, total
-    )
-    return wrapped
 
 
 def save_adapter(model: Any, output_dir: Path) -> list[str]:

@@ -120,7 +120,8 @@ def load_training_config(settings: RunSettings) -> TrainingConfig:
 
 
 def run_tune(args: argparse.Namespace) -> int:
-    from kaito.tuning.trainer import TuneError, check_hardware, train
+    from kaito.tuning.loading import TuneError, check_hardware
+    from kaito.tuning.trainer import train
 
     try:
         settings = resolve(args)

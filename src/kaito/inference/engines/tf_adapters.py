@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import math
+import warnings
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -40,10 +41,12 @@ def attach_adapters(model: Any, adapters: Mapping[str, Path], strengths: Mapping
 
     wrapped: Any = None
     for name, path in adapters.items():
-        if wrapped is None:
-            wrapped = PeftModel.from_pretrained(model, str(path), adapter_name=name, is_trainable=False)
-        else:
-            wrapped.load_adapter(str(path), adapter_name=name, is_trainable=False)
+        with warnings.catch_warnings():  # peft asks transformers a deprecated question; not the operator's concern
+            warnings.filterwarnings("ignore", message=".*is_gradient_checkpointing", category=FutureWarning)
+            if wrapped is None:
+                wrapped = PeftModel.from_pretrained(model, str(path), adapter_name=name, is_trainable=False)
+            else:
+                wrapped.load_adapter(str(path), adapter_name=name, is_trainable=False)
         _scale(wrapped, name, strengths[name])
         log.info("loaded adapter %s from %s with strength %s", name, path, strengths[name])
     if wrapped is None:
