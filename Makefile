@@ -21,7 +21,7 @@ lint: install
 typecheck: install
 	$(BIN)/mypy
 
-# Debian packages the tests run for real (docker-registry); installed with apt-get when missing.
+# Debian packages the tests run for real (docker-registry, prometheus); installed with apt-get when missing.
 system-deps:
 	@scripts/system-deps
 

@@ -69,7 +69,7 @@ class InstantEngine:
 
 def tiny_model(directory: Path) -> Path:
     sys.path.insert(0, str(ROOT))  # the tiny model builder lives with the tests
-    from tests.inference.tinymodel import make_tiny_model
+    from kaito.inference.tinymodel import make_tiny_model
 
     return make_tiny_model(directory)
 

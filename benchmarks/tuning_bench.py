@@ -89,7 +89,7 @@ def main() -> int:
     args = parser.parse_args()
     logging.basicConfig(level=logging.WARNING)
     sys.path.insert(0, str(ROOT))  # the tiny model builder and the registry runner live with the tests
-    from tests.inference.tinymodel import make_tiny_model
+    from kaito.inference.tinymodel import make_tiny_model
 
     with tempfile.TemporaryDirectory(prefix="kaito-tuning-bench-") as scratch:
         work = Path(scratch)

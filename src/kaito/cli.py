@@ -10,10 +10,15 @@ import signal
 import sys
 from pathlib import Path
 
+from kaito.sim.processes import ProcessPods
 from kaito.sim.server import SimServer
 from kaito.sim.store import DEFAULT_HISTORY
 
 DEFAULT_KUBECONFIG = Path(".kaito/kubeconfig")
+
+
+def process_pods(args: argparse.Namespace) -> ProcessPods | None:
+    return ProcessPods() if args.process_pods else None
 
 
 async def run_sim(args: argparse.Namespace) -> int:
@@ -26,6 +31,7 @@ async def run_sim(args: argparse.Namespace) -> int:
         port=args.port,
         kubeconfig=args.kubeconfig,
         history_size=args.watch_history,
+        process_pods=process_pods(args),
     )
     async with server:
         print(f"kaito sim: serving {server.url} (kubeconfig: {server.kubeconfig_path})", flush=True)
@@ -48,6 +54,12 @@ def _parser(wanted: str | None = None) -> argparse.ArgumentParser:
         help="events retained for watches; older resourceVersions get 410 Expired",
     )
     sim.add_argument("--with-manager", action="store_true", help="also run the kaito operator and a simulated Azure")
+    sim.add_argument(
+        "--process-pods",
+        action="store_true",
+        help="run kaito-runtime pods as local processes (kaito serve on a tiny stand-in model), reachable through "
+        "the Service proxy",
+    )
     sim.add_argument("--provisioning-delay", type=float, default=2.0, help="seconds a simulated agent pool takes")
     sim.add_argument("--metrics-bind-address", default=":8080")
     sim.add_argument("--health-probe-bind-address", default=":8081")
@@ -60,6 +72,10 @@ def _parser(wanted: str | None = None) -> argparse.ArgumentParser:
 
     add_serve_arguments(serve)
     sub.add_parser("demo", help="start the simulated cluster and drive it with kubectl")
+    from kaito.cli_humans import add_chat_arguments, add_cluster_arguments
+
+    add_cluster_arguments(sub.add_parser("status", help="a workspace explained: plan, conditions, nodes, endpoint"))
+    add_chat_arguments(sub.add_parser("chat", help="ask a workspace's model a question through the API server"))
     crds = sub.add_parser("crds", help="write the CRDs generated from the API models")
     crds.add_argument("--output", "-o", default="crds", help="directory to write into")
     crds.add_argument("--check", action="store_true", help="only report files that differ (exit 1 if any)")
@@ -165,6 +181,10 @@ def main(argv: list[str] | None = None) -> int:
         from kaito.demo import run_demo
 
         return asyncio.run(run_demo())
+    if args.command in ("status", "chat"):
+        from kaito import cli_humans
+
+        return asyncio.run(cli_humans.run_status(args) if args.command == "status" else cli_humans.run_chat(args))
     if args.command in TUNING_COMMANDS:
         module = importlib.import_module(TUNING_COMMANDS[args.command][0])
         code: int = getattr(module, f"run_{args.command.replace('-', '_')}")(args)

@@ -167,7 +167,15 @@ async def run_sim_with_manager(args: argparse.Namespace) -> int:
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
-    sim = SimServer(host=args.host, port=args.port, kubeconfig=Path(args.kubeconfig), history_size=args.watch_history)
+    from kaito.cli import process_pods
+
+    sim = SimServer(
+        host=args.host,
+        port=args.port,
+        kubeconfig=Path(args.kubeconfig),
+        history_size=args.watch_history,
+        process_pods=process_pods(args),
+    )
     async with (
         sim,
         embedded_operator(

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from kaito.inference.engines.transformers_engine import TransformersEngine
-from tests.inference.tinymodel import make_tiny_adapter, make_tiny_model
+from kaito.inference.tinymodel import make_tiny_adapter, make_tiny_model
 
 SERVED_NAME = "tiny"
 # tiny-lora-zero and tiny-lora-env are copies of tiny-lora switched off in two ways; tiny-lora's explicit 1.0

@@ -26,8 +26,8 @@ from kaito.inference.engine import (
 )
 from kaito.inference.engines.tf_decode import IncrementalDetokenizer, StopFilter
 from kaito.inference.engines.transformers_engine import TransformersEngine
+from kaito.inference.tinymodel import MAX_POSITIONS
 from tests.inference.conftest import SERVED_NAME
-from tests.inference.tinymodel import MAX_POSITIONS
 
 PROMPT = "The small cat sees"
 GREEDY = Sampling(max_tokens=24, temperature=0.0)

@@ -22,7 +22,7 @@ import pytest
 from aiohttp import web
 from openai.types.chat import ChatCompletionMessageParam
 
-from tests.inference.tinymodel import make_tiny_model
+from kaito.inference.tinymodel import make_tiny_model
 from tests.tuning.registry import Registry, free_port
 
 ANSWER = "The cat sees a big green tree and the river."

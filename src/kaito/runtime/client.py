@@ -301,6 +301,10 @@ class Client:
         finally:
             response.close()
 
+    async def raw(self, method: str, path: str, *, body: Any = None) -> Any:
+        """Any API path (a Service proxy, `/version`); returns the decoded JSON body."""
+        return await self._transport.call(method, path, body=body)
+
     async def _put(
         self, kind: Kind, obj: Obj, subresource: str | None, *, field_manager: str | None, dry_run: bool
     ) -> Obj:

@@ -14,11 +14,15 @@ import yaml
 from aiohttp import web
 
 from kaito.sim import discovery, errors, tables
+from kaito.sim.access import Access
 from kaito.sim.cluster import Cluster, WriteOptions
 from kaito.sim.deletion import Deleter, parse_delete_options
 from kaito.sim.errors import JsonObj
 from kaito.sim.podlogs import serve_log
 from kaito.sim.protobuf import PROTOBUF, decode_k8s_protobuf
+from kaito.sim.proxy import ROUTES as PROXY_ROUTES
+from kaito.sim.proxy import Proxy
+from kaito.sim.rbac import Attributes
 from kaito.sim.reads import Filter, list_page
 from kaito.sim.routing import Target, parse_resource_path
 from kaito.sim.scale import get_scale, write_scale
@@ -53,6 +57,9 @@ class RequestRecord:
     path: str
     query: dict[str, str]
     user_agent: str = ""
+    user: str = ""  # who the token says called ("" when unauthenticated)
+    allowed: bool = True
+    checks: tuple[Attributes, ...] = ()  # the authorization checks made (none for system:masters)
 
     @property
     def is_watch(self) -> bool:
@@ -94,10 +101,18 @@ class ApiServer:
     """Serves the Kubernetes REST API for a `Cluster`."""
 
     def __init__(
-        self, cluster: Cluster, *, tokens: set[str], server_address: str, bookmark_interval: float = 5.0
+        self,
+        cluster: Cluster,
+        *,
+        tokens: set[str],
+        server_address: str,
+        bookmark_interval: float = 5.0,
+        proxy: Proxy | None = None,
     ) -> None:
         self.cluster = cluster
+        self.proxy = proxy or Proxy(cluster, None)
         self.tokens = tokens
+        self.access = Access(cluster, admin_tokens=tokens)
         self.server_address = server_address
         self.bookmark_interval = bookmark_interval
         self.writer = Writer(cluster)
@@ -110,29 +125,25 @@ class ApiServer:
             client_max_size=64 * 1024 * 1024,
             handler_args={"max_field_size": 65536},
         )
+        for route in PROXY_ROUTES:  # services/NAME/proxy/... and pods/NAME/proxy/...
+            app.router.add_route("*", route, self.proxy.handle)
         app.router.add_route("*", "/{tail:.*}", self._dispatch)
         return app
 
     @web.middleware
     async def _middleware(self, request: web.Request, handler: Handler) -> web.StreamResponse:
         agent = request.headers.get("User-Agent", "")
-        self.requests.append(RequestRecord(request.method, request.path, dict(request.query), agent))
-        if request.path not in PUBLIC_PATHS:
-            auth = request.headers.get("Authorization", "")
-            if not (auth.startswith("Bearer ") and auth[7:].strip() in self.tokens):
-                return json_response(
-                    {
-                        "kind": "Status",
-                        "apiVersion": "v1",
-                        "metadata": {},
-                        "status": "Failure",
-                        "message": "Unauthorized",
-                        "reason": "Unauthorized",
-                        "code": 401,
-                    },
-                    status=401,
-                )
+        decision = self.access.check(request, public=request.path in PUBLIC_PATHS)
+        user = decision.user.name if decision.user else ""
+        query = dict(request.query)
+        self.requests.append(
+            RequestRecord(request.method, request.path, query, agent, user, decision.allowed, decision.checks)
+        )
         try:
+            if decision.error is not None:
+                raise decision.error
+            if decision.token_for is not None:
+                return await self.access.serve_token_request(request, *decision.token_for)
             return await handler(request)
         except errors.ApiError as exc:
             return error_response(exc)

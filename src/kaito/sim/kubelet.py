@@ -15,6 +15,7 @@ from kaito.sim.errors import JsonObj
 from kaito.sim.nodespec import NodeSpec
 from kaito.sim.objects import now_micro, now_rfc3339
 from kaito.sim.podfaults import PodFaults
+from kaito.sim.processes import Processes
 from kaito.sim.store import WatchEvent
 from kaito.sim.workloads.api import Api
 from kaito.sim.workloads.common import NODES, PODS, Key, condition, controller_ref, is_terminal, key_of
@@ -184,10 +185,12 @@ class Nodes:
 
 @dataclass
 class KubeletConfig:
-    """Knobs tests turn: how long pods take to become Ready, and how long a Job's containers run."""
+    """Knobs tests turn: how long pods take to become Ready, how long a Job's containers run, and whether some
+    pods run as real local processes (`processes`; None simulates every container)."""
 
     pod_ready_delay: float = 0.0
     job_duration: float = 0.5
+    processes: Processes | None = None
 
 
 class Kubelet(Loop):
@@ -205,6 +208,8 @@ class Kubelet(Loop):
         self._ips: dict[Key, tuple[str, str]] = {}
         self._emitted: dict[Key, set[tuple[str, str]]] = {}
         faults.subscribe(self._faults_changed)
+        if config.processes is not None:
+            config.processes.subscribe(self.enqueue)
 
     def _bound(self, node: str | None = None) -> list[JsonObj]:
         pods = self.api.items(PODS)
@@ -234,8 +239,12 @@ class Kubelet(Loop):
         episode = self._episodes.get(key)
         if pod is None or (episode is not None and episode.uid != pod["metadata"].get("uid")):
             self._forget(key)
+        processes = self.config.processes
+        if processes is not None and (pod is None or is_terminal(pod) or pod["metadata"].get("deletionTimestamp")):
+            processes.retire(key)
         if pod is not None and pod["metadata"].get("deletionTimestamp") and not pod["metadata"].get("finalizers"):
-            self.api.finish_deletion(PODS, pod)  # graceful deletion: the containers stop at once
+            if processes is None or not processes.busy(key):  # else called again once its processes have stopped
+                self.api.finish_deletion(PODS, pod)  # graceful deletion: the containers stop at once
             return None
         if pod is None or is_terminal(pod) or pod["metadata"].get("deletionTimestamp"):
             return None
@@ -248,7 +257,14 @@ class Kubelet(Loop):
             self.config.pod_ready_delay, self.config.job_duration, self.faults.backoff_seconds, self.faults.max_restarts
         )
         is_job = (controller_ref(pod) or {}).get("kind") == "Job"
-        report = build(pod, episode, now, timing, is_job=is_job, ips=self._ips_for(key, pod, node))
+        ips = self._ips_for(key, pod, node)
+        runs = None
+        if processes is not None and episode.fault is not None:
+            processes.retire(key)  # a scripted fault stands in for the real process
+        elif processes is not None:
+            seen = {**pod, "status": {**(pod.get("status") or {}), "hostIP": ips[0], "podIP": ips[1]}}
+            runs = processes.sync(key, seen)
+        report = build(pod, episode, now, timing, is_job=is_job, ips=ips, runs=runs)
         await self.api.update_status(PODS, pod, report.status)
         emitted = self._emitted.setdefault(key, set())
         for reason, message, path in report.events:

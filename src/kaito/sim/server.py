@@ -20,6 +20,8 @@ from kaito.sim.kubeconfig import kubeconfig_dict, write_kubeconfig
 from kaito.sim.kubelet import KubeletConfig, Nodes, system_node
 from kaito.sim.nodespec import NodeSpec
 from kaito.sim.podfaults import PodFaults
+from kaito.sim.processes import Processes, ProcessPods
+from kaito.sim.proxy import Proxy
 from kaito.sim.store import DEFAULT_HISTORY
 from kaito.sim.tls import make_ca, make_server_cert
 from kaito.sim.workloads.controlplane import ControlPlane
@@ -41,7 +43,10 @@ class SimServer:
         token: str | None = None,
         system_nodes: int = 1,
         workloads: bool = True,
+        process_pods: ProcessPods | None = None,
     ) -> None:
+        """`process_pods` runs the containers of pods with the given images as real local processes (see
+        `kaito.sim.processes`); by default every container is simulated."""
         self.host = host
         self.requested_port = port
         self.token = token or secrets.token_urlsafe(24)
@@ -55,7 +60,8 @@ class SimServer:
         self._api: ApiServer | None = None
         self.system_nodes = system_nodes
         self.pod_faults = PodFaults()
-        self._kubelet_config = KubeletConfig()
+        self.processes = Processes(process_pods, self.cluster) if process_pods is not None else None
+        self._kubelet_config = KubeletConfig(processes=self.processes)
         self._nodes = Nodes(self.cluster)
         self._control = (
             ControlPlane(self.cluster, config=self._kubelet_config, faults=self.pod_faults) if workloads else None
@@ -127,6 +133,7 @@ class SimServer:
             tokens={self.token},
             server_address=f"{self.host}:{self.requested_port}",
             bookmark_interval=self.bookmark_interval,
+            proxy=Proxy(self.cluster, self.processes),
         )
         self._api = api
         self._runner = web.AppRunner(api.app(), handler_cancellation=True, access_log=None)
@@ -153,6 +160,8 @@ class SimServer:
             self._control_task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._control_task
+        if self.processes is not None:
+            await self.processes.close()
         if self._gc_task is not None:
             self._gc_task.cancel()
             with contextlib.suppress(asyncio.CancelledError):

@@ -1,7 +1,9 @@
 """The status a simulated kubelet reports for a pod it runs: a pure function of the pod, its episode and the time.
 
 Purity is what keeps the cluster quiet: recomputing the status of a settled pod yields the stored
-status exactly (timestamps come from the episode, not the clock), so no write follows.
+status exactly (timestamps come from the episode, not the clock), so no write follows. Containers that run
+as real local processes (`kaito.sim.processes`) are described by a `ContainerRun` snapshot instead of the
+clock; the same rule holds, since a snapshot only changes when the process does.
 """
 
 from __future__ import annotations
@@ -34,6 +36,30 @@ class Episode:
     since: float  # kubelet clock
     since_wall: datetime.datetime
     restarts: dict[str, int] = field(default_factory=dict)  # restart counts when the episode began
+
+
+@dataclass(frozen=True)
+class Exit:
+    """How a container's process ended (`exitCode`, `reason` Completed/Error/StartError, timestamps, message)."""
+
+    code: int
+    reason: str
+    started_at: str
+    finished_at: str
+    message: str = ""
+
+
+@dataclass(frozen=True)
+class ContainerRun:
+    """A container run as a real local process, as its supervisor last saw it."""
+
+    started_at: str = ""  # the running instance's start; "" while nothing runs
+    ready: bool = False  # its readiness probe passes (or it has none)
+    started: bool = False  # its startup probe has passed (or it has none)
+    restarts: int = 0
+    waiting: tuple[str, str] = ("ContainerCreating", "")  # (reason, message) while nothing runs
+    exited: Exit | None = None  # the last instance's end: lastState while it restarts, the state once final
+    final: bool = False  # exited for good: the restart policy starts no new instance
 
 
 @dataclass
@@ -160,8 +186,10 @@ class _Builder:
                 out.append(self.status(c, state=_terminated(0, "Completed", self.at(), self.at()), ready=True))
         return out, True, False
 
-    def mains(self, *, is_job: bool) -> tuple[list[JsonObj], str]:
+    def mains(self, *, is_job: bool, runs: dict[str, ContainerRun]) -> tuple[list[JsonObj], str]:
         containers = [c for c in self.spec.get("containers") or [] if isinstance(c, dict)]
+        if runs and self.ep.fault is None:
+            return self.processes(containers, runs)
         if self.mode == "ImagePullBackOff":
             return [self.pull_failure(c) for c in containers], "Pending"
         if self.mode in ("CrashLoopBackOff", "OOMKilled"):
@@ -182,6 +210,38 @@ class _Builder:
             self.wake(self.timing.ready_delay - self.elapsed)
         running = {"running": {"startedAt": self.at()}}
         return [self.status(c, state=running, ready=ready, started=True) for c in containers], "Running"
+
+    def processes(self, containers: list[JsonObj], runs: dict[str, ContainerRun]) -> tuple[list[JsonObj], str]:
+        """Containers run as local processes report what their processes do; any others in the pod just run."""
+        out = []
+        for c in containers:
+            run = runs.get(str(c.get("name", "")))
+            running = {"running": {"startedAt": self.at()}}
+            out.append(self.from_run(c, run) if run else self.status(c, state=running, ready=True, started=True))
+        ran = list(runs.values())
+        if all(r.final for r in ran):
+            return out, "Succeeded" if all(r.exited is not None and r.exited.code == 0 for r in ran) else "Failed"
+        return out, "Running" if any(r.started_at or r.exited for r in ran) else "Pending"
+
+    def from_run(self, c: JsonObj, run: ContainerRun) -> JsonObj:
+        def terminated(end: Exit) -> JsonObj:
+            return _terminated(end.code, end.reason, end.started_at, end.finished_at, end.message)
+
+        if run.final and run.exited is not None:
+            return self.status(c, state=terminated(run.exited), extra=run.restarts)
+        last = terminated(run.exited) if run.exited is not None else None
+        if run.started_at:
+            state = {"running": {"startedAt": run.started_at}}
+            return self.status(c, state=state, ready=run.ready, started=run.started, last=last, extra=run.restarts)
+        reason, message = run.waiting
+        name = str(c.get("name", ""))
+        if reason == "CrashLoopBackOff":
+            ns, pod, uid = self.meta.get("namespace", ""), self.meta["name"], self.meta.get("uid", "")
+            self.event("BackOff", f"Back-off restarting failed container {name} in pod {pod}_{ns}({uid})", name)
+        elif message:
+            self.event("Failed", f"Error: {message}", name)
+        waiting: JsonObj = {"reason": reason, **({"message": message} if message else {})}
+        return self.status(c, state={"waiting": waiting}, last=last, extra=run.restarts)
 
     def pull_failure(self, c: JsonObj) -> JsonObj:
         image, name = str(c.get("image", "")), str(c.get("name", ""))
@@ -222,12 +282,21 @@ def _conditions(phase: str, inits: list[JsonObj], mains: list[JsonObj], initiali
     return [cond("PodReadyToStartContainers", True), init, *ready, cond("PodScheduled", True)]
 
 
-def build(pod: JsonObj, ep: Episode, now: float, timing: Timing, *, is_job: bool, ips: tuple[str, str]) -> Report:
-    """The pod's status at `now`; `ips` is (hostIP, podIP)."""
+def build(
+    pod: JsonObj,
+    ep: Episode,
+    now: float,
+    timing: Timing,
+    *,
+    is_job: bool,
+    ips: tuple[str, str],
+    runs: dict[str, ContainerRun] | None = None,
+) -> Report:
+    """The pod's status at `now`; `ips` is (hostIP, podIP); `runs` describes containers run as local processes."""
     builder = _Builder(pod, ep, now, timing)
     inits, initialized, init_failed = builder.inits()
     if initialized:
-        mains, phase = builder.mains(is_job=is_job)
+        mains, phase = builder.mains(is_job=is_job, runs=runs or {})
     else:
         containers = [c for c in builder.spec.get("containers") or [] if isinstance(c, dict)]
         mains, phase = (

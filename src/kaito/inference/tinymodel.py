@@ -1,4 +1,9 @@
-"""A tiny random Llama, BPE tokenizer and LoRA adapter, built in a fraction of a second so tests need no downloads."""
+"""A tiny random Llama, BPE tokenizer and LoRA adapter, built in a fraction of a second so nothing needs downloads.
+
+Tests and benchmarks serve and tune it, and the simulated cluster's process pods (`kaito.sim.processes`, behind
+`make demo`) run `kaito serve` on it in place of a preset's real weights: its answers are random tokens. It needs
+the `inference` extra (torch, transformers, tokenizers, peft).
+"""
 
 from __future__ import annotations
 

@@ -1,0 +1,304 @@
+"""The manager's RBAC from deploy/ is sufficient (nothing it asks is denied) and minimal (every grant is used).
+
+The manager runs under a token minted for kaito-system/kaito-manager, bound only by the rendered
+`deploy/overlays/sim` ClusterRole and Role. The sim records who asked what and whether it was allowed;
+each granted (verb, group, resource) is matched to the first named step whose requests used it.
+Dropping a rule shows the step that needs it failing.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, NamedTuple
+
+import pytest
+import yaml
+
+from kaito.operator import OperatorOptions, build
+from kaito.provisioner.azure import AzureProvider
+from kaito.provisioner.credentials import StaticTokenCredential
+from kaito.runtime.client import Client
+from kaito.sim.aks import SimulatedAks
+from kaito.sim.http import RequestRecord
+from kaito.sim.kubeconfig import kubeconfig_dict, write_kubeconfig
+from kaito.sim.server import SimServer
+from tests.conftest import Kubectl
+from tests.deploy.rendered import ROOT, Obj, find, render
+from tests.e2e.conftest import wait_workspace
+
+MANAGER = "system:serviceaccount:kaito-system:kaito-manager"
+INSTALLED = {"Namespace", "CustomResourceDefinition", "ServiceAccount", "ClusterRole", "Role"}
+INSTALLED |= {"ClusterRoleBinding", "RoleBinding", "ConfigMap"}
+PHI3 = "workspace-phi-3-mini"
+TUNING = "workspace-phi-3-tuning"
+LLAMA = "workspace-llama-3-1-8b"
+REVISION_LABEL = "workspace.kaito.io/name"
+
+
+class Grant(NamedTuple):
+    """One verb on one resource, as a Role or ClusterRole rule grants it."""
+
+    role: str
+    verb: str
+    group: str
+    resource: str
+    names: tuple[str, ...]
+
+    def used_by(self, record: RequestRecord) -> bool:
+        return record.allowed and any(
+            (c.verb, c.group, c.qualified) == (self.verb, self.group, self.resource)
+            and (not self.names or c.name in self.names)
+            and (self.role == "ClusterRole" or c.namespace == "kaito-system")
+            for c in record.checks
+        )
+
+    def __str__(self) -> str:
+        names = f" {list(self.names)}" if self.names else ""
+        return f"{self.role:11} {self.verb:6} {self.group or 'core'}/{self.resource}{names}"
+
+
+def grants(objs: list[Obj]) -> list[Grant]:
+    return [
+        Grant(obj["kind"], verb, group, resource, tuple(rule.get("resourceNames") or ()))
+        for obj in objs
+        if obj["kind"] in ("ClusterRole", "Role")
+        for rule in obj["rules"]
+        for group in rule["apiGroups"]
+        for resource in rule["resources"]
+        for verb in rule["verbs"]
+    ]
+
+
+def manifests(*, drop: tuple[str, str, str] | None = None) -> list[Obj]:
+    """The rendered sim overlay's CRDs, namespace, identity, RBAC and templates; `drop` removes one granted verb."""
+    objs = [o for o in render("overlays/sim") if o["kind"] in INSTALLED]
+    if drop is not None:
+        group, resource, verb = drop
+        rules = find(objs, "ClusterRole", "kaito-manager")["rules"]
+        rule = next(r for r in rules if group in r["apiGroups"] and resource in r["resources"] and verb in r["verbs"])
+        assert rule["apiGroups"] == [group] and rule["resources"] == [resource], "drop from a one-resource rule"
+        rule["verbs"].remove(verb)
+    return objs
+
+
+@dataclass
+class Cluster:
+    """The simulated AKS cluster with the kaito RBAC installed, and the manager running under its own token."""
+
+    sim: SimServer
+    aks: SimulatedAks
+    kubectl: Kubectl
+    tmp_path: Path
+    steps: list[tuple[str, int]] = field(default_factory=list)
+    _stop: asyncio.Event | None = None
+    _task: asyncio.Task[None] | None = None
+    _client: Client | None = None
+    _provider: AzureProvider | None = None
+
+    async def install(self, objs: list[Obj]) -> None:
+        await self.kubectl("apply", "-f", "-", stdin=yaml.safe_dump_all(objs), namespaced=False)
+
+    def step(self, name: str) -> None:
+        self.steps.append((name, len(self.sim.requests)))
+
+    async def start_manager(self) -> None:
+        minted = await self.kubectl("create", "token", "kaito-manager", "-n", "kaito-system", namespaced=False)
+        config = kubeconfig_dict(server=self.sim.url, ca_pem=self.sim.ca_pem, token=minted.stdout.strip())
+        path = write_kubeconfig(self.tmp_path / "manager.kubeconfig", config)
+        self._client = await Client.from_config(kubeconfig=path, qps=0, burst=0)
+        target = self.aks.azure
+        self._provider = AzureProvider(
+            credential=StaticTokenCredential(target.token),
+            subscription_id=target.subscription_id,
+            resource_group=target.resource_group,
+            cluster=target.cluster,
+            base_url=target.url,
+            connection_verify=target.ca_path,
+        )
+        options = OperatorOptions(
+            namespace="kaito-system",
+            metrics_address="127.0.0.1:0",
+            health_address="127.0.0.1:0",
+            webhook_address="127.0.0.1:0",
+            leader_election=True,
+            nodeclaim_poll_interval=0.2,
+            nodeclaim_retry_interval=0.5,
+        )
+        manager = build(self._client, self._provider, options)
+        self._stop = asyncio.Event()
+        self._task = asyncio.create_task(manager.run(self._stop))
+        await asyncio.wait_for(manager.elected.wait(), 15)
+
+    async def stop_manager(self) -> None:
+        if self._stop is not None and self._task is not None:
+            self._stop.set()
+            await asyncio.wait_for(self._task, 30)
+        if self._provider is not None:
+            await self._provider.close()
+        if self._client is not None:
+            await self._client.close()
+        self._task = self._stop = None
+        self._client = self._provider = None
+
+    def manager_requests(self) -> list[tuple[str, RequestRecord]]:
+        """The manager's requests, each with the name of the step it was made in."""
+        records = self.sim.requests
+        bounds = [*self.steps[1:], ("", len(records))]
+        return [
+            (name, record)
+            for (name, start), (_, end) in zip(self.steps, bounds, strict=True)
+            for record in records[start:end]
+            if record.user == MANAGER
+        ]
+
+    def denials(self) -> list[str]:
+        return [
+            f"{r.method} {r.path} ({c.verb} {c.qualified})"
+            for _, r in self.manager_requests()
+            if not r.allowed
+            for c in r.checks[-1:]
+        ]
+
+
+@pytest.fixture
+async def cluster(sim: SimServer, kubectl: Kubectl, tmp_path: Path) -> AsyncIterator[Cluster]:
+    async with SimulatedAks(sim, provisioning_delay=0.1) as aks:
+        made = Cluster(sim, aks, kubectl, tmp_path)
+        yield made
+        await made.stop_manager()
+
+
+async def json_of(kubectl: Kubectl, *args: str) -> Any:
+    return (await kubectl("get", *args, "-o", "json")).json()
+
+
+async def until(probe: Any, what: str, within: float = 30) -> None:
+    for _ in range(int(within / 0.2)):
+        if await probe():
+            return
+        await asyncio.sleep(0.2)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+def workspace(source: str, name: str, **changes: Any) -> str:
+    ws = yaml.safe_load((ROOT / source).read_text())
+    ws["metadata"]["name"] = name
+    for section, values in changes.items():
+        ws[section] = {**ws.get(section, {}), **values}
+    return yaml.safe_dump(ws)
+
+
+async def seed_revisions(kubectl: Kubectl, name: str, count: int) -> None:
+    """Revisions from earlier specs, so the manager's next one must prune the oldest (it keeps ten)."""
+    docs = [
+        {
+            "apiVersion": "apps/v1",
+            "kind": "ControllerRevision",
+            "metadata": {"name": f"{name}-old{i:02d}", "labels": {REVISION_LABEL: name}},
+            "data": {"spec": i},
+            "revision": i + 1,
+        }
+        for i in range(count)
+    ]
+    await kubectl("apply", "-f", "-", stdin=yaml.safe_dump_all(docs))
+
+
+async def test_manager_rbac_is_sufficient_and_every_grant_is_used(cluster: Cluster) -> None:
+    kubectl = cluster.kubectl
+    objs = manifests()
+    await cluster.install(objs)
+
+    cluster.step("start: cache sync, leader election, webhook registration")
+    await cluster.start_manager()
+
+    cluster.step("inference: the phi-3 example to WorkspaceSucceeded, 10 older revisions on record")
+    await seed_revisions(kubectl, PHI3, 10)
+    await kubectl("apply", "-f", str(ROOT / "examples/inference/kaito_workspace_phi_3.yaml"))
+    ws = await wait_workspace(kubectl, PHI3, "WorkspaceSucceeded", "True")
+    assert ws["status"]["state"] == "Ready"
+    revisions = await json_of(kubectl, "controllerrevisions", "-l", f"{REVISION_LABEL}={PHI3}")
+    names = {r["metadata"]["name"] for r in revisions["items"]}
+    assert len(names) == 10 and f"{PHI3}-old00" not in names, names
+
+    cluster.step("tuning: admission reads the qlora template copied into the namespace, the Job starts")
+    template = find(objs, "ConfigMap", "qlora-params-template")
+    copied = {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "qlora-params"}, "data": template["data"]}
+    await kubectl("apply", "-f", "-", stdin=json.dumps(copied))
+    tuning = workspace("examples/tuning/kaito_workspace_tuning_phi_3.yaml", TUNING, tuning={"config": "qlora-params"})
+    await kubectl("apply", "-f", "-", stdin=tuning)
+    await wait_workspace(kubectl, TUNING, "JobStarted", "True")
+
+    cluster.step("multi-node: llama-3.1-8b on T4 nodes runs as a StatefulSet")
+    await kubectl("create", "secret", "generic", "hf", "--from-literal=HF_TOKEN=x")
+    llama = workspace(
+        "examples/inference/kaito_workspace_phi_3.yaml",
+        LLAMA,
+        resource={"instanceType": "Standard_NC4as_T4_v3"},
+        inference={"preset": {"name": "llama-3.1-8b-instruct", "presetOptions": {"modelAccessSecret": "hf"}}},
+    )
+    await kubectl("apply", "-f", "-", stdin=llama)
+
+    async def statefulset() -> bool:
+        return (await kubectl("get", "statefulset", LLAMA, check=False)).rc == 0
+
+    await until(statefulset, "the llama StatefulSet")
+
+    cluster.step("delete: workspaces finalized, NodeClaims, instances and Nodes gone")
+    await kubectl("delete", "workspaces", "--all", "--timeout=60s")
+
+    async def all_gone() -> bool:
+        claims = await json_of(kubectl, "nodeclaims")
+        nodes = (await json_of(kubectl, "nodes"))["items"]
+        gpu = [n for n in nodes if "nvidia.com/gpu" in (n["status"].get("capacity") or {})]
+        return not claims["items"] and not gpu and not cluster.aks.arm.pools
+
+    await until(all_gone, "NodeClaims, agent pools and GPU nodes to go")
+    assert (await json_of(kubectl, "workspaces"))["items"] == []
+
+    cluster.step("stop: the lease is released")
+    await cluster.stop_manager()
+
+    requests = cluster.manager_requests()
+    assert len(requests) > 50, "the manager should have run under its service account token"
+    assert not cluster.denials(), "the manager was refused:\n" + "\n".join(cluster.denials())
+    runtime = [r for r in cluster.sim.requests if r.user_agent.startswith("kaito-runtime")]
+    assert runtime and {r.user for r in runtime} == {MANAGER}
+    first_use = {g: next((step for step, r in requests if g.used_by(r)), None) for g in grants(objs)}
+    report = "\n".join(f"{g}  <-  {step or 'NEVER USED'}" for g, step in first_use.items())
+    print(f"\nRBAC grants and the first step that used each:\n{report}")
+    assert all(first_use.values()), f"grants nobody used:\n{report}"
+
+
+@pytest.mark.parametrize(
+    ("drop", "denied"),
+    [
+        (("kaito.sh", "workspaces/status", "patch"), "patch workspaces/status"),
+        (("karpenter.sh", "nodeclaims", "create"), "create nodeclaims"),
+    ],
+)
+async def test_without_a_rule_its_step_fails(cluster: Cluster, drop: tuple[str, str, str], denied: str) -> None:
+    kubectl = cluster.kubectl
+    await cluster.install(manifests(drop=drop))
+    cluster.step("start")
+    await cluster.start_manager()
+    cluster.step("inference: the phi-3 example")
+    await kubectl("apply", "-f", str(ROOT / "examples/inference/kaito_workspace_phi_3.yaml"))
+
+    async def refused() -> bool:
+        return any(d.endswith(f"({denied})") for d in cluster.denials())
+
+    await until(refused, f"the manager to be refused {denied}", within=15)
+    await asyncio.sleep(1.5)  # room for retries: nothing may get past the missing rule
+    ws = await json_of(kubectl, "workspace", PHI3)
+    claims = (await json_of(kubectl, "nodeclaims"))["items"]
+    if drop[1] == "workspaces/status":
+        assert "status" not in ws, "the workspace must never get a status"
+        assert len(claims) == 1, "everything but the status write still works"
+    else:
+        assert claims == [] and not cluster.aks.arm.pools, "no NodeClaim, so no node"
+        assert (ws.get("status") or {}).get("state") != "Ready"
+    assert {d.split("(")[1] for d in cluster.denials()} == {f"{denied})"}
