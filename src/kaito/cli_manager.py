@@ -23,6 +23,8 @@ from kaito.runtime.kinds import CRD, NAMESPACE
 from kaito.runtime.manager import Manager
 
 if TYPE_CHECKING:
+    from kaito.provisioner.azure import AzureProvider
+    from kaito.sim.aks import SimulatedAks
     from kaito.sim.server import SimServer
 
 log = logging.getLogger("kaito.manager")
@@ -117,27 +119,33 @@ async def install_crds(client: Client, namespace: str) -> None:
     await errors.ignore_already_exists(client.create(NAMESPACE, {"metadata": {"name": namespace}}))
 
 
+def simulated_azure_provider(aks: SimulatedAks) -> AzureProvider:
+    """The real Azure provider, pointed at the simulated ARM endpoint with its token and CA."""
+    from kaito.provisioner.azure import AzureProvider
+    from kaito.provisioner.credentials import StaticTokenCredential
+
+    target = aks.azure
+    return AzureProvider(
+        credential=StaticTokenCredential(target.token),
+        subscription_id=target.subscription_id,
+        resource_group=target.resource_group,
+        cluster=target.cluster,
+        base_url=target.url,
+        connection_verify=target.ca_path,
+    )
+
+
 @contextlib.asynccontextmanager
 async def embedded_operator(
     sim: SimServer, *, provisioning_delay: float, metrics_address: str | None = None, health_address: str | None = None
 ) -> AsyncIterator[Manager]:
     """A simulated Azure next to `sim`, the CRDs installed, and the operator running against both."""
-    from kaito.provisioner.azure import AzureProvider
-    from kaito.provisioner.credentials import StaticTokenCredential
     from kaito.sim.aks import SimulatedAks
 
     async with SimulatedAks(sim, provisioning_delay=provisioning_delay) as aks:
         client = await Client.from_config(kubeconfig=str(sim.kubeconfig_path))
         await install_crds(client, "kaito-system")
-        target = aks.azure
-        provider = AzureProvider(
-            credential=StaticTokenCredential(target.token),
-            subscription_id=target.subscription_id,
-            resource_group=target.resource_group,
-            cluster=target.cluster,
-            base_url=target.url,
-            connection_verify=target.ca_path,
-        )
+        provider = simulated_azure_provider(aks)
         options = OperatorOptions(
             metrics_address=metrics_address,
             health_address=health_address,

@@ -10,10 +10,9 @@ from typing import Any
 
 import pytest
 
-from kaito.cli_manager import install_crds
+from kaito.cli_manager import install_crds, simulated_azure_provider
 from kaito.operator import OperatorOptions, build
 from kaito.provisioner.azure import AzureProvider
-from kaito.provisioner.credentials import StaticTokenCredential
 from kaito.runtime.client import Client
 from kaito.runtime.manager import Manager
 from kaito.sim.aks import SimulatedAks
@@ -31,15 +30,7 @@ class Operator:
     task: asyncio.Task[None] | None = None
 
     def new_provider(self) -> AzureProvider:
-        target = self.aks.azure
-        return AzureProvider(
-            credential=StaticTokenCredential(target.token),
-            subscription_id=target.subscription_id,
-            resource_group=target.resource_group,
-            cluster=target.cluster,
-            base_url=target.url,
-            connection_verify=target.ca_path,
-        )
+        return simulated_azure_provider(self.aks)
 
     async def start(self, *, byo: bool = False) -> None:
         self.provider = None if byo else self.new_provider()

@@ -18,9 +18,9 @@ from typing import Any, NamedTuple
 import pytest
 import yaml
 
+from kaito.cli_manager import simulated_azure_provider
 from kaito.operator import OperatorOptions, build
 from kaito.provisioner.azure import AzureProvider
-from kaito.provisioner.credentials import StaticTokenCredential
 from kaito.runtime.client import Client
 from kaito.sim.aks import SimulatedAks
 from kaito.sim.http import RequestRecord
@@ -110,15 +110,7 @@ class Cluster:
         config = kubeconfig_dict(server=self.sim.url, ca_pem=self.sim.ca_pem, token=minted.stdout.strip())
         path = write_kubeconfig(self.tmp_path / "manager.kubeconfig", config)
         self._client = await Client.from_config(kubeconfig=path, qps=0, burst=0)
-        target = self.aks.azure
-        self._provider = AzureProvider(
-            credential=StaticTokenCredential(target.token),
-            subscription_id=target.subscription_id,
-            resource_group=target.resource_group,
-            cluster=target.cluster,
-            base_url=target.url,
-            connection_verify=target.ca_path,
-        )
+        self._provider = simulated_azure_provider(self.aks)
         options = OperatorOptions(
             namespace="kaito-system",
             metrics_address="127.0.0.1:0",
