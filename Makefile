@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install system-deps test lint typecheck unit demo bench clean
+.PHONY: install system-deps test lint typecheck unit demo demo-tuning bench clean
 
 install: $(STAMP)
 
@@ -32,6 +32,10 @@ test: lint typecheck unit
 
 demo: install
 	$(BIN)/kaito demo
+
+# The tuning loop on CPU: fetch-data, tune, push-adapter to a local docker-registry, pull-adapter, serve.
+demo-tuning: install system-deps
+	$(BIN)/kaito demo-tuning
 
 bench: install
 	$(BIN)/python benchmarks/sim_bench.py

@@ -72,6 +72,7 @@ def _parser(wanted: str | None = None) -> argparse.ArgumentParser:
 
     add_serve_arguments(serve)
     sub.add_parser("demo", help="start the simulated cluster and drive it with kubectl")
+    sub.add_parser("demo-tuning", help="data at a URL -> LoRA adapter -> local registry -> a named model, on CPU")
     from kaito.cli_humans import add_chat_arguments, add_cluster_arguments
 
     add_cluster_arguments(sub.add_parser("status", help="a workspace explained: plan, conditions, nodes, endpoint"))
@@ -181,6 +182,10 @@ def main(argv: list[str] | None = None) -> int:
         from kaito.demo import run_demo
 
         return asyncio.run(run_demo())
+    if args.command == "demo-tuning":
+        from kaito.demo_tuning import run_demo_tuning
+
+        return asyncio.run(run_demo_tuning())
     if args.command in ("status", "chat"):
         from kaito import cli_humans
 

@@ -58,6 +58,7 @@ def load_tokenizer(config: TrainingConfig, model_path: str) -> Any:
 def load_model(config: TrainingConfig, model_path: str, *, cuda: bool) -> Any:
     import torch
     from transformers import AutoModelForCausalLM
+    from transformers.utils import logging as transformers_logging
 
     section = config.model
     dtype: Any = section.torch_dtype
@@ -75,6 +76,7 @@ def load_model(config: TrainingConfig, model_path: str, *, cuda: bool) -> Any:
         kwargs["device_map"] = section.device_map
     if config.quantization.quantized:
         kwargs["quantization_config"] = _bnb_config(config)
+    transformers_logging.disable_progress_bar()  # type: ignore[no-untyped-call]  # one bar per shard: noise
     try:
         model = AutoModelForCausalLM.from_pretrained(model_path, **kwargs)
     except (OSError, ValueError) as exc:
@@ -106,7 +108,7 @@ def _bnb_config(config: TrainingConfig) -> Any:
     )
 
 
-def wrap_with_lora(config: TrainingConfig, model: Any, base_model_name: str | None) -> Any:
+def wrap_with_lora(config: TrainingConfig, model: Any) -> Any:
     from peft import LoraConfig, get_peft_model
 
     settings = config.lora.model_dump(exclude_none=True)
@@ -119,8 +121,6 @@ def wrap_with_lora(config: TrainingConfig, model: Any, base_model_name: str | No
             wrapped = get_peft_model(model, lora)
     except (ValueError, TypeError) as exc:
         raise TuneError(f"LoraConfig does not fit this model: {exc}") from None
-    if base_model_name:
-        wrapped.peft_config["default"].base_model_name_or_path = base_model_name
     trainable = sum(p.numel() for p in wrapped.parameters() if p.requires_grad)
     total = sum(p.numel() for p in wrapped.parameters())
     log.info(

@@ -9,6 +9,7 @@ touching the model.
 from __future__ import annotations
 
 import importlib.util
+import json
 import logging
 import math
 import time
@@ -63,7 +64,7 @@ def train(
     if not encoded:
         raise TuneError(f"no trainable tokens: every example of {dataset.source.name} was cut to the prompt alone")
     model = load_model(config, model_path, cuda=cuda)
-    model = wrap_with_lora(config, model, base_model_name)
+    model = wrap_with_lora(config, model)
     device = next(model.parameters()).device
     plan = StepPlan.of(config, len(encoded))
     log.info(
@@ -83,7 +84,7 @@ def train(
     losses = _run_steps(config, model, encoded, plan, device, tokenizer.pad_token_id, metrics)
     seconds = time.monotonic() - started
     eval_loss = _evaluate(model, tokenizer, dataset.eval, config, device) if dataset.eval else None
-    files = save_adapter(model, output_dir)
+    files = save_adapter(model, output_dir, base_model_name=base_model_name)
     if metrics:
         metrics.finish(eval_loss)
     window = losses[-max(1, int(config.training.logging_steps)) :]
@@ -220,8 +221,18 @@ def _optimizer(config: TrainingConfig, params: list[Any]) -> Any:
     return torch.optim.AdamW(params, **settings)
 
 
-def save_adapter(model: Any, output_dir: Path) -> list[str]:
+def save_adapter(model: Any, output_dir: Path, *, base_model_name: str | None = None) -> list[str]:
+    """adapter_config.json and adapter_model.safetensors; the config names the base model by `base_model_name`.
+
+    The name is written after saving: peft looks the base model up while saving, and a preset name is not a
+    path or a hub id it could find.
+    """
     output_dir.mkdir(parents=True, exist_ok=True)
     model.save_pretrained(str(output_dir), safe_serialization=True)
+    if base_model_name:
+        config_path = output_dir / "adapter_config.json"
+        adapter_config = json.loads(config_path.read_text())
+        adapter_config["base_model_name_or_path"] = base_model_name
+        config_path.write_text(json.dumps(adapter_config, indent=2, sort_keys=True) + "\n")
     (output_dir / COMPLETED_SENTINEL).write_text("done\n")
     return sorted(p.name for p in output_dir.iterdir() if p.is_file())
