@@ -11,11 +11,12 @@ from typing import Any, TextIO
 import yaml
 
 from kaito.api.fielderrors import FieldError
-from kaito.api.workspace import PlanStatus, Workspace
+from kaito.api.workspace import Workspace
+from kaito.controllers import planning
 from kaito.presets.catalog import Catalog
 from kaito.presets.choice import Choice, plan_for
 from kaito.presets.overrides import CONFIG_KEY, Overrides
-from kaito.presets.sizing import Plan, PlanError, Request
+from kaito.presets.sizing import PlanError, Request
 from kaito.webhook.validation import validate_workspace
 
 
@@ -53,24 +54,7 @@ def plan_workspace(ws: Workspace, catalog: Catalog, cloud: str, overrides: Overr
 
 def plan_status(choice: Choice) -> dict[str, Any]:
     """The plan as it appears in `status.plan`."""
-    plan: Plan = choice.plan
-    status = PlanStatus(
-        instance_type=choice.sku.name,
-        nodes=plan.nodes,
-        gpus_per_node=plan.gpus_per_node,
-        tensor_parallel_size=plan.layout.tp,
-        pipeline_parallel_size=plan.layout.pp,
-        data_parallel_size=plan.layout.dp,
-        dtype=plan.dtype,
-        gpu_memory_utilization=plan.gpu_memory_utilization,
-        max_model_len=plan.max_model_len,
-        max_num_seqs=plan.max_num_seqs,
-        kv_cache_tokens=plan.kv_cache_tokens,
-        max_loras=plan.max_loras or None,
-        max_lora_rank=plan.max_lora_rank or None,
-        explanation=[*plan.explanation, f"instance type: {choice.reason}"],
-    )
-    return status.to_wire()
+    return planning.plan_status(choice).to_wire()
 
 
 def render(paths: list[str], *, cloud: str, catalog: Catalog, output: str, out: TextIO, err: TextIO) -> int:

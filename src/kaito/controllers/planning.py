@@ -7,7 +7,7 @@ from collections.abc import Callable, Mapping
 from kaito.api.workspace import PlanStatus, Workspace
 from kaito.controllers.kinds import WORKSPACE, content_hash
 from kaito.presets.catalog import Catalog, ModelSpec
-from kaito.presets.choice import plan_for
+from kaito.presets.choice import Choice, plan_for
 from kaito.presets.overrides import CONFIG_KEY, OverrideError, Overrides
 from kaito.presets.sizing import PlanError, Request
 
@@ -64,28 +64,29 @@ def plan_for_workspace(
         choice = plan_for(model, catalog, instance_type, cloud=cloud, request=request)
     except PlanError as exc:
         raise PlanningFailed(f"{exc.path}: {exc}" if exc.path else str(exc)) from None
+    status = plan_status(choice)
+    status.model, status.engine_args, status.inputs_hash = model.name, choice.plan.vllm_args(), inputs
+    return status, model
+
+
+def plan_status(choice: Choice) -> PlanStatus:
+    """A sizing choice as `status.plan` records it: every number with the reasons behind it."""
     plan = choice.plan
-    return (
-        PlanStatus(
-            model=model.name,
-            instance_type=choice.sku.name,
-            nodes=plan.nodes,
-            gpus_per_node=choice.sku.gpu_count,
-            tensor_parallel_size=plan.layout.tp,
-            pipeline_parallel_size=plan.layout.pp,
-            data_parallel_size=plan.layout.dp,
-            dtype=plan.dtype,
-            gpu_memory_utilization=plan.gpu_memory_utilization,
-            max_model_len=plan.max_model_len,
-            max_num_seqs=plan.max_num_seqs,
-            kv_cache_tokens=plan.kv_cache_tokens,
-            max_loras=plan.max_loras or None,
-            max_lora_rank=plan.max_lora_rank or None,
-            engine_args=plan.vllm_args(),
-            inputs_hash=inputs,
-            explanation=[*plan.explanation, f"instance type: {choice.reason}"],
-        ),
-        model,
+    return PlanStatus(
+        instance_type=choice.sku.name,
+        nodes=plan.nodes,
+        gpus_per_node=plan.gpus_per_node,
+        tensor_parallel_size=plan.layout.tp,
+        pipeline_parallel_size=plan.layout.pp,
+        data_parallel_size=plan.layout.dp,
+        dtype=plan.dtype,
+        gpu_memory_utilization=plan.gpu_memory_utilization,
+        max_model_len=plan.max_model_len,
+        max_num_seqs=plan.max_num_seqs,
+        kv_cache_tokens=plan.kv_cache_tokens,
+        max_loras=plan.max_loras or None,
+        max_lora_rank=plan.max_lora_rank or None,
+        explanation=[*plan.explanation, f"instance type: {choice.reason}"],
     )
 
 
