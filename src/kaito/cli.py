@@ -18,7 +18,7 @@ DEFAULT_KUBECONFIG = Path(".kaito/kubeconfig")
 
 
 def process_pods(args: argparse.Namespace) -> ProcessPods | None:
-    return ProcessPods() if args.process_pods else None
+    return ProcessPods(images=("kaito-runtime", "kaito-manager")) if args.process_pods else None
 
 
 async def run_sim(args: argparse.Namespace) -> int:
@@ -57,8 +57,8 @@ def _parser(wanted: str | None = None) -> argparse.ArgumentParser:
     sim.add_argument(
         "--process-pods",
         action="store_true",
-        help="run kaito-runtime pods as local processes (kaito serve on a tiny stand-in model), reachable through "
-        "the Service proxy",
+        help="run kaito-runtime and kaito-manager pods as local processes (kaito serve on a tiny stand-in model), "
+        "reachable through the Service proxy",
     )
     sim.add_argument("--provisioning-delay", type=float, default=2.0, help="seconds a simulated agent pool takes")
     sim.add_argument("--metrics-bind-address", default=":8080")

@@ -2,13 +2,15 @@
 
 For each ValidatingWebhookConfiguration (admissionregistration.k8s.io/v1) and each webhook in it, the
 request is matched against `rules`, `namespaceSelector` and `objectSelector`; a matching webhook gets an
-AdmissionReview v1 POSTed to its `clientConfig.url` over verified TLS. Denials and call failures become the
+AdmissionReview v1 POSTed to its `clientConfig.url` over verified TLS. A `clientConfig.service` is resolved
+as the Service proxy resolves it (`kaito.sim.proxy`): a ready endpoint that is a process pod, called at its
+local port with the certificate verified for `NAME.NAMESPACE.svc`. Denials and call failures become the
 Status errors a real server answers with, and `response.warnings` are returned for `Warning` headers.
 
 Differences from kube-apiserver: webhooks run one after another rather than in parallel (the first denial
 or failure wins); `matchPolicy: Equivalent` matches only the exact group/version/resource; `matchConditions`
-(CEL) are not evaluated; `clientConfig.service` is never reachable from the sim; warnings from a webhook
-that denies are dropped with the request.
+(CEL) are not evaluated; a `clientConfig.service` is reachable only when its endpoints are process pods (none
+without a resolver); warnings from a webhook that denies are dropped with the request.
 """
 
 from __future__ import annotations
@@ -29,6 +31,8 @@ from kaito.sim.selectors import label_selector_from_match
 
 SessionFactory = Callable[[ssl.SSLContext], aiohttp.ClientSession]
 """Builds the client session for one webhook call, given the TLS context that trusts its CA."""
+ServiceResolver = Callable[[str, str, int], int]
+"""(namespace, service, service port) -> the local port of a ready endpoint; raises ApiError when there is none."""
 
 _DEFAULT_TIMEOUT_S = 10
 _MAX_TIMEOUT_S = 30
@@ -181,21 +185,37 @@ def _timeout(webhook: JsonObj) -> int:
     return max(1, min(seconds, _MAX_TIMEOUT_S))
 
 
-def _target(webhook: JsonObj, timeout: int) -> str:
-    """The URL to POST to, with `?timeout=` as kube-apiserver appends it; raises _CallFailed for services."""
+@dataclass(frozen=True)
+class _Target:
+    """Where a webhook call goes: the URL posted to, the URL errors name, and the name its certificate must carry."""
+
+    url: str
+    shown: str
+    server_hostname: str | None = None
+
+
+def _target(webhook: JsonObj, timeout: int, services: ServiceResolver | None) -> _Target:
+    """The URL to POST to, with `?timeout=` as kube-apiserver appends it; a Service's goes to its local endpoint."""
     client = webhook.get("clientConfig") or {}
     service = client.get("service")
     if isinstance(service, dict):
-        name, ns = service.get("name", ""), service.get("namespace", "")
-        where = f"https://{name}.{ns}.svc:{service.get('port', 443)}{service.get('path') or ''}?timeout={timeout}s"
-        raise _CallFailed(f'{_CALL}Post "{where}": no endpoints available for service "{name}"')
+        name, ns, port = str(service.get("name", "")), str(service.get("namespace", "")), service.get("port", 443)
+        path = f"{service.get('path') or ''}?timeout={timeout}s"
+        where = f"https://{name}.{ns}.svc:{port}{path}"
+        if services is None:
+            raise _CallFailed(f'{_CALL}Post "{where}": no endpoints available for service "{name}"')
+        try:
+            local = services(ns, name, int(port))
+        except ApiError as err:
+            raise _CallFailed(f'{_CALL}Post "{where}": {err.message}') from err
+        return _Target(f"https://127.0.0.1:{local}{path}", where, f"{name}.{ns}.svc")
     base = client.get("url")
     if not isinstance(base, str) or not base:
         raise _CallFailed(f"{_CALL}webhook clientConfig has neither url nor service")
     url = f"{base}{'&' if '?' in base else '?'}timeout={timeout}s"
     if not url.startswith("https://"):
         raise _CallFailed(f'{_CALL}Post "{url}": webhook URLs must use the https scheme')
-    return url
+    return _Target(url, url)
 
 
 # ----------------------------------------------------------------------------------------------- calling
@@ -235,11 +255,12 @@ def _unexpected_status(code: int, text: str) -> str:
     return f"the server responded with the status code {code} but did not return more information"
 
 
-async def _post(url: str, review: JsonObj, context: ssl.SSLContext, factory: SessionFactory) -> Any:
+async def _post(target: _Target, review: JsonObj, context: ssl.SSLContext, factory: SessionFactory) -> Any:
+    url, headers = target.shown, {"Accept": "application/json, */*"}
     try:
         async with (
             factory(context) as session,
-            session.post(url, json=review, headers={"Accept": "application/json, */*"}) as response,
+            session.post(target.url, json=review, headers=headers, server_hostname=target.server_hostname) as response,
         ):
             text = await response.text()
             if response.status != 200:
@@ -254,13 +275,13 @@ async def _post(url: str, review: JsonObj, context: ssl.SSLContext, factory: Ses
 
 
 async def _post_within(
-    seconds: int, url: str, review: JsonObj, context: ssl.SSLContext, factory: SessionFactory
+    seconds: int, target: _Target, review: JsonObj, context: ssl.SSLContext, factory: SessionFactory
 ) -> Any:
     try:
         async with asyncio.timeout(seconds):
-            return await _post(url, review, context, factory)
+            return await _post(target, review, context, factory)
     except TimeoutError as err:
-        raise _CallFailed(_CALL + _describe(url, err)) from err
+        raise _CallFailed(_CALL + _describe(target.shown, err)) from err
 
 
 def _verified_response(body: Any, uid: str) -> JsonObj:
@@ -290,14 +311,16 @@ def _rejection(name: str, response: JsonObj) -> ApiError:
     return ApiError(code, status.get("reason") or "Forbidden", message, details)
 
 
-async def _call(webhook: JsonObj, attrs: AdmissionAttributes, factory: SessionFactory) -> list[str]:
+async def _call(
+    webhook: JsonObj, attrs: AdmissionAttributes, factory: SessionFactory, services: ServiceResolver | None
+) -> list[str]:
     """One webhook's verdict: its warnings when it allows; raises ApiError when it denies."""
     timeout = _timeout(webhook)
-    url = _target(webhook, timeout)
+    target = _target(webhook, timeout, services)
     bundle = (webhook.get("clientConfig") or {}).get("caBundle")
     context = _ssl_context(bundle if isinstance(bundle, str) and bundle else None)
     uid = str(uuid.uuid4())
-    response = _verified_response(await _post_within(timeout, url, _review(attrs, uid), context, factory), uid)
+    response = _verified_response(await _post_within(timeout, target, _review(attrs, uid), context, factory), uid)
     if response.get("allowed") is not True:
         raise _rejection(str(webhook.get("name", "")), response)
     warnings = response.get("warnings")
@@ -306,13 +329,18 @@ async def _call(webhook: JsonObj, attrs: AdmissionAttributes, factory: SessionFa
 
 # ----------------------------------------------------------------------------------------------- entry
 async def validate_admission(
-    configs: Sequence[JsonObj], attrs: AdmissionAttributes, *, session_factory: SessionFactory | None = None
+    configs: Sequence[JsonObj],
+    attrs: AdmissionAttributes,
+    *,
+    session_factory: SessionFactory | None = None,
+    services: ServiceResolver | None = None,
 ) -> list[str]:
     """Run every matching validating webhook in order; return their warnings or raise the first ApiError.
 
     A denial raises the webhook's Status (403 Forbidden unless it says otherwise). A failed call raises
     500 InternalError under `failurePolicy: Fail` (the default) and is skipped under `Ignore`. A dry-run
-    request reaching a webhook whose `sideEffects` is not None/NoneOnDryRun is refused with 400.
+    request reaching a webhook whose `sideEffects` is not None/NoneOnDryRun is refused with 400. `services`
+    resolves webhooks reached by `clientConfig.service`; without it they have no endpoints.
     """
     factory = session_factory or _default_session
     warnings: list[str] = []
@@ -324,7 +352,7 @@ async def validate_admission(
             if attrs.dry_run and webhook.get("sideEffects") not in _DRY_RUN_SAFE:
                 raise ApiError(400, "BadRequest", f'admission webhook "{name}" does not support dry run')
             try:
-                warnings += await _call(webhook, attrs, factory)
+                warnings += await _call(webhook, attrs, factory, services)
             except _CallFailed as err:
                 if webhook.get("failurePolicy") == "Ignore":
                     continue

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from kaito.sim import errors
-from kaito.sim.admission import AdmissionAttributes, validate_admission
+from kaito.sim.admission import AdmissionAttributes, ServiceResolver, validate_admission
 from kaito.sim.builtin_defaults import ClusterIPAllocator
 from kaito.sim.conversion import as_version
 from kaito.sim.errors import JsonObj
@@ -39,6 +39,7 @@ class Cluster:
         self.registry = Registry()
         self.cluster_ips = ClusterIPAllocator()
         self.pod_logs: dict[tuple[str, str, str], list[str]] = {}  # (namespace, pod, container) -> lines
+        self.webhook_services: ServiceResolver | None = None  # where webhooks by clientConfig.service listen
         for name in INITIAL_NAMESPACES:
             self.seed(
                 NAMESPACES,
@@ -160,4 +161,4 @@ class Cluster:
             user=opts.user,
             dry_run=opts.dry_run,
         )
-        opts.warnings.extend(await validate_admission(configs, attrs))
+        opts.warnings.extend(await validate_admission(configs, attrs, services=self.webhook_services))

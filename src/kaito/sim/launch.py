@@ -2,7 +2,18 @@
 
 The kubelet of a real node hands a container its volumes at their mount paths; a local process cannot have
 `/etc/kaito`, so each volume is written under a per-pod directory and every argument or environment value
-that names a mount path is rewritten to point there. `kaito ...` runs as this interpreter's `-m kaito.cli`.
+that names a mount path is rewritten to point there. `kaito ...` runs as this interpreter's `-m kaito.cli`, and
+a container with no command runs its image's entrypoint (`kaito` for the kaito images) with its args.
+
+Listening addresses: every process shares this machine's ports, so the address flags of `kaito` subcommands
+(`PORT_FLAGS`, e.g. the manager's `--health-probe-bind-address=:8081`) are rewritten to `127.0.0.1:<free port>`
+and the container port -> local port mapping is what probes, the Service proxy and webhook calls use.
+
+Credentials: a real kubelet projects a token for the pod's `spec.serviceAccountName` at
+/var/run/secrets/kubernetes.io/serviceaccount. A process is not in a container and cannot have that path, so
+the same identity travels as a kubeconfig (the simulated API server's URL and CA, a token minted for the pod's
+service account) in the pod's directory, named by `KUBECONFIG`, which kubernetes clients read first. Pods with
+`automountServiceAccountToken: false` get none.
 """
 
 from __future__ import annotations
@@ -17,7 +28,8 @@ from pathlib import Path
 
 import yaml
 
-from kaito.sim.errors import JsonObj
+from kaito.sim.errors import ApiError, JsonObj
+from kaito.sim.kubeconfig import kubeconfig_dict, write_kubeconfig
 from kaito.sim.store import StorageKey
 
 Getter = Callable[[StorageKey, str, str], JsonObj | None]  # (storage key, namespace, name) -> stored object
@@ -27,6 +39,17 @@ _VAR_REF = re.compile(r"\$\$|\$\(([-._a-zA-Z][-._a-zA-Z0-9]*)\)")
 _FIELD_KEY = re.compile(r"metadata\.(labels|annotations)\['([^']+)'\]")
 KAITO = [sys.executable, "-m", "kaito.cli"]  # what `kaito` in a container's command runs here
 DEFAULT_SERVE_PORT = 5000
+ENTRYPOINTS = {"kaito-runtime": ["kaito"], "kaito-manager": ["kaito"]}  # the images' ENTRYPOINT (docker/)
+# Per `kaito` subcommand, the flags that bind a listening address, with the port each listens on when not given.
+PORT_FLAGS: dict[str, tuple[tuple[str, int], ...]] = {
+    "manager": (
+        ("--metrics-bind-address", 8080),
+        ("--health-probe-bind-address", 8081),
+        ("--webhook-bind-address", 9443),
+    ),
+}
+TOKEN_SECONDS = 365 * 24 * 3600  # kube-apiserver extends kubelet-projected tokens to a year by default
+Issuer = Callable[[str, str], str]  # (namespace, service account) -> a bearer token; raises when it does not exist
 
 
 class LaunchError(Exception):
@@ -190,6 +213,8 @@ def environment(get: Getter, pod: JsonObj, container: JsonObj) -> dict[str, str]
 def launch(get: Getter, pod: JsonObj, container: JsonObj, root: Path) -> Launch:
     """The local command for `container` of `pod`, its volumes written under `root`."""
     command = [str(a) for a in container.get("command") or []]
+    image = str(container.get("image", ""))
+    command = command or next((list(e) for name, e in ENTRYPOINTS.items() if image_matches(image, (name,))), [])
     if not command:
         raise LaunchError("the container has no command; the image's entrypoint is unknown to the simulated kubelet")
     env = environment(get, pod, container)
@@ -218,10 +243,63 @@ def flag(argv: list[str], name: str) -> str | None:
     return value
 
 
+def subcommand(argv: list[str]) -> str | None:
+    """The `kaito` subcommand `argv` runs (`serve`, `manager`, ...); None when it does not run `kaito`."""
+    rest = argv[len(KAITO) :] if argv[: len(KAITO)] == KAITO else []
+    return next((a for a in rest if not a.startswith("-")), None)
+
+
 def is_serve(argv: list[str]) -> bool:
     """Whether `argv` runs `kaito serve`."""
-    rest = argv[len(KAITO) :] if argv[: len(KAITO)] == KAITO else []
-    return next((a for a in rest if not a.startswith("-")), None) == "serve"
+    return subcommand(argv) == "serve"
+
+
+def _set_flag(argv: list[str], name: str, value: str) -> None:
+    """Give `--name` the value `value`: every occurrence in `argv` (`--name V` or `--name=V`), or appended."""
+    found = False
+    for i, arg in enumerate(argv):
+        if arg == name and i + 1 < len(argv):
+            argv[i + 1], found = value, True
+        elif arg.startswith(name + "="):
+            argv[i], found = f"{name}={value}", True
+    if not found:
+        argv.append(f"{name}={value}")
+
+
+def bind_overrides(spec: Launch, free_port: Callable[[], int]) -> dict[int, int] | None:
+    """Move the listening flags of a `PORT_FLAGS` subcommand to 127.0.0.1 and free ports; container -> local port.
+
+    `--flag=[HOST]:N` (or the flag's default port when it is not given) becomes `--flag=127.0.0.1:<free port>`;
+    an empty address (off) and port 0 (any) stay as written. None when the command has no such flags.
+    """
+    flags = PORT_FLAGS.get(subcommand(spec.argv) or "")
+    if flags is None:
+        return None
+    ports: dict[int, int] = {}
+    for name, default in flags:
+        value = flag(spec.argv, name)
+        port = value.rpartition(":")[2] if value is not None else str(default)
+        if port.isdigit() and int(port) > 0:
+            ports[int(port)] = free_port()
+            _set_flag(spec.argv, name, f"127.0.0.1:{ports[int(port)]}")
+    return ports
+
+
+def service_account_kubeconfig(pod: JsonObj, root: Path, server: str, ca_pem: bytes, issue: Issuer) -> Path | None:
+    """Write a kubeconfig for the pod's service account under `root`; None when the pod opts out of a token."""
+    spec = pod.get("spec") or {}
+    if spec.get("automountServiceAccountToken") is False:
+        return None
+    ns, account = str(pod["metadata"].get("namespace", "")), str(spec.get("serviceAccountName") or "default")
+    try:
+        token = issue(ns, account)
+    except ApiError as err:  # what the kubelet reports while the token projection fails
+        raise LaunchError(f"failed to fetch token: {err.message}") from err
+    config = kubeconfig_dict(server=server, ca_pem=ca_pem, token=token, name="in-cluster")
+    user = f"system:serviceaccount:{ns}:{account}"
+    config["users"][0]["name"] = user
+    config["contexts"][0]["context"].update(user=user, namespace=ns)
+    return write_kubeconfig(root / "serviceaccount" / "kubeconfig", config)
 
 
 def serve_overrides(spec: Launch, model: Path, port: int) -> int:

@@ -1,10 +1,12 @@
 """Process pods: opt-in, the simulated kubelet runs chosen images' containers as real local processes.
 
 With `SimServer(process_pods=ProcessPods())` a pod whose container image is `kaito-runtime` (any registry or
-tag) runs that container's command on this machine (see `kaito.sim.launch`). Its status follows the process:
-Running once started, Ready once its readiness probe passes, terminated with the exit code and the last lines
-of stderr when it exits, restarted with back-off as the restart policy says. Its output is what `kubectl logs`
-shows, and the API server's proxy (`kaito.sim.proxy`) forwards Service and pod traffic to its local port.
+tag; `images=("kaito-runtime", "kaito-manager")` adds the manager's image) runs that container's command on this
+machine (see `kaito.sim.launch`), with a kubeconfig for its service account in `KUBECONFIG` and its listening
+flags moved to free local ports. Its status follows the process: Running once started, Ready once its
+readiness probe passes, terminated with the exit code and the last lines of stderr when it exits, restarted
+with back-off as the restart policy says. Its output is what `kubectl logs` shows, and the API server's proxy
+(`kaito.sim.proxy`) and admission webhook calls (`kaito.sim.admission`) reach it at its local ports.
 `kaito serve` loads a tiny random model in place of the preset's weights (no GPU, no download): a real server
 whose answers are random tokens. Every process dies with its pod, with the `SimServer`, and with this process.
 """
@@ -30,13 +32,16 @@ from kaito.sim import children
 from kaito.sim.cluster import Cluster
 from kaito.sim.errors import JsonObj
 from kaito.sim.launch import (
+    Issuer,
     Launch,
     LaunchError,
+    bind_overrides,
     declared_ports,
     image_matches,
     is_serve,
     launch,
     serve_overrides,
+    service_account_kubeconfig,
 )
 from kaito.sim.probes import Prober, follow
 from kaito.sim.standin import StandInModel
@@ -104,6 +109,11 @@ class Processes:
         self._listeners: list[Callable[[Key], None]] = []
         self._model = StandInModel(options.model_dir, Path(self._tmp.name))
         self._prober = Prober()
+        self._api: tuple[str, bytes, Issuer] | None = None
+
+    def connect(self, server: str, ca_pem: bytes, issue: Issuer) -> None:
+        """Where pods' processes reach the API server, and how their service account tokens are minted."""
+        self._api = (server, ca_pem, issue)
 
     def subscribe(self, listener: Callable[[Key], None]) -> None:
         """Call `listener(key)` whenever what a pod's processes do changes (the kubelet re-reports the pod)."""
@@ -220,6 +230,12 @@ class Processes:
             model, port = await self._model.path(), _free_port()
             config_port = serve_overrides(spec, model, port)
             c.ports, c.any_port = {p: port for p in {*declared, config_port}}, False
+        elif (bound := bind_overrides(spec, _free_port)) is not None:
+            c.ports, c.any_port = bound, False
+        if self._api is not None and "KUBECONFIG" not in spec.env:
+            kubeconfig = service_account_kubeconfig(pod.pod, pod.root, *self._api)
+            if kubeconfig is not None:
+                spec.env["KUBECONFIG"] = str(kubeconfig)
         c.launch = spec
 
     async def _once(self, pod: _Pod, c: _Container, attempt: int) -> Exit:

@@ -90,6 +90,11 @@ class Proxy:
         where = f"{(pod.get('status') or {}).get('podIP', '')}:{target}"
         return await _forward(request, url, where)
 
+    def service_port(self, ns: str, name: str, port: int) -> int:
+        """The local port of a ready process-pod endpoint behind Service port `port`; ApiError when there is none."""
+        pod, target = self._service_target(ns, name, str(port), name)
+        return self._local_port(pod, target)
+
     def _object(self, plural: str, ns: str, name: str) -> JsonObj:
         obj = self.cluster.store.get(("", plural), ns, name)
         if obj is None:

@@ -18,12 +18,14 @@ from kaito.sim.gc import GarbageCollector
 from kaito.sim.http import ApiServer, RequestRecord
 from kaito.sim.kubeconfig import kubeconfig_dict, write_kubeconfig
 from kaito.sim.kubelet import KubeletConfig, Nodes, system_node
+from kaito.sim.launch import TOKEN_SECONDS
 from kaito.sim.nodespec import NodeSpec
 from kaito.sim.podfaults import PodFaults
 from kaito.sim.processes import Processes, ProcessPods
 from kaito.sim.proxy import Proxy
 from kaito.sim.store import DEFAULT_HISTORY
 from kaito.sim.tls import make_ca, make_server_cert
+from kaito.sim.tokens import API_AUDIENCE
 from kaito.sim.workloads.controlplane import ControlPlane
 
 log = logging.getLogger(__name__)
@@ -128,12 +130,14 @@ class SimServer:
         context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
         context.load_cert_chain(cert_path, key_path)
         self.ca_pem = ca.cert_pem
+        proxy = Proxy(self.cluster, self.processes)
+        self.cluster.webhook_services = proxy.service_port  # webhooks by clientConfig.service reach process pods
         api = ApiServer(
             self.cluster,
             tokens={self.token},
             server_address=f"{self.host}:{self.requested_port}",
             bookmark_interval=self.bookmark_interval,
-            proxy=Proxy(self.cluster, self.processes),
+            proxy=proxy,
         )
         self._api = api
         self._runner = web.AppRunner(api.app(), handler_cancellation=True, access_log=None)
@@ -145,6 +149,14 @@ class SimServer:
         path = self._kubeconfig or Path(self._tmp.name) / "kubeconfig"
         config = kubeconfig_dict(server=self.url, ca_pem=self.ca_pem, token=self.token)
         self.kubeconfig_path = write_kubeconfig(path, config)
+        if self.processes is not None:
+            authenticator = api.access.authenticator
+
+            def issue(namespace: str, account: str) -> str:
+                audiences = [API_AUDIENCE]
+                return authenticator.issue(namespace, account, audiences=audiences, expiration=TOKEN_SECONDS)[0]
+
+            self.processes.connect(self.url, self.ca_pem, issue)
         self._gc_task = asyncio.create_task(GarbageCollector(self.cluster).run(self._stop), name="sim-gc")
         if self._control is not None:
             self._control_task = asyncio.create_task(self._control.run(), name="sim-control-plane")
