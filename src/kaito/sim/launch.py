@@ -219,10 +219,10 @@ def launch(get: Getter, pod: JsonObj, container: JsonObj, root: Path) -> Launch:
         raise LaunchError("the container has no command; the image's entrypoint is unknown to the simulated kubelet")
     env = environment(get, pod, container)
     argv = [expand(a, env) for a in command + [str(a) for a in container.get("args") or []]]
-    if argv[0] == "kaito":
-        argv = [*KAITO, *argv[1:]]
     result = Launch(argv, env, materialise(get, pod, container, root))
-    result.argv = [result.local(a) for a in argv]
+    # Only the container's own paths are rewritten: this machine's interpreter may live under a mount path (/tmp).
+    argv = [result.local(a) for a in argv]
+    result.argv = [*KAITO, *argv[1:]] if argv[0] == "kaito" else argv
     result.env = {k: result.local(v) for k, v in env.items()}
     return result
 
