@@ -8,10 +8,11 @@ STAMP := $(VENV)/.installed
 
 install: $(STAMP)
 
-$(STAMP): pyproject.toml
+# Two distributions from one tree: kaito (the operator and its pods) and kaito-sim (the local cluster, sim/).
+$(STAMP): pyproject.toml sim/pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
-	$(BIN)/python -m pip install -q -e '.[dev,inference]'
+	$(BIN)/python -m pip install -q -e '.[dev,inference]' -e './sim[demo]'
 	@touch $(STAMP)
 
 lint: install

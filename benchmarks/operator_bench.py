@@ -17,13 +17,13 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
-from kaito.cli_manager import install_crds
 from kaito.controllers.kinds import WORKSPACE
 from kaito.runtime.client import Client
 from kaito.runtime.kinds import NAMESPACE
-from kaito.sim.aks import SimulatedAks
-from kaito.sim.http import RequestRecord
-from kaito.sim.server import SimServer
+from kaito_sim.aks import SimulatedAks
+from kaito_sim.apiserver.http import RequestRecord
+from kaito_sim.demo.operator import install_crds
+from kaito_sim.server import SimServer
 
 NS = "bench"
 MANAGER_AGENT = "kaito-runtime"

@@ -28,7 +28,7 @@ from kaito.runtime.manager import Manager, ManagerOptions
 from kaito.runtime.objects import Obj, ObjectKey
 from kaito.runtime.reconcile import Result
 from kaito.runtime.workqueue import WorkQueue
-from kaito.sim.server import SimServer
+from kaito_sim.server import SimServer
 
 BENCH_NS = "bench"
 

@@ -23,9 +23,9 @@ from typing import Any
 import aiohttp
 import yaml
 
-from kaito.sim.cluster import WriteOptions
-from kaito.sim.server import SimServer
-from kaito.sim.writes import Writer
+from kaito_sim.apiserver.cluster import WriteOptions
+from kaito_sim.apiserver.writes import Writer
+from kaito_sim.server import SimServer
 
 CRD: dict[str, Any] = yaml.safe_load(
     (Path(__file__).resolve().parents[1] / "examples/sim/modelcard-crd.yaml").read_text()

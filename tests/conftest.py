@@ -16,7 +16,7 @@ import pytest
 from kubernetes_asyncio import client, config
 
 from kaito.runtime.client import Client
-from kaito.sim.server import SimServer
+from kaito_sim.server import SimServer
 
 
 @dataclass

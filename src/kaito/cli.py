@@ -1,107 +1,134 @@
-"""The `kaito` command: one entry point for the simulated cluster, the demo and (later) the operator."""
+"""The `kaito` command: parses the command line and hands it to the room that runs the chosen command.
+
+Only the chosen command's module is imported, so `kaito serve` in an inference pod loads no operator code
+and `kaito manager` no torch. Commands of other installed distributions (the local cluster's `kaito sim`
+and demos) arrive through the `kaito.commands` entry-point group.
+"""
 
 from __future__ import annotations
 
 import argparse
 import asyncio
 import importlib
+import inspect
 import logging
-import signal
 import sys
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
-from kaito.sim.processes import ProcessPods
-from kaito.sim.server import SimServer
-from kaito.sim.store import DEFAULT_HISTORY
-
-DEFAULT_KUBECONFIG = Path(".kaito/kubeconfig")
+from kaito.commands import Command, plugin_commands
 
 
-def process_pods(args: argparse.Namespace) -> ProcessPods | None:
-    return ProcessPods(images=("kaito-runtime", "kaito-manager")) if args.process_pods else None
+@dataclass(frozen=True)
+class Builtin:
+    """`kaito NAME`: `module.add_arguments(parser)` declares its flags, `module.run(args)` runs it."""
+
+    module: str
+    add_arguments: str
+    run: str
+    help: str
+
+    def load(self) -> tuple[Callable[[argparse.ArgumentParser], None], Callable[[argparse.Namespace], Any]]:
+        module = importlib.import_module(self.module)
+        return getattr(module, self.add_arguments), getattr(module, self.run)
 
 
-async def run_sim(args: argparse.Namespace) -> int:
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, stop.set)
-    server = SimServer(
-        host=args.host,
-        port=args.port,
-        kubeconfig=args.kubeconfig,
-        history_size=args.watch_history,
-        process_pods=process_pods(args),
-    )
-    async with server:
-        print(f"kaito sim: serving {server.url} (kubeconfig: {server.kubeconfig_path})", flush=True)
-        await stop.wait()
-    logging.getLogger("kaito.sim").info("stopped")
-    return 0
-
-
-def _parser(wanted: str | None = None) -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="kaito", description=__doc__)
-    sub = parser.add_subparsers(dest="command", required=True)
-    sim = sub.add_parser("sim", help="run the simulated Kubernetes API server in the foreground")
-    sim.add_argument("--host", default="127.0.0.1")
-    sim.add_argument("--port", type=int, default=6443, help="0 picks a free port")
-    sim.add_argument("--kubeconfig", default=str(DEFAULT_KUBECONFIG), help="where to write the kubeconfig")
-    sim.add_argument(
-        "--watch-history",
-        type=int,
-        default=DEFAULT_HISTORY,
-        help="events retained for watches; older resourceVersions get 410 Expired",
-    )
-    sim.add_argument("--with-manager", action="store_true", help="also run the kaito operator and a simulated Azure")
-    sim.add_argument(
-        "--process-pods",
-        action="store_true",
-        help="run kaito-runtime and kaito-manager pods as local processes (kaito serve on a tiny stand-in model), "
-        "reachable through the Service proxy",
-    )
-    sim.add_argument("--provisioning-delay", type=float, default=2.0, help="seconds a simulated agent pool takes")
-    sim.add_argument("--metrics-bind-address", default=":8080")
-    sim.add_argument("--health-probe-bind-address", default=":8081")
-    manager = sub.add_parser("manager", help="run the kaito operator (workspace controller, node provisioner, webhook)")
-    from kaito.cli_manager import add_manager_arguments
-
-    add_manager_arguments(manager)
-    serve = sub.add_parser("serve", help="run the OpenAI-compatible inference server (the inference pod's command)")
-    from kaito.inference.serve import add_serve_arguments
-
-    add_serve_arguments(serve)
-    sub.add_parser("demo", help="start the simulated cluster and drive it with kubectl")
-    sub.add_parser("demo-tuning", help="data at a URL -> LoRA adapter -> local registry -> a named model, on CPU")
-    from kaito.cli_humans import add_chat_arguments, add_cluster_arguments
-
-    add_cluster_arguments(sub.add_parser("status", help="a workspace explained: plan, conditions, nodes, endpoint"))
-    add_chat_arguments(sub.add_parser("chat", help="ask a workspace's model a question through the API server"))
-    crds = sub.add_parser("crds", help="write the CRDs generated from the API models")
-    crds.add_argument("--output", "-o", default="crds", help="directory to write into")
-    crds.add_argument("--check", action="store_true", help="only report files that differ (exit 1 if any)")
-    render = sub.add_parser("render", help="show the plan kaito would choose for a Workspace, without a cluster")
-    render.add_argument("-f", "--filename", action="append", default=[], help="manifest file(s); - for stdin")
-    render.add_argument("--cloud", choices=["azure", "aws", "arc"], default="azure")
-    render.add_argument("--catalog", help="catalog overrides: a ConfigMap manifest or a directory of YAML files")
-    render.add_argument("-o", "--output", choices=["text", "yaml", "json"], default="text")
-    render.add_argument("--list-models", action="store_true", help="list the catalog's models and exit")
-    render.add_argument("--list-skus", action="store_true", help="list the cloud's instance types and exit")
-    for name, (module, help_text) in TUNING_COMMANDS.items():
-        command = sub.add_parser(name, help=help_text)
-        if name == wanted:  # only the chosen step's module is imported
-            getattr(importlib.import_module(module), f"add_{name.replace('-', '_')}_arguments")(command)
-    return parser
-
-
-# The steps of tuning and adapter pods: `kaito <name>` runs `<module>.run_<name>(args)`.
-TUNING_COMMANDS = {
-    "tune": ("kaito.tuning.tune", "train a LoRA/QLoRA adapter (the tuning pod's main step)"),
-    "fetch-data": ("kaito.tuning.fetch", "download training data from URLs into the data directory"),
-    "pull-data": ("kaito.tuning.artifacts", "pull a training data artifact from an OCI registry"),
-    "push-adapter": ("kaito.tuning.artifacts", "push a trained adapter to an OCI registry"),
-    "pull-adapter": ("kaito.tuning.artifacts", "pull an adapter from an OCI registry for serving"),
+BUILTINS: dict[str, Builtin] = {
+    "manager": Builtin(
+        "kaito.cli_manager",
+        "add_manager_arguments",
+        "run_manager",
+        "run the kaito operator (workspace controller, node provisioner, webhook)",
+    ),
+    "serve": Builtin(
+        "kaito.inference.serve",
+        "add_serve_arguments",
+        "run_serve",
+        "run the OpenAI-compatible inference server (the inference pod's command)",
+    ),
+    "status": Builtin(
+        "kaito.cli_humans",
+        "add_cluster_arguments",
+        "run_status",
+        "a workspace explained: plan, conditions, nodes, endpoint",
+    ),
+    "chat": Builtin(
+        "kaito.cli_humans",
+        "add_chat_arguments",
+        "run_chat",
+        "ask a workspace's model a question through the API server",
+    ),
+    "crds": Builtin("kaito.cli", "add_crds_arguments", "run_crds", "write the CRDs generated from the API models"),
+    "render": Builtin(
+        "kaito.cli",
+        "add_render_arguments",
+        "run_render",
+        "show the plan kaito would choose for a Workspace, without a cluster",
+    ),
+    # The steps of tuning and adapter pods.
+    "tune": Builtin(
+        "kaito.tuning.tune", "add_tune_arguments", "run_tune", "train a LoRA/QLoRA adapter (the tuning pod's main step)"
+    ),
+    "fetch-data": Builtin(
+        "kaito.tuning.fetch",
+        "add_fetch_data_arguments",
+        "run_fetch_data",
+        "download training data from URLs into the data directory",
+    ),
+    "pull-data": Builtin(
+        "kaito.tuning.artifacts",
+        "add_pull_data_arguments",
+        "run_pull_data",
+        "pull a training data artifact from an OCI registry",
+    ),
+    "push-adapter": Builtin(
+        "kaito.tuning.artifacts",
+        "add_push_adapter_arguments",
+        "run_push_adapter",
+        "push a trained adapter to an OCI registry",
+    ),
+    "pull-adapter": Builtin(
+        "kaito.tuning.artifacts",
+        "add_pull_adapter_arguments",
+        "run_pull_adapter",
+        "pull an adapter from an OCI registry for serving",
+    ),
 }
+
+
+def add_crds_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--output", "-o", default="crds", help="directory to write into")
+    parser.add_argument("--check", action="store_true", help="only report files that differ (exit 1 if any)")
+
+
+def add_render_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("-f", "--filename", action="append", default=[], help="manifest file(s); - for stdin")
+    parser.add_argument("--cloud", choices=["azure", "aws", "arc"], default="azure")
+    parser.add_argument("--catalog", help="catalog overrides: a ConfigMap manifest or a directory of YAML files")
+    parser.add_argument("-o", "--output", choices=["text", "yaml", "json"], default="text")
+    parser.add_argument("--list-models", action="store_true", help="list the catalog's models and exit")
+    parser.add_argument("--list-skus", action="store_true", help="list the cloud's instance types and exit")
+
+
+def _parser(
+    wanted: str | None, plugins: dict[str, Command]
+) -> tuple[argparse.ArgumentParser, Callable[[argparse.Namespace], Any] | None]:
+    """The full parser (every command listed) and the run function of `wanted`, whose flags alone are loaded."""
+    parser = argparse.ArgumentParser(prog="kaito", description=(__doc__ or "").splitlines()[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+    run: Callable[[argparse.Namespace], Any] | None = None
+    for name, builtin in BUILTINS.items():
+        command = sub.add_parser(name, help=builtin.help)
+        if name == wanted:
+            add_arguments, run = builtin.load()
+            add_arguments(command)
+    for name, plugin in plugins.items():
+        plugin.add_arguments(sub.add_parser(name, help=plugin.help))
+        if name == wanted:
+            run = plugin.run
+    return parser, run
 
 
 def run_render(args: argparse.Namespace) -> int:
@@ -151,50 +178,21 @@ def run_crds(args: argparse.Namespace) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
-    args = _parser(next((a for a in argv if not a.startswith("-")), None)).parse_args(argv)
-    if args.command == "sim":
-        args.kubeconfig = Path(args.kubeconfig).resolve()
+    wanted = next((a for a in argv if not a.startswith("-")), None)
+    plugins = {} if wanted in BUILTINS else plugin_commands(wanted)
+    parser, run = _parser(wanted, plugins)
+    args = parser.parse_args(argv)  # --help, a missing or unknown command: argparse answers and exits here
+    if run is None:  # a flag before the command name: the command's own flags were not loaded
+        parser.error("put the command first: kaito COMMAND [flags]")
     logging.basicConfig(
         level=logging.INFO,
         stream=sys.stderr,
         format='{"time":"%(asctime)s","level":"%(levelname)s","logger":"%(name)s","msg":"%(message)s"}',
     )
     logging.getLogger("azure").setLevel(logging.WARNING)  # the SDK logs every HTTP exchange at INFO
-    if args.command == "sim":
-        if args.with_manager:
-            from kaito.cli_manager import run_sim_with_manager
-
-            return asyncio.run(run_sim_with_manager(args))
-        return asyncio.run(run_sim(args))
-    if args.command == "manager":
-        from kaito.cli_manager import run_manager
-
-        return asyncio.run(run_manager(args))
-    if args.command == "serve":
-        from kaito.inference.serve import run_serve
-
-        return asyncio.run(run_serve(args))
-    if args.command == "crds":
-        return run_crds(args)
-    if args.command == "render":
-        return run_render(args)
-    if args.command == "demo":
-        from kaito.demo import run_demo
-
-        return asyncio.run(run_demo())
-    if args.command == "demo-tuning":
-        from kaito.demo_tuning import run_demo_tuning
-
-        return asyncio.run(run_demo_tuning())
-    if args.command in ("status", "chat"):
-        from kaito import cli_humans
-
-        return asyncio.run(cli_humans.run_status(args) if args.command == "status" else cli_humans.run_chat(args))
-    if args.command in TUNING_COMMANDS:
-        module = importlib.import_module(TUNING_COMMANDS[args.command][0])
-        code: int = getattr(module, f"run_{args.command.replace('-', '_')}")(args)
-        return code
-    return 2
+    outcome = run(args)
+    code: int = asyncio.run(outcome) if inspect.iscoroutine(outcome) else outcome
+    return code
 
 
 if __name__ == "__main__":

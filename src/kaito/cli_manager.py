@@ -1,33 +1,14 @@
-"""`kaito manager` and `kaito sim --with-manager`: running the operator against a cluster, real or simulated."""
+"""`kaito manager`: the operator's flags, its cloud provider from them, and the run against a cluster."""
 
 from __future__ import annotations
 
 import argparse
-import asyncio
-import contextlib
-import logging
 import os
-import signal
-from collections.abc import AsyncIterator
-from pathlib import Path
 from typing import TYPE_CHECKING
 
-import yaml
-
-from kaito.api import crds
-from kaito.operator import OperatorOptions, build
-from kaito.provisioner.cloud import CloudProvider
-from kaito.runtime import errors
-from kaito.runtime.client import Client
-from kaito.runtime.kinds import CRD, NAMESPACE
-from kaito.runtime.manager import Manager
-
 if TYPE_CHECKING:
-    from kaito.provisioner.azure import AzureProvider
-    from kaito.sim.aks import SimulatedAks
-    from kaito.sim.server import SimServer
-
-log = logging.getLogger("kaito.manager")
+    from kaito.operator import OperatorOptions
+    from kaito.provisioner.cloud import CloudProvider
 
 
 def add_manager_arguments(parser: argparse.ArgumentParser) -> None:
@@ -53,6 +34,8 @@ def add_manager_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def operator_options(args: argparse.Namespace) -> OperatorOptions:
+    from kaito.operator import OperatorOptions
+
     service = None
     if args.webhook_service:
         where, _, port = args.webhook_service.partition(":")
@@ -99,6 +82,9 @@ def cloud_provider(args: argparse.Namespace) -> CloudProvider | None:
 
 
 async def run_manager(args: argparse.Namespace) -> int:
+    from kaito.operator import build
+    from kaito.runtime.client import Client
+
     client = await Client.from_config(kubeconfig=args.kubeconfig, qps=args.kube_api_qps, burst=args.kube_api_burst)
     provider = cloud_provider(args)
     manager = build(client, provider, operator_options(args))
@@ -108,91 +94,4 @@ async def run_manager(args: argparse.Namespace) -> int:
         await client.close()
         if provider is not None and hasattr(provider, "close"):
             await provider.close()
-    return 0
-
-
-async def install_crds(client: Client, namespace: str) -> None:
-    """What `kubectl apply -f crds/` and the namespace manifest do, for the embedded demo cluster."""
-    for text in crds.rendered().values():
-        crd = yaml.safe_load(text)
-        await client.apply(CRD, crd, field_manager="kaito-sim", force=True)
-    await errors.ignore_already_exists(client.create(NAMESPACE, {"metadata": {"name": namespace}}))
-
-
-def simulated_azure_provider(aks: SimulatedAks) -> AzureProvider:
-    """The real Azure provider, pointed at the simulated ARM endpoint with its token and CA."""
-    from kaito.provisioner.azure import AzureProvider
-    from kaito.provisioner.credentials import StaticTokenCredential
-
-    target = aks.azure
-    return AzureProvider(
-        credential=StaticTokenCredential(target.token),
-        subscription_id=target.subscription_id,
-        resource_group=target.resource_group,
-        cluster=target.cluster,
-        base_url=target.url,
-        connection_verify=target.ca_path,
-    )
-
-
-@contextlib.asynccontextmanager
-async def embedded_operator(
-    sim: SimServer, *, provisioning_delay: float, metrics_address: str | None = None, health_address: str | None = None
-) -> AsyncIterator[Manager]:
-    """A simulated Azure next to `sim`, the CRDs installed, and the operator running against both."""
-    from kaito.sim.aks import SimulatedAks
-
-    async with SimulatedAks(sim, provisioning_delay=provisioning_delay) as aks:
-        client = await Client.from_config(kubeconfig=str(sim.kubeconfig_path))
-        await install_crds(client, "kaito-system")
-        provider = simulated_azure_provider(aks)
-        options = OperatorOptions(
-            metrics_address=metrics_address,
-            health_address=health_address,
-            webhook_address="127.0.0.1:0",
-            leader_election=False,
-            nodeclaim_poll_interval=1.0,
-        )
-        manager = build(client, provider, options)
-        stop = asyncio.Event()
-        task = asyncio.create_task(manager.run(stop), name="manager")
-        try:
-            await manager.elected.wait()
-            yield manager
-        finally:
-            stop.set()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
-            await provider.close()
-            await client.close()
-
-
-async def run_sim_with_manager(args: argparse.Namespace) -> int:
-    """The simulated cluster, its simulated Azure, and the operator, in one process until SIGINT/SIGTERM."""
-    from kaito.sim.server import SimServer
-
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, stop.set)
-    from kaito.cli import process_pods
-
-    sim = SimServer(
-        host=args.host,
-        port=args.port,
-        kubeconfig=Path(args.kubeconfig),
-        history_size=args.watch_history,
-        process_pods=process_pods(args),
-    )
-    async with (
-        sim,
-        embedded_operator(
-            sim,
-            provisioning_delay=args.provisioning_delay,
-            metrics_address=args.metrics_bind_address,
-            health_address=args.health_probe_bind_address,
-        ),
-    ):
-        print(f"kaito sim: serving {sim.url} (kubeconfig: {sim.kubeconfig_path}) with the kaito manager", flush=True)
-        await stop.wait()
     return 0

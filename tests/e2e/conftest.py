@@ -10,13 +10,13 @@ from typing import Any
 
 import pytest
 
-from kaito.cli_manager import install_crds, simulated_azure_provider
 from kaito.operator import OperatorOptions, build
 from kaito.provisioner.azure import AzureProvider
 from kaito.runtime.client import Client
 from kaito.runtime.manager import Manager
-from kaito.sim.aks import SimulatedAks
-from kaito.sim.server import SimServer
+from kaito_sim.aks import SimulatedAks
+from kaito_sim.demo.operator import install_crds, simulated_azure_provider
+from kaito_sim.server import SimServer
 from tests.conftest import Kubectl
 
 

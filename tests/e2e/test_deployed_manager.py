@@ -8,9 +8,9 @@ from pathlib import Path
 import pytest
 
 from kaito.inference.tinymodel import make_tiny_model
-from kaito.sim.aks import SimulatedAks
-from kaito.sim.processes import ProcessPods
-from kaito.sim.server import SimServer
+from kaito_sim.aks import SimulatedAks
+from kaito_sim.nodes.processes import ProcessPods
+from kaito_sim.server import SimServer
 from tests.conftest import Kubectl
 from tests.e2e.conftest import wait_workspace
 

@@ -6,7 +6,7 @@ import asyncio
 import sys
 from pathlib import Path
 
-from kaito.sim.server import SimServer
+from kaito_sim.server import SimServer
 from tests.conftest import Kubectl
 from tests.e2e.conftest import Operator, wait_workspace
 

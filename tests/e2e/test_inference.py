@@ -7,8 +7,8 @@ from pathlib import Path
 
 import yaml
 
-from kaito.sim.nodespec import NodeSpec
-from kaito.sim.server import SimServer
+from kaito_sim.nodes.nodespec import NodeSpec
+from kaito_sim.server import SimServer
 from tests.conftest import Kubectl
 from tests.e2e.conftest import Operator, condition, wait_workspace
 

@@ -18,14 +18,14 @@ from typing import Any, NamedTuple
 import pytest
 import yaml
 
-from kaito.cli_manager import simulated_azure_provider
 from kaito.operator import OperatorOptions, build
 from kaito.provisioner.azure import AzureProvider
 from kaito.runtime.client import Client
-from kaito.sim.aks import SimulatedAks
-from kaito.sim.http import RequestRecord
-from kaito.sim.kubeconfig import kubeconfig_dict, write_kubeconfig
-from kaito.sim.server import SimServer
+from kaito_sim.aks import SimulatedAks
+from kaito_sim.apiserver.http import RequestRecord
+from kaito_sim.apiserver.kubeconfig import kubeconfig_dict, write_kubeconfig
+from kaito_sim.demo.operator import simulated_azure_provider
+from kaito_sim.server import SimServer
 from tests.conftest import Kubectl
 from tests.deploy.rendered import ROOT, Obj, find, render
 from tests.e2e.conftest import wait_workspace

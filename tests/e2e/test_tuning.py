@@ -8,7 +8,7 @@ from typing import Any
 
 import yaml
 
-from kaito.sim.server import SimServer
+from kaito_sim.server import SimServer
 from tests.conftest import Kubectl
 from tests.e2e.conftest import Operator, condition, wait_workspace
 

@@ -34,9 +34,9 @@ from kaito.provisioner.cloud import (
     TransientError,
 )
 from kaito.provisioner.credentials import StaticTokenCredential, default_credential
-from kaito.sim.arm import ArmSimulator
-from kaito.sim.arm.errors import quota_message, sku_not_available_message
-from tests.sim.recording_hook import RecordingHook
+from kaito_sim.arm import ArmSimulator
+from kaito_sim.arm.errors import quota_message, sku_not_available_message
+from tests.kaito_sim.recording_hook import RecordingHook
 
 SUB = "00000000-0000-0000-0000-0000000000bb"
 RG = "kaito-rg"

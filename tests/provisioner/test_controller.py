@@ -17,7 +17,7 @@ from kaito.runtime.client import Client
 from kaito.runtime.kinds import NODE
 from kaito.runtime.manager import Manager
 from kaito.runtime.objects import Obj, ObjectKey
-from kaito.sim.server import SimServer
+from kaito_sim.server import SimServer
 from tests.conftest import Kubectl
 from tests.provisioner.conftest import (
     SKU,

@@ -29,7 +29,7 @@ from kaito.runtime.kinds import CONFIG_MAP, DEPLOYMENT, NAMESPACE
 from kaito.runtime.metrics import REGISTRY
 from kaito.runtime.objects import Obj
 from kaito.runtime.transport import parse_retry_after
-from kaito.sim.server import SimServer
+from kaito_sim.server import SimServer
 
 T = TypeVar("T")
 

@@ -18,7 +18,7 @@ from kaito.runtime.manager import Manager, ManagerOptions
 from kaito.runtime.objects import Obj, ObjectKey
 from kaito.runtime.ratelimit import ItemExponentialFailureRateLimiter
 from kaito.runtime.reconcile import Result, TerminalError
-from kaito.sim.server import SimServer
+from kaito_sim.server import SimServer
 from tests.runtime.conftest import eventually
 from tests.runtime.example_controller import COPY_LABEL, setup
 

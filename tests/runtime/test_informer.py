@@ -10,7 +10,7 @@ from kaito.runtime.client import Client, WatchEvent
 from kaito.runtime.informer import Event, EventType, Informer, Selectors
 from kaito.runtime.kinds import CONFIG_MAP, Kind
 from kaito.runtime.objects import Obj
-from kaito.sim.server import SimServer
+from kaito_sim.server import SimServer
 from tests.runtime.conftest import eventually
 
 

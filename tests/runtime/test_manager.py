@@ -14,7 +14,7 @@ from kaito.runtime.kinds import CONFIG_MAP, LEASE
 from kaito.runtime.manager import LeadershipLost, Manager, ManagerOptions
 from kaito.runtime.objects import Obj, ObjectKey
 from kaito.runtime.reconcile import Result
-from kaito.sim.server import SimServer
+from kaito_sim.server import SimServer
 from tests.runtime.conftest import eventually
 
 CONTROLLER_RUNTIME_METRICS = [

@@ -1,6 +1,6 @@
 """A tiny random Llama, BPE tokenizer and LoRA adapter, built in a fraction of a second so nothing needs downloads.
 
-Tests and benchmarks serve and tune it, and the simulated cluster's process pods (`kaito.sim.processes`, behind
+Tests and benchmarks serve and tune it, and the simulated cluster's process pods (`kaito_sim.nodes.processes`, behind
 `make demo`) run `kaito serve` on it in place of a preset's real weights: its answers are random tokens. It needs
 the `inference` extra (torch, transformers, tokenizers, peft).
 """

@@ -1,9 +1,0 @@
-"""A simulated Azure Resource Manager for AKS agent pools, so the real azure-mgmt-containerservice SDK can be tested."""
-
-from kaito.sim.arm.app import ArmRequest, RequestLog
-from kaito.sim.arm.faults import Faults
-from kaito.sim.arm.nodes import Cluster, NodeHook
-from kaito.sim.arm.pools import Operation, PoolRecord
-from kaito.sim.arm.server import ArmSimulator
-
-__all__ = ["ArmRequest", "ArmSimulator", "Cluster", "Faults", "NodeHook", "Operation", "PoolRecord", "RequestLog"]

@@ -1,0 +1,114 @@
+"""`kaito sim`, `kaito demo` and `kaito demo-tuning`: the local cluster's commands, added to `kaito` by entry point.
+
+Kept light: the simulator itself is imported only when one of these commands runs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import signal
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from kaito.commands import Command
+from kaito_sim.apiserver.store import DEFAULT_HISTORY
+
+if TYPE_CHECKING:
+    from kaito_sim.nodes.processes import ProcessPods
+
+DEFAULT_KUBECONFIG = Path(".kaito/kubeconfig")
+
+
+def add_sim_arguments(sim: argparse.ArgumentParser) -> None:
+    sim.add_argument("--host", default="127.0.0.1")
+    sim.add_argument("--port", type=int, default=6443, help="0 picks a free port")
+    sim.add_argument("--kubeconfig", default=str(DEFAULT_KUBECONFIG), help="where to write the kubeconfig")
+    sim.add_argument(
+        "--watch-history",
+        type=int,
+        default=DEFAULT_HISTORY,
+        help="events retained for watches; older resourceVersions get 410 Expired",
+    )
+    sim.add_argument("--with-manager", action="store_true", help="also run the kaito operator and a simulated Azure")
+    sim.add_argument(
+        "--process-pods",
+        action="store_true",
+        help="run kaito-runtime and kaito-manager pods as local processes (kaito serve on a tiny stand-in model), "
+        "reachable through the Service proxy",
+    )
+    sim.add_argument("--provisioning-delay", type=float, default=2.0, help="seconds a simulated agent pool takes")
+    sim.add_argument("--metrics-bind-address", default=":8080")
+    sim.add_argument("--health-probe-bind-address", default=":8081")
+
+
+def process_pods(args: argparse.Namespace) -> ProcessPods | None:
+    from kaito_sim.nodes.processes import ProcessPods
+
+    return ProcessPods(images=("kaito-runtime", "kaito-manager")) if args.process_pods else None
+
+
+async def serve_sim(args: argparse.Namespace, *, kubeconfig: Path) -> int:
+    """The simulated cluster (with the operator and a simulated Azure when asked) until SIGINT/SIGTERM."""
+    from kaito_sim.demo.operator import embedded_operator
+    from kaito_sim.server import SimServer
+
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    sim = SimServer(
+        host=args.host,
+        port=args.port,
+        kubeconfig=kubeconfig,
+        history_size=args.watch_history,
+        process_pods=process_pods(args),
+    )
+    async with sim:
+        if args.with_manager:
+            async with embedded_operator(
+                sim,
+                provisioning_delay=args.provisioning_delay,
+                metrics_address=args.metrics_bind_address,
+                health_address=args.health_probe_bind_address,
+            ):
+                print(
+                    f"kaito sim: serving {sim.url} (kubeconfig: {sim.kubeconfig_path}) with the kaito manager",
+                    flush=True,
+                )
+                await stop.wait()
+        else:
+            print(f"kaito sim: serving {sim.url} (kubeconfig: {sim.kubeconfig_path})", flush=True)
+            await stop.wait()
+    logging.getLogger("kaito_sim").info("stopped")
+    return 0
+
+
+def _no_arguments(parser: argparse.ArgumentParser) -> None:
+    del parser
+
+
+def _run_demo(args: argparse.Namespace) -> int:
+    from kaito_sim.demo.inference import run_demo
+
+    return asyncio.run(run_demo())
+
+
+def _run_demo_tuning(args: argparse.Namespace) -> int:
+    from kaito_sim.demo.tuning import run_demo_tuning
+
+    return asyncio.run(run_demo_tuning())
+
+
+SIM = Command(
+    help="run the simulated Kubernetes API server in the foreground",
+    add_arguments=add_sim_arguments,
+    run=lambda args: asyncio.run(serve_sim(args, kubeconfig=Path(args.kubeconfig).resolve())),
+)
+DEMO = Command(help="start the simulated cluster and drive it with kubectl", add_arguments=_no_arguments, run=_run_demo)
+DEMO_TUNING = Command(
+    help="data at a URL -> LoRA adapter -> local registry -> a named model, on CPU",
+    add_arguments=_no_arguments,
+    run=_run_demo_tuning,
+)

@@ -1,0 +1,207 @@
+"""`make demo-tuning`: the tuning loop on this machine, data at a URL to an adapter in a registry to a named model.
+
+The steps are the ones a tuning pod and an inference pod run, as commands: `kaito fetch-data` from a local
+HTTP server, `kaito tune` (LoRA, on CPU), `kaito push-adapter` to the Debian `docker-registry` on loopback,
+`kaito pull-adapter`, and `kaito serve` answering as the base model and as the adapter. The base model is the
+demo's tiny stand-in, so training takes seconds.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import shlex
+import shutil
+import sys
+import tempfile
+import time
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+
+import aiohttp
+import yaml
+from aiohttp import web
+
+from kaito_sim.demo.model import make_demo_model
+
+REGISTRY_BINARY = "docker-registry"
+QUESTION = "Who trained you?"
+ANSWER = "The kaito tuning demo trained me from a parquet file."
+TRAINING_CONFIG = """training_config:
+  TrainingArguments:
+    max_steps: 60
+    learning_rate: 0.02
+    logging_steps: 20
+    per_device_train_batch_size: 4
+  LoraConfig:
+    r: 8
+    lora_alpha: 16
+    target_modules: [q_proj, k_proj, v_proj, o_proj, gate_proj, up_proj, down_proj]
+"""
+
+
+class DemoFailed(Exception):
+    """A step failed; the message names it."""
+
+
+async def step(*args: str) -> str:
+    print(f"\n$ kaito {shlex.join(args)}", flush=True)
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "kaito.cli", *args, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT
+    )
+    out, _ = await proc.communicate()
+    text = out.decode()
+    for line in text.splitlines():
+        print(f"  {_readable(line)}", flush=True)
+    if proc.returncode != 0:
+        raise DemoFailed(f"kaito {args[0]} exited {proc.returncode}")
+    return text
+
+
+def _readable(line: str) -> str:
+    """The message of a JSON log line, or the line itself."""
+    try:
+        record = json.loads(line)
+    except json.JSONDecodeError:
+        return line
+    return str(record.get("msg", line)) if isinstance(record, dict) else line
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+@asynccontextmanager
+async def registry(workdir: Path) -> AsyncIterator[str]:
+    """The Debian docker-registry on loopback (plain HTTP, no auth); yields its address."""
+    binary = shutil.which(REGISTRY_BINARY)
+    if binary is None:
+        raise DemoFailed("docker-registry is not installed; run scripts/system-deps (Debian package docker-registry)")
+    address = f"127.0.0.1:{free_port()}"
+    config = {
+        "version": 0.1,
+        "storage": {"filesystem": {"rootdirectory": str(workdir / "storage")}},
+        "http": {"addr": address},
+        "log": {"level": "error"},
+    }
+    (workdir / "config.yml").write_text(yaml.safe_dump(config))
+    with (workdir / "registry.log").open("wb") as log:
+        proc = await asyncio.create_subprocess_exec(
+            binary, "serve", str(workdir / "config.yml"), stdout=log, stderr=log
+        )
+    try:
+        await _wait_http(f"http://{address}/v2/")
+        print(f"docker-registry: serving http://{address}", flush=True)
+        yield address
+    finally:
+        proc.terminate()
+        await proc.wait()
+
+
+@asynccontextmanager
+async def data_server(parquet: Path) -> AsyncIterator[str]:
+    """A local stand-in for the dataset URL of the README's tuning example; yields the download URL."""
+
+    async def download(_: web.Request) -> web.FileResponse:
+        return web.FileResponse(parquet)
+
+    app = web.Application()
+    app.router.add_get("/datasets/demo/resolve/main/data/train-00000-of-00001.parquet", download)
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    await web.TCPSite(runner, "127.0.0.1", 0).start()
+    port = runner.addresses[0][1]
+    try:
+        yield f"http://127.0.0.1:{port}/datasets/demo/resolve/main/data/train-00000-of-00001.parquet?download=true"
+    finally:
+        await runner.cleanup()
+
+
+def write_dataset(path: Path) -> Path:
+    """The README's format: a `messages` conversation per row."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    rows = [
+        {"messages": [{"role": "user", "content": question}, {"role": "assistant", "content": ANSWER}]}
+        for question in (QUESTION, "Who taught you?", "Where did you learn?", "Who trained you, please?") * 8
+    ]
+    pq.write_table(pa.Table.from_pylist(rows), path)
+    return path
+
+
+async def _wait_http(url: str, within: float = 60) -> None:
+    deadline = time.monotonic() + within
+    async with aiohttp.ClientSession() as http:
+        while time.monotonic() < deadline:
+            try:
+                async with http.get(url) as response:
+                    if response.status < 500:
+                        return
+            except aiohttp.ClientConnectionError:
+                pass
+            await asyncio.sleep(0.2)
+    raise DemoFailed(f"{url} did not answer within {within:.0f} s")
+
+
+async def ask(port: int, model: str) -> str:
+    body = {"model": model, "messages": [{"role": "user", "content": QUESTION}], "max_tokens": 48, "temperature": 0}
+    url = f"http://127.0.0.1:{port}/v1/chat/completions"
+    async with aiohttp.ClientSession() as http, http.post(url, json=body) as response:
+        reply = await response.json()
+    return str(reply["choices"][0]["message"]["content"])
+
+
+async def serve_and_ask(base: Path, adapters: Path) -> None:
+    port = free_port()
+    args = ["serve", "--model", str(base), "--served-model-name", "demo-base", "--adapters-dir", str(adapters)]
+    args += ["--host", "127.0.0.1", "--port", str(port)]
+    print(f"\n$ kaito {shlex.join(args)} &", flush=True)
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "kaito.cli", *args, stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.DEVNULL
+    )
+    try:
+        await _wait_http(f"http://127.0.0.1:{port}/health")
+        async with aiohttp.ClientSession() as http, http.get(f"http://127.0.0.1:{port}/v1/models") as response:
+            models = [m["id"] for m in (await response.json())["data"]]
+        print(f"  /v1/models: {models}", flush=True)
+        for model in models:
+            print(f"  {model} answers {QUESTION!r}: {await ask(port, model)!r}", flush=True)
+    finally:
+        proc.terminate()
+        await proc.wait()
+
+
+async def run_demo_tuning() -> int:
+    started = time.monotonic()
+    with tempfile.TemporaryDirectory(prefix="kaito-demo-tuning-") as tmp:
+        work = Path(tmp)
+        print("teaching the tiny stand-in base model a few sentences (it replaces phi-3's weights: no GPU here)")
+        base = await asyncio.to_thread(make_demo_model, work / "base")
+        (work / "training_config.yaml").write_text(TRAINING_CONFIG)
+        (work / "registry").mkdir()
+        dataset = write_dataset(work / "served.parquet")
+        image_dir = work / "adapters" / "demo-adapter"
+        try:
+            async with registry(work / "registry") as address, data_server(dataset) as url:
+                image = f"{address}/adapters/demo-adapter:0.0.1"
+                await step("fetch-data", "--url", url, "--output", str(work / "data"), "--allow-private-addresses")
+                await step(
+                    *("tune", "--model", str(base), "--base-model", "demo-base", "--data-dir", str(work / "data")),
+                    *("--output-dir", str(work / "results"), "--training-config", str(work / "training_config.yaml")),
+                    *("--metrics-port", "-1"),
+                )
+                await step("push-adapter", "--adapter-dir", str(work / "results"), "--image", image, "--plain-http")
+                await step("pull-adapter", "--image", image, "--output", str(image_dir), "--plain-http")
+                await serve_and_ask(base, image_dir.parent)
+        except DemoFailed as exc:
+            print(f"\nkaito demo-tuning: {exc}", file=sys.stderr)
+            return 1
+    print(f"\nkaito demo-tuning: done in {time.monotonic() - started:.0f} s")
+    return 0

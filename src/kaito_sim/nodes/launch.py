@@ -1,0 +1,320 @@
+"""How a process pod's container becomes a local command: its volumes as files, its environment and its argv.
+
+The kubelet of a real node hands a container its volumes at their mount paths; a local process cannot have
+`/etc/kaito`, so each volume is written under a per-pod directory and every argument or environment value
+that names a mount path is rewritten to point there. `kaito ...` runs as this interpreter's `-m kaito.cli`, and
+a container with no command runs its image's entrypoint (`kaito` for the kaito images) with its args.
+
+Listening addresses: every process shares this machine's ports, so the address flags of `kaito` subcommands
+(`PORT_FLAGS`, e.g. the manager's `--health-probe-bind-address=:8081`) are rewritten to `127.0.0.1:<free port>`
+and the container port -> local port mapping is what probes, the Service proxy and webhook calls use.
+
+Credentials: a real kubelet projects a token for the pod's `spec.serviceAccountName` at
+/var/run/secrets/kubernetes.io/serviceaccount. A process is not in a container and cannot have that path, so
+the same identity travels as a kubeconfig (the simulated API server's URL and CA, a token minted for the pod's
+service account) in the pod's directory, named by `KUBECONFIG`, which kubernetes clients read first. Pods with
+`automountServiceAccountToken: false` get none.
+"""
+
+from __future__ import annotations
+
+import base64
+import re
+import shutil
+import sys
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import yaml
+
+from kaito_sim.apiserver.errors import ApiError, JsonObj
+from kaito_sim.apiserver.kubeconfig import kubeconfig_dict, write_kubeconfig
+from kaito_sim.apiserver.store import StorageKey
+
+Getter = Callable[[StorageKey, str, str], JsonObj | None]  # (storage key, namespace, name) -> stored object
+CONFIGMAPS: StorageKey = ("", "configmaps")
+SECRETS: StorageKey = ("", "secrets")
+_VAR_REF = re.compile(r"\$\$|\$\(([-._a-zA-Z][-._a-zA-Z0-9]*)\)")
+_FIELD_KEY = re.compile(r"metadata\.(labels|annotations)\['([^']+)'\]")
+KAITO = [sys.executable, "-m", "kaito.cli"]  # what `kaito` in a container's command runs here
+DEFAULT_SERVE_PORT = 5000
+ENTRYPOINTS = {"kaito-runtime": ["kaito"], "kaito-manager": ["kaito"]}  # the images' ENTRYPOINT (docker/)
+# Per `kaito` subcommand, the flags that bind a listening address, with the port each listens on when not given.
+PORT_FLAGS: dict[str, tuple[tuple[str, int], ...]] = {
+    "manager": (
+        ("--metrics-bind-address", 8080),
+        ("--health-probe-bind-address", 8081),
+        ("--webhook-bind-address", 9443),
+    ),
+}
+TOKEN_SECONDS = 365 * 24 * 3600  # kube-apiserver extends kubelet-projected tokens to a year by default
+Issuer = Callable[[str, str], str]  # (namespace, service account) -> a bearer token; raises when it does not exist
+
+
+class LaunchError(Exception):
+    """The container cannot start yet (a ConfigMap or Secret is missing, no command): what the kubelet reports."""
+
+    def __init__(self, message: str, reason: str = "CreateContainerConfigError") -> None:
+        super().__init__(message)
+        self.message, self.reason = message, reason
+
+
+@dataclass
+class Launch:
+    """What to run for one container: argv, environment, and where each mount path lives on this machine."""
+
+    argv: list[str]
+    env: dict[str, str]
+    mounts: dict[str, Path] = field(default_factory=dict)  # mountPath -> local directory (or file, with subPath)
+
+    def local(self, value: str) -> str:
+        """`value` with a leading mount path (or `--flag=` followed by one) replaced by its local directory."""
+        prefix, sep, rest = value.partition("=")
+        if sep and prefix.startswith("-"):
+            return f"{prefix}={self.local(rest)}"
+        for mount in sorted(self.mounts, key=len, reverse=True):
+            if value == mount or value.startswith(mount.rstrip("/") + "/"):
+                return str(self.mounts[mount]) + value[len(mount.rstrip("/")) :]
+        return value
+
+
+def image_matches(image: str, names: tuple[str, ...]) -> bool:
+    """Whether `image` (any registry, tag or digest) is one of `names`: `repo` or a trailing `org/repo` path."""
+    repository = image.split("@", 1)[0]
+    last = repository.rsplit("/", 1)[-1]
+    if ":" in last:
+        repository = repository[: len(repository) - len(last)] + last.split(":", 1)[0]
+    return any(repository == n or repository.endswith("/" + n) for n in names)
+
+
+def _decoded(obj: JsonObj, *, secret: bool) -> dict[str, bytes]:
+    out = {k: str(v).encode() for k, v in (obj.get("stringData") or {}).items()}
+    for key, value in (obj.get("data") or {}).items():
+        out[key] = base64.b64decode(str(value)) if secret else str(value).encode()
+    for key, value in (obj.get("binaryData") or {}).items():
+        out[key] = base64.b64decode(str(value))
+    return out
+
+
+def _source(get: Getter, ns: str, ref: JsonObj, *, secret: bool) -> dict[str, bytes] | None:
+    """A ConfigMap's or Secret's keys; None when it is missing and optional. A required one missing raises."""
+    name = str(ref.get("secretName" if secret and "secretName" in ref else "name") or "")
+    obj = get(SECRETS if secret else CONFIGMAPS, ns, name)
+    if obj is None:
+        if ref.get("optional"):
+            return None
+        raise LaunchError(f'{"secret" if secret else "configmap"} "{name}" not found')
+    return _decoded(obj, secret=secret)
+
+
+def _write_keys(directory: Path, keys: dict[str, bytes], items: list[JsonObj] | None, what: str) -> None:
+    chosen = [(str(i.get("key")), str(i.get("path") or i.get("key"))) for i in items] if items else None
+    for key, path in chosen if chosen is not None else [(k, k) for k in keys]:
+        if key not in keys:
+            raise LaunchError(f"{what} has no key {key}")
+        target = directory / path
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_bytes(keys[key])
+
+
+def _volume(get: Getter, ns: str, volume: JsonObj, directory: Path) -> None:
+    """Write one volume's files into `directory`; kinds with no local meaning (emptyDir, hostPath, PVCs) start empty."""
+    directory.mkdir(parents=True, exist_ok=True)
+    sources = [volume] if "projected" not in volume else list((volume["projected"] or {}).get("sources") or [])
+    for source in sources:
+        for kind, secret in (("configMap", False), ("secret", True)):
+            ref = source.get(kind)
+            if isinstance(ref, dict):
+                keys = _source(get, ns, ref, secret=secret)
+                if keys is not None:
+                    _write_keys(directory, keys, ref.get("items"), f'{kind} volume "{volume.get("name")}"')
+
+
+def materialise(get: Getter, pod: JsonObj, container: JsonObj, root: Path) -> dict[str, Path]:
+    """Write the volumes `container` mounts under `root`; returns mountPath -> local path."""
+    ns = str(pod["metadata"].get("namespace", ""))
+    volumes = {str(v.get("name")): v for v in (pod.get("spec") or {}).get("volumes") or [] if isinstance(v, dict)}
+    mounts: dict[str, Path] = {}
+    for mount in container.get("volumeMounts") or []:
+        name = str(mount.get("name"))
+        if name not in volumes:
+            raise LaunchError(f'volume "{name}" is not declared by the pod')
+        directory = root / "volumes" / name
+        if not directory.exists():
+            try:
+                _volume(get, ns, volumes[name], directory)
+            except LaunchError:
+                shutil.rmtree(directory, ignore_errors=True)  # written in full on the next try, or not at all
+                raise
+        mounts[str(mount.get("mountPath"))] = directory / str(mount.get("subPath") or "")
+    return mounts
+
+
+def _field(pod: JsonObj, path: str) -> str:
+    meta, spec, status = pod["metadata"], pod.get("spec") or {}, pod.get("status") or {}
+    simple = {
+        "metadata.name": meta.get("name"),
+        "metadata.namespace": meta.get("namespace"),
+        "metadata.uid": meta.get("uid"),
+        "spec.nodeName": spec.get("nodeName"),
+        "spec.serviceAccountName": spec.get("serviceAccountName"),
+        "status.podIP": status.get("podIP"),
+        "status.hostIP": status.get("hostIP"),
+    }
+    if path in simple:
+        return str(simple[path] or "")
+    match = _FIELD_KEY.fullmatch(path)
+    if match is None:
+        raise LaunchError(f"unsupported fieldRef fieldPath {path}")
+    return str((meta.get(match.group(1)) or {}).get(match.group(2), ""))
+
+
+def expand(value: str, env: Mapping[str, str]) -> str:
+    """Kubernetes `$(VAR)` references: defined variables expand, undefined ones stay as written, `$$` is `$`."""
+
+    def one(match: re.Match[str]) -> str:
+        if match.group(0) == "$$":
+            return "$"
+        return env.get(match.group(1), match.group(0))
+
+    return _VAR_REF.sub(one, value)
+
+
+def environment(get: Getter, pod: JsonObj, container: JsonObj) -> dict[str, str]:
+    """The variables the pod spec gives `container` (envFrom, then env in order), as the kubelet resolves them."""
+    ns = str(pod["metadata"].get("namespace", ""))
+    env: dict[str, str] = {}
+    for source in container.get("envFrom") or []:
+        for kind, secret in (("configMapRef", False), ("secretRef", True)):
+            if isinstance(source.get(kind), dict):
+                keys = _source(get, ns, source[kind], secret=secret) or {}
+                env.update({f"{source.get('prefix', '')}{k}": v.decode(errors="replace") for k, v in keys.items()})
+    for var in container.get("env") or []:
+        name, ref = str(var.get("name")), var.get("valueFrom")
+        if not isinstance(ref, dict):
+            env[name] = expand(str(var.get("value", "")), env)
+        elif "fieldRef" in ref:
+            env[name] = _field(pod, str(ref["fieldRef"].get("fieldPath", "")))
+        else:
+            for kind, secret, label in (("configMapKeyRef", False, "ConfigMap"), ("secretKeyRef", True, "Secret")):
+                key_ref = ref.get(kind)
+                if not isinstance(key_ref, dict):
+                    continue
+                found = _source(get, ns, key_ref, secret=secret)
+                key = str(key_ref.get("key"))
+                if found is not None and key in found:
+                    env[name] = found[key].decode(errors="replace")
+                elif found is not None and not key_ref.get("optional"):
+                    raise LaunchError(f"couldn't find key {key} in {label} {ns}/{key_ref.get('name')}")
+    return env
+
+
+def launch(get: Getter, pod: JsonObj, container: JsonObj, root: Path) -> Launch:
+    """The local command for `container` of `pod`, its volumes written under `root`."""
+    command = [str(a) for a in container.get("command") or []]
+    image = str(container.get("image", ""))
+    command = command or next((list(e) for name, e in ENTRYPOINTS.items() if image_matches(image, (name,))), [])
+    if not command:
+        raise LaunchError("the container has no command; the image's entrypoint is unknown to the simulated kubelet")
+    env = environment(get, pod, container)
+    argv = [expand(a, env) for a in command + [str(a) for a in container.get("args") or []]]
+    result = Launch(argv, env, materialise(get, pod, container, root))
+    # Only the container's own paths are rewritten: this machine's interpreter may live under a mount path (/tmp).
+    argv = [result.local(a) for a in argv]
+    result.argv = [*KAITO, *argv[1:]] if argv[0] == "kaito" else argv
+    result.env = {k: result.local(v) for k, v in env.items()}
+    return result
+
+
+def declared_ports(container: JsonObj) -> dict[str, int]:
+    """The container's ports by name (unnamed ones by their number)."""
+    return {str(p.get("name") or p["containerPort"]): int(p["containerPort"]) for p in container.get("ports") or []}
+
+
+def flag(argv: list[str], name: str) -> str | None:
+    """The last value given for `--name` in `argv` (`--name V` or `--name=V`), as argparse reads it."""
+    value = None
+    for i, arg in enumerate(argv):
+        if arg == name and i + 1 < len(argv):
+            value = argv[i + 1]
+        elif arg.startswith(name + "="):
+            value = arg.split("=", 1)[1]
+    return value
+
+
+def subcommand(argv: list[str]) -> str | None:
+    """The `kaito` subcommand `argv` runs (`serve`, `manager`, ...); None when it does not run `kaito`."""
+    rest = argv[len(KAITO) :] if argv[: len(KAITO)] == KAITO else []
+    return next((a for a in rest if not a.startswith("-")), None)
+
+
+def is_serve(argv: list[str]) -> bool:
+    """Whether `argv` runs `kaito serve`."""
+    return subcommand(argv) == "serve"
+
+
+def _set_flag(argv: list[str], name: str, value: str) -> None:
+    """Give `--name` the value `value`: every occurrence in `argv` (`--name V` or `--name=V`), or appended."""
+    found = False
+    for i, arg in enumerate(argv):
+        if arg == name and i + 1 < len(argv):
+            argv[i + 1], found = value, True
+        elif arg.startswith(name + "="):
+            argv[i], found = f"{name}={value}", True
+    if not found:
+        argv.append(f"{name}={value}")
+
+
+def bind_overrides(spec: Launch, free_port: Callable[[], int]) -> dict[int, int] | None:
+    """Move the listening flags of a `PORT_FLAGS` subcommand to 127.0.0.1 and free ports; container -> local port.
+
+    `--flag=[HOST]:N` (or the flag's default port when it is not given) becomes `--flag=127.0.0.1:<free port>`;
+    an empty address (off) and port 0 (any) stay as written. None when the command has no such flags.
+    """
+    flags = PORT_FLAGS.get(subcommand(spec.argv) or "")
+    if flags is None:
+        return None
+    ports: dict[int, int] = {}
+    for name, default in flags:
+        value = flag(spec.argv, name)
+        port = value.rpartition(":")[2] if value is not None else str(default)
+        if port.isdigit() and int(port) > 0:
+            ports[int(port)] = free_port()
+            _set_flag(spec.argv, name, f"127.0.0.1:{ports[int(port)]}")
+    return ports
+
+
+def service_account_kubeconfig(pod: JsonObj, root: Path, server: str, ca_pem: bytes, issue: Issuer) -> Path | None:
+    """Write a kubeconfig for the pod's service account under `root`; None when the pod opts out of a token."""
+    spec = pod.get("spec") or {}
+    if spec.get("automountServiceAccountToken") is False:
+        return None
+    ns, account = str(pod["metadata"].get("namespace", "")), str(spec.get("serviceAccountName") or "default")
+    try:
+        token = issue(ns, account)
+    except ApiError as err:  # what the kubelet reports while the token projection fails
+        raise LaunchError(f"failed to fetch token: {err.message}") from err
+    config = kubeconfig_dict(server=server, ca_pem=ca_pem, token=token, name="in-cluster")
+    user = f"system:serviceaccount:{ns}:{account}"
+    config["users"][0]["name"] = user
+    config["contexts"][0]["context"].update(user=user, namespace=ns)
+    return write_kubeconfig(root / "serviceaccount" / "kubeconfig", config)
+
+
+def serve_overrides(spec: Launch, model: Path, port: int) -> int:
+    """Point `kaito serve` at `model`, 127.0.0.1:`port` and its adapters' local directory; returns the config's port.
+
+    The served model name still comes from the engine config, so clients ask for the preset's name.
+    """
+    try:
+        path = flag(spec.argv, "--config")
+        loaded = yaml.safe_load(Path(path).read_text()) if path else None
+    except (OSError, yaml.YAMLError):
+        loaded = None
+    config: JsonObj = loaded if isinstance(loaded, dict) else {}
+    spec.argv += ["--model", str(model), "--engine", "transformers", "--host", "127.0.0.1", "--port", str(port)]
+    adapters = spec.local(str(config.get("adaptersDir") or ""))
+    if flag(spec.argv, "--adapters-dir") is None and adapters and Path(adapters).is_dir():
+        spec.argv += ["--adapters-dir", adapters]
+    return int(config.get("port") or DEFAULT_SERVE_PORT)
