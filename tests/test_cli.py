@@ -33,7 +33,8 @@ def test_importing_the_cli_loads_no_simulator_module() -> None:
     ],
 )
 def test_a_command_loads_only_its_own_rooms(command: str, absent: tuple[str, ...]) -> None:
-    code = f"import contextlib, kaito.cli\nwith contextlib.suppress(SystemExit):\n    kaito.cli.main([{command!r}, '-h'])"
+    code = "import contextlib, kaito.cli\nwith contextlib.suppress(SystemExit):\n"
+    code += f"    kaito.cli.main([{command!r}, '-h'])"
     loaded = loaded_after(code)
     assert [m for m in loaded if m.startswith(absent)] == []
 

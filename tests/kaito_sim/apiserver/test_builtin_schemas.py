@@ -285,6 +285,7 @@ def test_prune_for_an_unknown_kubernetes_version_removes_nothing() -> None:
 def test_pruning_reads_each_schema_once() -> None:
     """Pruning every write stays cheap because schemas are parsed once; its speed is `benchmarks/sim_bench.py`'s."""
     prune_builtin(copy.deepcopy(DEPLOYMENT))
+
     def loads() -> tuple[int, int]:
         return builtin_schemas._kind_schema.cache_info().misses, builtin_schemas._definition_map.cache_info().misses
 
