@@ -29,7 +29,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.asymmetric.utils import decode_dss_signature
 from cryptography.x509.oid import NameOID
 
-from kaito.tuning.dockerconfig import encode_auth
+from kaito.oci.dockerconfig import encode_auth
 from kaito.webhook.certs import generate_serving_cert
 
 REGISTRY_BINARY = Path("/usr/bin/docker-registry")

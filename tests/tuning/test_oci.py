@@ -21,7 +21,11 @@ import requests
 import torch
 from safetensors.torch import save_file
 
-from kaito.tuning import oci
+from kaito.oci import client
+from kaito.oci.client import pull, push_files
+from kaito.oci.dockerconfig import Credentials, load
+from kaito.oci.errors import OciError
+from kaito.oci.reference import Reference
 from kaito.tuning.artifacts import (
     ADAPTER_ARTIFACT_TYPE,
     ADAPTER_CONFIG_MEDIA_TYPE,
@@ -38,10 +42,6 @@ from kaito.tuning.artifacts import (
     run_pull_data,
     run_push_adapter,
 )
-from kaito.tuning.dockerconfig import Credentials, load
-from kaito.tuning.oci import pull, push_files
-from kaito.tuning.ocierror import OciError
-from kaito.tuning.ocireference import Reference
 from tests.tuning.registry import Registry, free_port, require_registry_binary, sha256_digest
 
 BASE_MODEL = "microsoft/Phi-3-mini-4k-instruct"
@@ -113,7 +113,7 @@ class RawClient:
         config = json.dumps({"architecture": "amd64", "os": "linux", "rootfs": {"type": "layers"}}).encode()
         manifest = {
             "schemaVersion": 2,
-            "mediaType": oci.DOCKER_MANIFEST,
+            "mediaType": client.DOCKER_MANIFEST,
             "config": self.blob(reference.repository, config, DOCKER_CONFIG),
             "layers": [self.blob(reference.repository, layer, DOCKER_LAYER) for layer in layers],
         }
@@ -122,16 +122,16 @@ class RawClient:
     def artifact(self, reference: Reference, layers: list[dict[str, Any]]) -> str:
         manifest = {
             "schemaVersion": 2,
-            "mediaType": oci.OCI_MANIFEST,
+            "mediaType": client.OCI_MANIFEST,
             "artifactType": "application/vnd.test",
-            "config": self.blob(reference.repository, b"{}", oci.EMPTY_CONFIG_MEDIA_TYPE),
+            "config": self.blob(reference.repository, b"{}", client.EMPTY_CONFIG_MEDIA_TYPE),
             "layers": layers,
         }
         return self.manifest(reference, manifest)
 
     def get_manifest(self, reference: Reference) -> requests.Response:
         url = self.registry.url(f"/v2/{reference.repository}/manifests/{reference.manifest_key}")
-        return self.http.get(url, headers={"Accept": oci.OCI_MANIFEST})
+        return self.http.get(url, headers={"Accept": client.OCI_MANIFEST})
 
 
 def regular(name: str, data: bytes) -> tuple[tarfile.TarInfo, bytes | None]:
@@ -183,12 +183,12 @@ def test_push_then_pull_adapter_round_trip(registry: Registry, raw: RawClient, t
     assert answer.status_code == 200
     assert answer.headers["Docker-Content-Digest"] == pushed.digest == sha256_digest(answer.content)
     manifest = answer.json()
-    assert manifest["mediaType"] == oci.OCI_MANIFEST
+    assert manifest["mediaType"] == client.OCI_MANIFEST
     assert manifest["artifactType"] == ADAPTER_ARTIFACT_TYPE
-    assert manifest["config"]["mediaType"] == oci.EMPTY_CONFIG_MEDIA_TYPE
+    assert manifest["config"]["mediaType"] == client.EMPTY_CONFIG_MEDIA_TYPE
     assert manifest["annotations"][ANNOTATION_BASE_MODEL] == BASE_MODEL
-    assert manifest["annotations"][oci.ANNOTATION_CREATED].endswith("Z")
-    assert [(layer["mediaType"], layer["annotations"][oci.ANNOTATION_TITLE]) for layer in manifest["layers"]] == [
+    assert manifest["annotations"][client.ANNOTATION_CREATED].endswith("Z")
+    assert [(layer["mediaType"], layer["annotations"][client.ANNOTATION_TITLE]) for layer in manifest["layers"]] == [
         (ADAPTER_CONFIG_MEDIA_TYPE, "adapter_config.json"),
         (ADAPTER_WEIGHTS_MEDIA_TYPE, "adapter_model.safetensors"),
     ]
@@ -222,8 +222,8 @@ def test_an_incomplete_adapter_dir_names_what_is_missing(registry: Registry, tmp
 
 
 def test_chunked_upload_of_large_blobs(registry: Registry, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(oci, "CHUNKED_UPLOAD_THRESHOLD", 1000)
-    monkeypatch.setattr(oci, "CHUNK_SIZE", 4096)
+    monkeypatch.setattr(client, "CHUNKED_UPLOAD_THRESHOLD", 1000)
+    monkeypatch.setattr(client, "CHUNK_SIZE", 4096)
     payload = tmp_path / "big.bin"
     payload.write_bytes(bytes(range(256)) * 70)  # 17920 bytes: five chunks
     target = image(registry)
@@ -314,7 +314,7 @@ def test_symlinks_that_stay_inside_the_output_are_kept(registry: Registry, raw: 
 
 def test_titles_that_are_paths_are_refused(registry: Registry, raw: RawClient, tmp_path: Path) -> None:
     reference = Reference.parse(image(registry))
-    layer = raw.blob(reference.repository, b"x", "text/plain", **{oci.ANNOTATION_TITLE: "../x.txt"})
+    layer = raw.blob(reference.repository, b"x", "text/plain", **{client.ANNOTATION_TITLE: "../x.txt"})
     raw.artifact(reference, [layer])
     with pytest.raises(OciError, match=r"titled '\.\./x\.txt'"):
         pull(reference, tmp_path / "out", auth=creds(registry), ca_file=registry.ca_file)
@@ -323,7 +323,7 @@ def test_titles_that_are_paths_are_refused(registry: Registry, raw: RawClient, t
 
 def test_a_tampered_blob_fails_the_digest_check(registry: Registry, raw: RawClient, tmp_path: Path) -> None:
     reference = Reference.parse(image(registry))
-    layer = raw.blob(reference.repository, b"original content", "text/plain", **{oci.ANNOTATION_TITLE: "f.txt"})
+    layer = raw.blob(reference.repository, b"original content", "text/plain", **{client.ANNOTATION_TITLE: "f.txt"})
     raw.artifact(reference, [layer])
     hex_digest = layer["digest"].removeprefix("sha256:")
     stored = registry.workdir / f"storage/docker/registry/v2/blobs/sha256/{hex_digest[:2]}/{hex_digest}/data"
@@ -336,8 +336,8 @@ def test_a_tampered_blob_fails_the_digest_check(registry: Registry, raw: RawClie
 def test_an_oras_packed_directory_is_unpacked(registry: Registry, raw: RawClient, tmp_path: Path) -> None:
     reference = Reference.parse(image(registry))
     packed = tar_gz([special("data", tarfile.DIRTYPE), regular("data/train.jsonl", b'{"text": "hi"}\n')])
-    annotations = {oci.ANNOTATION_TITLE: "data", oci.ANNOTATION_UNPACK: "true"}
-    raw.artifact(reference, [raw.blob(reference.repository, packed, oci.OCI_TAR_GZIP_LAYER, **annotations)])
+    annotations = {client.ANNOTATION_TITLE: "data", client.ANNOTATION_UNPACK: "true"}
+    raw.artifact(reference, [raw.blob(reference.repository, packed, client.OCI_TAR_GZIP_LAYER, **annotations)])
     pulled = pull_data(reference, tmp_path / "out", auth=creds(registry), ca_file=registry.ca_file)
     assert [path.name for path in pulled.files] == ["train.jsonl"]
     assert (tmp_path / "out" / "train.jsonl").read_text() == '{"text": "hi"}\n'
@@ -357,8 +357,8 @@ def test_a_data_artifact_and_an_index_pull(registry: Registry, raw: RawClient, t
     index_ref = Reference(registry=target.registry, repository=target.repository, tag="multi")
     platform = {"os": "linux", "architecture": "amd64"}
     size = len(raw.get_manifest(target).content)
-    entry = {"mediaType": oci.OCI_MANIFEST, "digest": pushed.digest, "size": size, "platform": platform}
-    index_digest = raw.manifest(index_ref, {"schemaVersion": 2, "mediaType": oci.OCI_INDEX, "manifests": [entry]})
+    entry = {"mediaType": client.OCI_MANIFEST, "digest": pushed.digest, "size": size, "platform": platform}
+    index_digest = raw.manifest(index_ref, {"schemaVersion": 2, "mediaType": client.OCI_INDEX, "manifests": [entry]})
     pulled = pull_data(index_ref, tmp_path / "out", auth=creds(registry), ca_file=registry.ca_file)
     assert pulled.digest == index_digest
     assert pulled.artifact_type == DATASET_ARTIFACT_TYPE
@@ -402,7 +402,7 @@ def test_tls_problems_name_the_host_and_the_fix(registry: Registry, tmp_path: Pa
 
 
 def test_connection_refused_is_retried_then_named(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(oci, "RETRY_DELAYS_S", (0.01, 0.01))
+    monkeypatch.setattr(client, "RETRY_DELAYS_S", (0.01, 0.01))
     port = free_port()
     with pytest.raises(OciError, match=rf"cannot connect to registry 127\.0\.0\.1:{port}: connection refused"):
         pull(f"127.0.0.1:{port}/a/b:1", tmp_path, auth=None)
@@ -442,7 +442,7 @@ class FakeRegistry:
 def test_only_transient_statuses_are_retried(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, status: int, tries: int
 ) -> None:
-    monkeypatch.setattr(oci, "RETRY_DELAYS_S", (0.01, 0.01))
+    monkeypatch.setattr(client, "RETRY_DELAYS_S", (0.01, 0.01))
     fake = FakeRegistry(status)
     try:
         with pytest.raises(OciError, match=f"HTTP {status}"):

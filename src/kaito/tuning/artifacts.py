@@ -11,10 +11,10 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from kaito.tuning import dockerconfig
-from kaito.tuning.oci import ANNOTATION_CREATED, Auth, Pulled, Pushed, pull, push_files
-from kaito.tuning.ocierror import OciError
-from kaito.tuning.ocireference import Reference, parse_reference
+from kaito.oci import dockerconfig
+from kaito.oci.client import ANNOTATION_CREATED, Auth, Pulled, Pushed, pull, push_files
+from kaito.oci.errors import OciError
+from kaito.oci.reference import Reference, parse_reference
 
 ADAPTER_ARTIFACT_TYPE = "application/vnd.kaito.adapter.v1"
 ADAPTER_CONFIG_MEDIA_TYPE = "application/vnd.kaito.adapter.config.v1+json"

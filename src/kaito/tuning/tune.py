@@ -174,8 +174,9 @@ class PushFailed(RuntimeError):
 
 
 def _push(settings: RunSettings, output_dir: Path) -> dict[str, Any]:
-    from kaito.tuning import artifacts, dockerconfig
-    from kaito.tuning.oci import OciError
+    from kaito.oci import dockerconfig
+    from kaito.oci.client import OciError
+    from kaito.tuning import artifacts
 
     assert settings.push_image is not None
     started = time.monotonic()

@@ -5,8 +5,8 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-from kaito.tuning.dockerconfig import DOCKER_HUB, registry_host
-from kaito.tuning.ocierror import OciError
+from kaito.oci.dockerconfig import DOCKER_HUB, registry_host
+from kaito.oci.errors import OciError
 
 REFERENCE_FORM = "<registry>/<repository>[:<tag>][@sha256:<digest>], e.g. myregistry.azurecr.io/adapters/phi-3:0.0.1"
 DIGEST_RE = re.compile(r"(sha256:[a-f0-9]{64}|sha512:[a-f0-9]{128})")

@@ -13,12 +13,12 @@ from typing import Any, cast
 
 import oras.oci  # type: ignore[import-untyped, unused-ignore]
 
-from kaito.tuning.dockerconfig import Credentials, DockerConfig
-from kaito.tuning.ocierror import OciError as OciError  # what push_files and pull raise
-from kaito.tuning.ocierror import as_oci_error
-from kaito.tuning.ocireference import DIGEST_RE, Reference, parse_reference
-from kaito.tuning.ocisession import RegistrySession, temporary_path_beside
-from kaito.tuning.ocitar import extract_tar
+from kaito.oci.dockerconfig import Credentials, DockerConfig
+from kaito.oci.errors import OciError as OciError  # what push_files and pull raise
+from kaito.oci.errors import as_oci_error
+from kaito.oci.reference import DIGEST_RE, Reference, parse_reference
+from kaito.oci.session import RegistrySession, temporary_path_beside
+from kaito.oci.tar import extract_tar
 
 log = logging.getLogger(__name__)
 

@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from kaito.tuning.dockerconfig import (
+from kaito.oci.dockerconfig import (
     Credentials,
     DockerConfigError,
     default_docker_config_path,

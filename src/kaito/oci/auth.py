@@ -13,9 +13,9 @@ from typing import Any, Self
 import oras.provider  # type: ignore[import-untyped, unused-ignore]
 import requests
 
-from kaito.tuning.dockerconfig import Credentials
-from kaito.tuning.ocierror import OciError, connection_failure, registry_error, tls_failure
-from kaito.tuning.ocireference import Reference
+from kaito.oci.dockerconfig import Credentials
+from kaito.oci.errors import OciError, connection_failure, registry_error, tls_failure
+from kaito.oci.reference import Reference
 
 log = logging.getLogger(__name__)
 

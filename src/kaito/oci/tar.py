@@ -6,7 +6,7 @@ import os
 import tarfile
 from pathlib import Path, PurePosixPath
 
-from kaito.tuning.ocierror import OciError
+from kaito.oci.errors import OciError
 
 _COPY_CHUNK = 1024 * 1024
 

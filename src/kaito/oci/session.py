@@ -18,8 +18,8 @@ import oras.container  # type: ignore[import-untyped, unused-ignore]
 import oras.provider  # type: ignore[import-untyped, unused-ignore]
 import requests
 
-from kaito.tuning.ociauth import RegistryClient
-from kaito.tuning.ocierror import OciError, as_oci_error, registry_error
+from kaito.oci.auth import RegistryClient
+from kaito.oci.errors import OciError, as_oci_error, registry_error
 
 log = logging.getLogger(__name__)
 

@@ -1,0 +1,1 @@
+"""The registry client the pods share: OCI artifacts pushed and pulled, digest-verified, with docker-config auth."""
