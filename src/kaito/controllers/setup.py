@@ -10,6 +10,7 @@ from kaito.controllers.context import Settings
 from kaito.controllers.kinds import CONTROLLER_REVISION, NODECLAIM, WORKSPACE
 from kaito.controllers.workspace import WorkspaceReconciler
 from kaito.presets.catalog import Catalog
+from kaito.runtime.builder import Builder
 from kaito.runtime.controller import Controller
 from kaito.runtime.handler import enqueue_mapped
 from kaito.runtime.kinds import CONFIG_MAP, DEPLOYMENT, JOB, NODE, POD, SERVICE, STATEFUL_SET
@@ -36,7 +37,7 @@ def setup(manager: Manager, *, catalog: Callable[[], Catalog], cloud: str, setti
         return [ObjectKey.of(ws) for ws in cache.list(WORKSPACE)]
 
     return (
-        manager.controller(NAME)
+        Builder(manager, NAME)
         .for_(WORKSPACE)
         .owns(DEPLOYMENT)
         .owns(STATEFUL_SET)

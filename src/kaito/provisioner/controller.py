@@ -46,6 +46,7 @@ from kaito.provisioner.nodeclaims import (
 )
 from kaito.provisioner.orphans import OrphanCollector
 from kaito.provisioner.termination import Terminator
+from kaito.runtime.builder import Builder
 from kaito.runtime.controller import Controller
 from kaito.runtime.handler import enqueue_mapped
 from kaito.runtime.kinds import NODE
@@ -89,7 +90,7 @@ def setup(
         manager, provider, poll_interval=poll_interval, retry_interval=retry_interval, catalog=catalog
     )
     controller = (
-        manager.controller(CONTROLLER_NAME)
+        Builder(manager, CONTROLLER_NAME)
         .for_(NODECLAIM)
         .watches(NODE, enqueue_mapped(claim_of_node))
         .with_options(max_concurrent_reconciles=max_concurrent_reconciles)
