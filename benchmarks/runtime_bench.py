@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from kaito.runtime import errors
+from kaito.runtime.builder import Builder
 from kaito.runtime.client import Client, WatchEvent
 from kaito.runtime.informer import Event, Informer, Selectors
 from kaito.runtime.kinds import CONFIG_MAP, NAMESPACE, Kind
@@ -176,7 +177,7 @@ def copier(manager: Manager, sources: int) -> asyncio.Event:
             all_copied.set()
         return Result()
 
-    manager.controller("idle-bench").for_(CONFIG_MAP).complete(reconcile)
+    Builder(manager, "idle-bench").for_(CONFIG_MAP).complete(reconcile)
     return all_copied
 
 

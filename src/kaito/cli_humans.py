@@ -12,7 +12,8 @@ import json
 import sys
 from typing import Any, TextIO
 
-from kaito.controllers.kinds import NODECLAIM, WORKSPACE, workspace_labels
+from kaito.api.nodeclaim import NODECLAIM
+from kaito.controllers.kinds import WORKSPACE, workspace_labels
 from kaito.runtime import errors
 from kaito.runtime.client import Client
 from kaito.runtime.kinds import NODE, POD

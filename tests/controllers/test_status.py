@@ -4,7 +4,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from kaito.controllers.status import Observed, compute
+from kaito.controllers.status import Observed, compute, gpu_resource
+from kaito.presets.catalog import Catalog
+from kaito.provisioner import nodeclaims
 
 Obj = dict[str, Any]
 
@@ -99,6 +101,21 @@ def test_ready_then_broken_is_not_ready_rather_than_pending() -> None:
 def test_node_without_gpus_does_not_count() -> None:
     observed = Observed(target_nodes=1, provisioning=False, nodes=[node("n", gpus=0)])
     assert not by_type(compute(observed, tuning=False, previous_state=None)[0])["NodesReady"].status
+
+
+def test_amd_node_counts_for_an_amd_instance_type() -> None:
+    catalog = Catalog.builtin()
+    amd = node("n", gpus=0)
+    amd["status"]["capacity"] = {"amd.com/gpu": "8"}
+    gpu = gpu_resource(catalog, "Standard_ND96isr_MI300X_v5")
+    assert gpu == "amd.com/gpu" == nodeclaims.gpu_resource(catalog, "Standard_ND96isr_MI300X_v5")
+    observed = Observed(target_nodes=1, provisioning=False, nodes=[amd], gpu=gpu)
+    assert by_type(compute(observed, tuning=False, previous_state=None)[0])["NodesReady"].status
+    # Planned on an NVIDIA type, or on one the catalog does not know, the same node has no GPU to offer.
+    for instance_type in ("Standard_NC6s_v3", "Standard_Unknown_v9", None):
+        assert gpu_resource(catalog, instance_type) == "nvidia.com/gpu"
+        observed = Observed(target_nodes=1, provisioning=False, nodes=[amd], gpu=gpu_resource(catalog, instance_type))
+        assert not by_type(compute(observed, tuning=False, previous_state=None)[0])["NodesReady"].status
 
 
 def test_tuning_states() -> None:

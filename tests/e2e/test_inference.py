@@ -140,6 +140,27 @@ async def test_bring_your_own_nodes(sim: SimServer, kubectl: Kubectl, operator: 
     assert not operator.aks.arm.pools
 
 
+async def test_bring_your_own_amd_node_is_ready_for_an_amd_instance_type(
+    sim: SimServer, kubectl: Kubectl, operator: Operator
+) -> None:
+    await operator.halt()
+    await operator.start(byo=True)
+    await sim.add_node(
+        NodeSpec(
+            name="my-amd-node",
+            labels={"apps": "phi-3", "node.kubernetes.io/instance-type": "Standard_ND96isr_MI300X_v5"},
+            capacity={"cpu": "96", "memory": "1850Gi", "pods": "110", "amd.com/gpu": "8"},
+            taints=({"key": "sku", "value": "gpu", "effect": "NoSchedule"},),
+        )
+    )
+    ws = yaml.safe_load(PHI3.read_text())
+    ws["resource"]["instanceType"] = "Standard_ND96isr_MI300X_v5"
+    await kubectl("apply", "-f", "-", stdin=yaml.safe_dump(ws))
+    ready = await wait_workspace(kubectl, NAME, "ResourceReady", "True")
+    assert condition(ready, "NodesReady")["status"] == "True"
+    assert ready["status"]["workerNodes"] == ["my-amd-node"]
+
+
 async def test_other_examples_apply(kubectl: Kubectl, operator: Operator) -> None:
     await kubectl("apply", "-f", str(ROOT / "examples/inference/kaito_workspace_phi_3_with_adapters.yaml"))
     ws = await wait_workspace(kubectl, "workspace-phi-3-mini-adapter", "WorkspaceSucceeded", "True")

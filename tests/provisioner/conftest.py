@@ -10,10 +10,10 @@ from typing import Any
 
 import pytest
 
+from kaito.api.nodeclaim import LABEL_INSTANCE_TYPE, LABEL_NODECLAIM, NODECLAIM
 from kaito.api.workspace import LABEL_WORKSPACE, LABEL_WORKSPACE_NAMESPACE
 from kaito.provisioner.cloud import Instance
 from kaito.provisioner.fake import FakeCloudProvider
-from kaito.provisioner.nodeclaims import LABEL_INSTANCE_TYPE, LABEL_NODECLAIM, NODECLAIM
 from kaito.runtime import errors
 from kaito.runtime.client import Client
 from kaito.runtime.kinds import NODE

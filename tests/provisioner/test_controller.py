@@ -7,13 +7,15 @@ from typing import Any
 
 import pytest
 
+from kaito.api.nodeclaim import FINALIZER, NODECLAIM
 from kaito.provisioner import cloud
 from kaito.provisioner.cloud import InstanceRequest, InstanceState
-from kaito.provisioner.controller import FINALIZER, NODECLAIM, NodeClaimReconciler, setup
+from kaito.provisioner.controller import NodeClaimReconciler, setup
 from kaito.provisioner.fake import FakeCloudProvider
 from kaito.provisioner.metrics import MeteredCloudProvider
 from kaito.runtime import errors, metrics
 from kaito.runtime.client import Client
+from kaito.runtime.events import EventRecorder
 from kaito.runtime.kinds import NODE
 from kaito.runtime.manager import Manager
 from kaito.runtime.objects import Obj, ObjectKey
@@ -271,7 +273,16 @@ async def test_restart_mid_provisioning_still_creates_once(kclient: Client, name
 async def test_stale_cache_does_not_launch_twice(kclient: Client, namespace: str) -> None:
     fake = FakeCloudProvider()
     manager = Manager(kclient, options=options(namespace))
-    reconciler = NodeClaimReconciler(manager, fake, poll_interval=60, retry_interval=60)
+    recorder = EventRecorder(kclient, controller="kaito.sh/provisioner", instance="test", clock=manager.clock)
+    reconciler = NodeClaimReconciler(
+        kclient,
+        cache=manager.cache,
+        provider=fake,
+        clock=manager.clock,
+        recorder=recorder,
+        poll_interval=60,
+        retry_interval=60,
+    )
     store = manager.cache.informer(NODECLAIM).store
     manager.cache.informer(NODE)
     name = claim_name("stale", namespace)

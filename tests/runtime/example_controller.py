@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from kaito.runtime import errors
+from kaito.runtime.builder import Builder
 from kaito.runtime.client import Client
 from kaito.runtime.controller import Controller
 from kaito.runtime.handler import has_label
@@ -62,7 +63,7 @@ def setup(manager: Manager) -> tuple[ConfigMapCopier, Controller]:
     """The whole wiring: the reconciler plus three lines of watches."""
     copier = ConfigMapCopier(manager)
     controller = (
-        manager.controller("configmap-copier")
+        Builder(manager, "configmap-copier")
         .for_(CONFIG_MAP, has_label(COPY_LABEL))
         .owns(CONFIG_MAP)
         .complete(copier.reconcile)

@@ -10,6 +10,7 @@ from contextlib import asynccontextmanager
 import pytest
 
 from kaito.runtime import errors, metrics
+from kaito.runtime.builder import Builder
 from kaito.runtime.client import Client
 from kaito.runtime.clock import FakeClock
 from kaito.runtime.handler import generation_changed
@@ -91,7 +92,7 @@ async def test_failing_reconcile_retries_with_growing_delays(kclient: Client, na
             raise errors.ServerError(500, reason="InternalError", message="flaky")
         return Result()
 
-    manager.controller("retry-growing").for_(CONFIG_MAP).complete(reconcile)
+    Builder(manager, "retry-growing").for_(CONFIG_MAP).complete(reconcile)
     async with running(manager):
         await kclient.create(CONFIG_MAP, configmap(namespace, "a"))
         await eventually(lambda: len(attempts) == 1)
@@ -113,7 +114,7 @@ async def test_requeue_after_fires_after_the_delay(kclient: Client, namespace: s
         attempts.append(clock.now())
         return Result(requeue_after=30.0)
 
-    manager.controller("requeue-after").for_(CONFIG_MAP).complete(reconcile)
+    Builder(manager, "requeue-after").for_(CONFIG_MAP).complete(reconcile)
     async with running(manager):
         await kclient.create(CONFIG_MAP, configmap(namespace, "a"))
         await eventually(lambda: len(attempts) == 1)
@@ -134,7 +135,7 @@ async def test_terminal_error_is_counted_not_retried(kclient: Client, namespace:
         attempts.append(key)
         raise TerminalError("spec.model: unknown preset")
 
-    manager.controller("terminal").for_(CONFIG_MAP).complete(reconcile)
+    Builder(manager, "terminal").for_(CONFIG_MAP).complete(reconcile)
     async with running(manager):
         await kclient.create(CONFIG_MAP, configmap(namespace, "a"))
         await eventually(lambda: len(attempts) == 1)
@@ -156,7 +157,7 @@ async def test_conflict_is_a_quiet_requeue_and_a_panic_keeps_the_worker(kclient:
             raise KeyError("spec")
         return Result()
 
-    manager.controller("conflicts").for_(CONFIG_MAP).complete(reconcile)
+    Builder(manager, "conflicts").for_(CONFIG_MAP).complete(reconcile)
     async with running(manager):
         for name in ("conflicted", "buggy", "fine"):
             await kclient.create(CONFIG_MAP, configmap(namespace, name))
@@ -183,7 +184,7 @@ async def test_workers_run_concurrently_but_never_on_one_key(kclient: Client, na
         active.discard(key.name)
         return Result()
 
-    manager.controller("concurrent").for_(CONFIG_MAP).with_options(max_concurrent_reconciles=3).complete(reconcile)
+    Builder(manager, "concurrent").for_(CONFIG_MAP).with_options(max_concurrent_reconciles=3).complete(reconcile)
     async with running(manager):
         for i in range(5):
             await kclient.create(CONFIG_MAP, configmap(namespace, f"c{i}"))
@@ -208,8 +209,8 @@ async def test_two_controllers_share_one_informer(sim: SimServer, kclient: Clien
     async def record_second(key: ObjectKey) -> None:
         second.append(key)
 
-    manager.controller("share-a").for_(CONFIG_MAP).complete(record_first)
-    manager.controller("share-b").for_(CONFIG_MAP).complete(record_second)
+    Builder(manager, "share-a").for_(CONFIG_MAP).complete(record_first)
+    Builder(manager, "share-b").for_(CONFIG_MAP).complete(record_second)
     async with running(manager):
         await kclient.create(CONFIG_MAP, configmap(namespace, "shared"))
         await eventually(lambda: bool(first) and bool(second))
@@ -225,7 +226,7 @@ async def test_generation_predicate_ignores_status_only_changes(kclient: Client,
     async def reconcile(key: ObjectKey) -> None:
         seen.append(key)
 
-    manager.controller("spec-only").for_(DEPLOYMENT, generation_changed).complete(reconcile)
+    Builder(manager, "spec-only").for_(DEPLOYMENT, generation_changed).complete(reconcile)
     deployment: Obj = {
         "apiVersion": "apps/v1",
         "kind": "Deployment",
@@ -255,7 +256,7 @@ async def test_custom_rate_limiter(kclient: Client, namespace: str) -> None:
         return Result(requeue=True) if len(attempts) < 3 else Result()
 
     limiter: ItemExponentialFailureRateLimiter[ObjectKey] = ItemExponentialFailureRateLimiter(1.0, 60.0)
-    manager.controller("custom-limiter").for_(CONFIG_MAP).with_options(rate_limiter=limiter).complete(reconcile)
+    Builder(manager, "custom-limiter").for_(CONFIG_MAP).with_options(rate_limiter=limiter).complete(reconcile)
     async with running(manager):
         await kclient.create(CONFIG_MAP, configmap(namespace, "a"))
         await eventually(lambda: len(attempts) == 1)

@@ -9,6 +9,7 @@ import signal
 import aiohttp
 import pytest
 
+from kaito.runtime.builder import Builder
 from kaito.runtime.client import Client
 from kaito.runtime.kinds import CONFIG_MAP, LEASE
 from kaito.runtime.manager import LeadershipLost, Manager, ManagerOptions
@@ -77,7 +78,7 @@ async def test_metrics_and_probes_are_served(kclient: Client, namespace: str) ->
     async def reconcile(key: ObjectKey) -> None:
         handled.append(key)
 
-    manager.controller("metrics-demo").for_(CONFIG_MAP).complete(reconcile)
+    Builder(manager, "metrics-demo").for_(CONFIG_MAP).complete(reconcile)
     stop = asyncio.Event()
     task = asyncio.create_task(manager.run(stop))
     await asyncio.wait_for(manager.elected.wait(), 10)
@@ -127,7 +128,7 @@ async def test_only_the_leader_reconciles_and_a_standby_takes_over(kclient: Clie
         async def reconcile(key: ObjectKey, name: str = name) -> None:
             handled[name].append(key.name)
 
-        manager.controller(f"elected-{name}").for_(CONFIG_MAP).complete(reconcile)
+        Builder(manager, f"elected-{name}").for_(CONFIG_MAP).complete(reconcile)
         managers[name] = manager
     tasks = {name: asyncio.create_task(managers[name].run(stops[name])) for name in handled}
     done, _ = await asyncio.wait(
@@ -188,7 +189,7 @@ async def test_losing_the_lease_stops_controllers(sim: SimServer, kclient: Clien
     async def reconcile(key: ObjectKey) -> None:
         handled.append(key.name)
 
-    manager.controller("loser").for_(CONFIG_MAP).complete(reconcile)
+    Builder(manager, "loser").for_(CONFIG_MAP).complete(reconcile)
     task = asyncio.create_task(manager.run(asyncio.Event()))
     await asyncio.wait_for(manager.elected.wait(), 10)
     # Another replica steals the lease (as after a long pause of this one).
@@ -212,7 +213,7 @@ async def test_shutdown_drains_in_flight_work(kclient: Client, namespace: str) -
         finished.append(key.name)
         return Result()
 
-    manager.controller("drain").for_(CONFIG_MAP).complete(reconcile)
+    Builder(manager, "drain").for_(CONFIG_MAP).complete(reconcile)
     stop = asyncio.Event()
     task = asyncio.create_task(manager.run(stop))
     await asyncio.wait_for(manager.elected.wait(), 10)

@@ -10,7 +10,6 @@ from kaito.runtime.cache import Cache
 from kaito.runtime.client import Client
 from kaito.runtime.kinds import DEPLOYMENT, JOB, SERVICE, STATEFUL_SET, Kind
 
-__all__ = ["SERVICE", "add_finalizer", "ensure", "kind_of", "remove_finalizer"]
 _BY_KIND = {k.kind: k for k in (DEPLOYMENT, STATEFUL_SET, JOB, SERVICE)}
 
 

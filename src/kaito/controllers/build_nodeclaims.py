@@ -5,11 +5,11 @@ from __future__ import annotations
 import math
 from typing import Any
 
+from kaito.api.nodeclaim import GPU_TAINT, LABEL_INSTANCE_TYPE, NODECLAIM
 from kaito.controllers.context import Target
-from kaito.controllers.kinds import INSTANCE_TYPE, LABEL_NODEPOOL, NODECLAIM, NODEPOOL, content_hash
+from kaito.controllers.kinds import LABEL_NODEPOOL, NODEPOOL, content_hash
 
 DISK_HEADROOM_GIB = 80  # OS, image layers and the download cache on top of the weights
-GPU_TAINT = {"key": "sku", "value": "gpu", "effect": "NoSchedule"}
 
 
 def nodeclaim_name(target: Target, index: int) -> str:
@@ -21,10 +21,10 @@ def nodeclaim_name(target: Target, index: int) -> str:
 def build_nodeclaims(target: Target) -> list[dict[str, Any]]:
     instance_type = target.plan.instance_type or ""
     selector_labels = dict(target.ws.resource.label_selector.match_labels or {})
-    labels = {**selector_labels, **target.labels, LABEL_NODEPOOL: NODEPOOL, INSTANCE_TYPE: instance_type}
+    labels = {**selector_labels, **target.labels, LABEL_NODEPOOL: NODEPOOL, LABEL_INSTANCE_TYPE: instance_type}
     disk = math.ceil(target.weights_gib()) + DISK_HEADROOM_GIB
     requirements = [
-        {"key": INSTANCE_TYPE, "operator": "In", "values": [instance_type]},
+        {"key": LABEL_INSTANCE_TYPE, "operator": "In", "values": [instance_type]},
         {"key": LABEL_NODEPOOL, "operator": "In", "values": [NODEPOOL]},
         {"key": "kubernetes.io/os", "operator": "In", "values": ["linux"]},
         {"key": "karpenter.azure.com/sku-name", "operator": "In", "values": [instance_type]},
@@ -42,7 +42,7 @@ def build_nodeclaims(target: Target) -> list[dict[str, Any]]:
                 "nodeClassRef": {"group": "kaito.sh", "kind": "KaitoNodeClass", "name": "default"},
                 "requirements": requirements,
                 "resources": {"requests": {"storage": f"{disk}Gi"}},
-                "taints": [GPU_TAINT],
+                "taints": [GPU_TAINT.to_wire()],
             },
         }
         for index in range(target.nodes)

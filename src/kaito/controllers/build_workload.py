@@ -11,6 +11,7 @@ from typing import Any
 
 import yaml
 
+from kaito.api.nodeclaim import GPU_TAINT
 from kaito.api.workspace import AdapterSpec
 from kaito.controllers.context import Target
 from kaito.controllers.kinds import GPU, SERVE_PORT
@@ -22,7 +23,7 @@ WEIGHTS_DIR = "/workspace/weights"
 PULL_SECRETS_DIR = "/var/run/secrets/kaito/pull"
 DOCKER_CONFIG_KEY = ".dockerconfigjson"
 TOLERATIONS = [
-    {"key": "sku", "operator": "Equal", "value": "gpu", "effect": "NoSchedule"},
+    {"key": GPU_TAINT.key, "operator": "Equal", "value": GPU_TAINT.value, "effect": GPU_TAINT.effect},
     {"key": GPU, "operator": "Exists", "effect": "NoSchedule"},
 ]
 

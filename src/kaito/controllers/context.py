@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from kaito.api.workspace import PlanStatus, Workspace
-from kaito.controllers.kinds import workspace_labels
+from kaito.controllers.kinds import owner_reference, workspace_labels
 from kaito.presets.catalog import ModelSpec
 
 DEFAULT_IMAGE = "kaito-runtime:0.1.0"
@@ -51,14 +51,7 @@ class Target:
 
     @property
     def owner(self) -> dict[str, Any]:
-        return {
-            "apiVersion": self.ws.api_version,
-            "kind": "Workspace",
-            "name": self.name,
-            "uid": self.uid,
-            "controller": True,
-            "blockOwnerDeletion": True,
-        }
+        return owner_reference(self.ws.api_version, name=self.name, uid=self.uid)
 
     def weights_gib(self) -> float:
         return self.model.weight_bytes / 2**30 if self.model else 16.0

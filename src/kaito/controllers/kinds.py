@@ -6,23 +6,20 @@ import hashlib
 import json
 from typing import Any
 
-from kaito.api import nodeclaim, workspace
+from kaito.api import workspace
+from kaito.api.nodeclaim import GPU_NVIDIA
 from kaito.api.workspace import LABEL_WORKSPACE, LABEL_WORKSPACE_NAMESPACE
 from kaito.runtime.kinds import Kind
 
 WORKSPACE = Kind(workspace.GROUP, workspace.STORAGE_VERSION, workspace.KIND, workspace.PLURAL)
-NODECLAIM = Kind(nodeclaim.GROUP, nodeclaim.VERSION, nodeclaim.KIND, nodeclaim.PLURAL, namespaced=False)
 CONTROLLER_REVISION = Kind("apps", "v1", "ControllerRevision", "controllerrevisions")
 
 FIELD_MANAGER = "kaito-workspace"
-LABEL_NODECLAIM = "kaito.sh/nodeclaim"
 LABEL_NODEPOOL = "karpenter.sh/nodepool"
 NODEPOOL = "kaito"
 ANNOTATION_REVISION = "workspace.kaito.io/revision"
-ANNOTATION_HASH = "workspace.kaito.io/hash"
 ANNOTATION_DESIRED = "kaito.sh/desired-hash"
-GPU = "nvidia.com/gpu"
-INSTANCE_TYPE = "node.kubernetes.io/instance-type"
+GPU = GPU_NVIDIA  # the resource the workloads request
 SERVE_PORT = 5000
 
 
@@ -36,13 +33,15 @@ def content_hash(value: Any, *, length: int = 10) -> str:
     return hashlib.sha256(raw).hexdigest()[:length]
 
 
-def owner_reference(ws: dict[str, Any]) -> dict[str, Any]:
-    meta = ws["metadata"]
-    return {
-        "apiVersion": WORKSPACE.api_version,
+def owner_reference(api_version: str, *, name: str, uid: str, block_owner_deletion: bool = True) -> dict[str, Any]:
+    """The controller reference a workspace's children carry, so they are collected with it."""
+    ref: dict[str, Any] = {
+        "apiVersion": api_version,
         "kind": WORKSPACE.kind,
-        "name": meta["name"],
-        "uid": meta["uid"],
+        "name": name,
+        "uid": uid,
         "controller": True,
-        "blockOwnerDeletion": True,
     }
+    if block_owner_deletion:
+        ref["blockOwnerDeletion"] = True
+    return ref

@@ -4,7 +4,13 @@ from __future__ import annotations
 
 from typing import Any
 
-from kaito.controllers.kinds import ANNOTATION_REVISION, CONTROLLER_REVISION, FIELD_MANAGER, content_hash
+from kaito.controllers.kinds import (
+    ANNOTATION_REVISION,
+    CONTROLLER_REVISION,
+    FIELD_MANAGER,
+    content_hash,
+    owner_reference,
+)
 from kaito.runtime.cache import Cache
 from kaito.runtime.client import Client
 
@@ -32,13 +38,7 @@ async def sync_revision(client: Client, cache: Cache, ws: dict[str, Any]) -> str
             "labels": {LABEL: meta["name"]},
             "annotations": {ANNOTATION_REVISION: str(revision)},
             "ownerReferences": [
-                {
-                    "apiVersion": ws["apiVersion"],
-                    "kind": "Workspace",
-                    "name": meta["name"],
-                    "uid": meta["uid"],
-                    "controller": True,
-                }
+                owner_reference(ws["apiVersion"], name=meta["name"], uid=meta["uid"], block_owner_deletion=False)
             ],
         },
         "data": spec,

@@ -5,18 +5,22 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
+from kaito.api.nodeclaim import NODECLAIM
 from kaito.api.workspace import LABEL_WORKSPACE, LABEL_WORKSPACE_NAMESPACE
 from kaito.controllers.context import Settings
-from kaito.controllers.kinds import CONTROLLER_REVISION, NODECLAIM, WORKSPACE
+from kaito.controllers.kinds import CONTROLLER_REVISION, WORKSPACE
 from kaito.controllers.workspace import WorkspaceReconciler
 from kaito.presets.catalog import Catalog
+from kaito.runtime.builder import Builder
 from kaito.runtime.controller import Controller
+from kaito.runtime.events import EventRecorder
 from kaito.runtime.handler import enqueue_mapped
 from kaito.runtime.kinds import CONFIG_MAP, DEPLOYMENT, JOB, NODE, POD, SERVICE, STATEFUL_SET
 from kaito.runtime.manager import Manager
 from kaito.runtime.objects import ObjectKey, labels_of
 
 NAME = "workspace"
+EVENT_CONTROLLER = "kaito-workspace"  # `kubectl describe` shows it as the Events' source
 
 
 def _by_workspace_labels(obj: dict[str, Any]) -> list[ObjectKey]:
@@ -27,8 +31,19 @@ def _by_workspace_labels(obj: dict[str, Any]) -> list[ObjectKey]:
 
 
 def setup(manager: Manager, *, catalog: Callable[[], Catalog], cloud: str, settings: Settings) -> Controller:
-    reconciler = WorkspaceReconciler(manager, catalog=catalog, cloud=cloud, settings=settings)
     cache = manager.cache
+    recorder = EventRecorder(
+        manager.client, controller=EVENT_CONTROLLER, instance=manager.options.identity, clock=manager.clock
+    )
+    reconciler = WorkspaceReconciler(
+        manager.client,
+        cache=cache,
+        clock=manager.clock,
+        recorder=recorder,
+        catalog=catalog,
+        cloud=cloud,
+        settings=settings,
+    )
 
     def nodes_to_workspaces(node: dict[str, Any]) -> list[ObjectKey]:
         if not settings.bring_your_own_nodes:
@@ -36,7 +51,7 @@ def setup(manager: Manager, *, catalog: Callable[[], Catalog], cloud: str, setti
         return [ObjectKey.of(ws) for ws in cache.list(WORKSPACE)]
 
     return (
-        manager.controller(NAME)
+        Builder(manager, NAME)
         .for_(WORKSPACE)
         .owns(DEPLOYMENT)
         .owns(STATEFUL_SET)

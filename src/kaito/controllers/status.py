@@ -11,7 +11,8 @@ import json
 from dataclasses import dataclass, field
 from typing import Any
 
-from kaito.controllers.kinds import GPU
+from kaito.api.nodeclaim import GPU_NVIDIA, GPU_RESOURCES, READY, STAGES, node_ready
+from kaito.presets.catalog import Catalog
 
 Obj = dict[str, Any]
 
@@ -37,13 +38,13 @@ class Observed:
     tuning_output: Obj | None = None  # what `kaito tune` reported when it finished
     provisioning: bool = True  # False in bring-your-own-nodes mode
     invalid: str | None = None  # validation or planning failure
+    gpu: str | None = GPU_NVIDIA  # the resource a node must advertise to count (see `gpu_resource`)
 
 
-def node_ready(node: Obj) -> bool:
-    conditions = (node.get("status") or {}).get("conditions") or []
-    ready = any(c.get("type") == "Ready" and c.get("status") == "True" for c in conditions)
-    capacity = (node.get("status") or {}).get("capacity") or {}
-    return ready and int(str(capacity.get(GPU, "0")) or 0) > 0
+def gpu_resource(catalog: Catalog, instance_type: str | None) -> str | None:
+    """The GPU resource a node of the plan's type advertises: by the catalog's vendor, NVIDIA for a type it lacks."""
+    sku = catalog.find_sku(instance_type) if instance_type else None
+    return GPU_NVIDIA if sku is None else GPU_RESOURCES.get(sku.gpu_vendor)
 
 
 def _claim_condition(claim: Obj, kind: str) -> Obj | None:
@@ -55,11 +56,11 @@ def _claim_condition(claim: Obj, kind: str) -> Obj | None:
 
 def nodeclaim_condition(observed: Observed) -> Cond:
     claims = observed.nodeclaims
-    ready = [c for c in claims if (_claim_condition(c, "Ready") or {}).get("status") == "True"]
+    ready = [c for c in claims if (_claim_condition(c, READY) or {}).get("status") == "True"]
     if len(ready) >= observed.target_nodes:
         return Cond("NodeClaimReady", True, "NodeClaimsReady", f"{len(ready)} of {observed.target_nodes} ready")
     for claim in claims:
-        for kind in ("Launched", "Registered", "Initialized", "Ready"):
+        for kind in (*STAGES, READY):
             cond = _claim_condition(claim, kind)
             if cond is not None and cond.get("status") == "False" and cond.get("reason") not in ("", None):
                 name = claim["metadata"]["name"]
@@ -72,7 +73,7 @@ def nodeclaim_condition(observed: Observed) -> Cond:
 
 
 def nodes_condition(observed: Observed) -> Cond:
-    ready = [n for n in observed.nodes if node_ready(n)]
+    ready = [n for n in observed.nodes if node_ready(n, gpu=observed.gpu)]
     if len(ready) >= observed.target_nodes:
         return Cond("NodesReady", True, "NodesReady", f"{len(ready)} GPU node(s) ready")
     if not observed.provisioning and not observed.nodes:

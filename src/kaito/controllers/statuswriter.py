@@ -4,16 +4,18 @@ from __future__ import annotations
 
 from typing import Any
 
+from kaito.api.nodeclaim import AWAITING_INITIALIZATION, AWAITING_REGISTRATION
 from kaito.api.workspace import PlanStatus
 from kaito.controllers import metrics
 from kaito.controllers.kinds import WORKSPACE
 from kaito.controllers.status import Cond, Observed, compute
 from kaito.runtime import errors
 from kaito.runtime.client import Client
-from kaito.runtime.clock import REAL_CLOCK, Clock
-from kaito.runtime.events import EventRecorder
+from kaito.runtime.clock import Clock, api_time
+from kaito.runtime.events import NORMAL, WARNING, EventRecorder, EventSpec
 
 Obj = dict[str, Any]
+ACTION = "Reconcile"  # the Events' action: every transition is found by a reconcile
 ANNOUNCED = frozenset({"ResourceReady", "InferenceReady", "JobStarted", "WorkspaceSucceeded"})
 # Waiting is not news: these reasons mean "in progress", not "wrong".
 QUIET_REASONS = frozenset(
@@ -23,17 +25,17 @@ QUIET_REASONS = frozenset(
         "WorkspaceInferenceStatusPending",
         "WorkspaceTuningJobStatusPending",
         "workspacePending",
-        "AwaitingRegistration",
-        "AwaitingInitialization",
+        AWAITING_REGISTRATION,
+        AWAITING_INITIALIZATION,
     }
 )
 
 
 class StatusWriter:
-    def __init__(self, client: Client, *, clock: Clock = REAL_CLOCK) -> None:
+    def __init__(self, client: Client, *, clock: Clock, recorder: EventRecorder) -> None:
         self.client = client
         self.clock = clock
-        self.events = EventRecorder(client, component="kaito-workspace", clock=clock)
+        self.events = recorder
 
     async def write(self, ws: Obj, observed: Observed, *, tuning: bool, plan: PlanStatus | None = None) -> None:
         status: Obj = dict(ws.get("status") or {})
@@ -66,7 +68,7 @@ class StatusWriter:
     def _condition(self, cond: Cond, before: Obj | None, generation: int | None) -> Obj:
         status = "True" if cond.status else "False"
         changed = before is None or before.get("status") != status
-        now = self.clock.wall().strftime("%Y-%m-%dT%H:%M:%SZ")
+        now = api_time(self.clock.wall())
         when = now if changed or before is None else str(before.get("lastTransitionTime") or now)
         out: Obj = {
             "type": cond.type,
@@ -86,7 +88,8 @@ class StatusWriter:
             status = "True" if cond.status else "False"
             if before is not None and before.get("status") == status and before.get("reason") == cond.reason:
                 continue
+            message = f"{cond.type}: {cond.message}"
             if cond.status and cond.type in ANNOUNCED:
-                await self.events.emit(ws, reason=f"{cond.type}True", message=f"{cond.type}: {cond.message}")
+                await self.events.emit(WORKSPACE, ws, EventSpec(NORMAL, f"{cond.type}True", ACTION, message))
             elif not cond.status and cond.reason not in QUIET_REASONS:
-                await self.events.emit(ws, reason=cond.reason, message=f"{cond.type}: {cond.message}", warning=True)
+                await self.events.emit(WORKSPACE, ws, EventSpec(WARNING, cond.reason, ACTION, message))

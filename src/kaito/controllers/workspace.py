@@ -11,20 +11,24 @@ import logging
 from collections.abc import Callable
 from typing import Any
 
+from kaito.api.nodeclaim import NODECLAIM, node_ready
 from kaito.api.workspace import FINALIZER, PlanStatus, Workspace
 from kaito.controllers import apply, metrics, planning
 from kaito.controllers.build_job import build_job, build_tuning_configmap
 from kaito.controllers.build_nodeclaims import build_nodeclaims
 from kaito.controllers.build_workload import build_engine_configmap, build_services, build_workload
 from kaito.controllers.context import Settings, Target
-from kaito.controllers.kinds import NODECLAIM, workspace_labels
+from kaito.controllers.kinds import workspace_labels
 from kaito.controllers.revisions import sync_revision
-from kaito.controllers.status import Observed, node_ready, tuning_output
+from kaito.controllers.status import Observed, gpu_resource, tuning_output
 from kaito.controllers.statuswriter import StatusWriter
 from kaito.presets.catalog import Catalog
 from kaito.runtime import errors
-from kaito.runtime.kinds import CONFIG_MAP, DEPLOYMENT, JOB, NODE, POD, STATEFUL_SET
-from kaito.runtime.manager import Manager
+from kaito.runtime.cache import Cache
+from kaito.runtime.client import Client
+from kaito.runtime.clock import Clock
+from kaito.runtime.events import EventRecorder
+from kaito.runtime.kinds import CONFIG_MAP, DEPLOYMENT, JOB, NODE, POD, SERVICE, STATEFUL_SET
 from kaito.runtime.objects import ObjectKey, is_deleting
 from kaito.runtime.reconcile import Result
 from kaito.webhook.validation import validate_workspace
@@ -35,13 +39,23 @@ DELETE_POLL_S = 2.0
 
 
 class WorkspaceReconciler:
-    def __init__(self, manager: Manager, *, catalog: Callable[[], Catalog], cloud: str, settings: Settings) -> None:
-        self.cache = manager.cache
-        self.client = manager.client
+    def __init__(
+        self,
+        client: Client,
+        *,
+        cache: Cache,
+        clock: Clock,
+        recorder: EventRecorder,
+        catalog: Callable[[], Catalog],
+        cloud: str,
+        settings: Settings,
+    ) -> None:
+        self.cache = cache
+        self.client = client
         self.catalog = catalog
         self.cloud = cloud
         self.settings = settings
-        self.status = StatusWriter(manager.client, clock=manager.clock)
+        self.status = StatusWriter(client, clock=clock, recorder=recorder)
 
     async def reconcile(self, key: ObjectKey) -> Result:
         raw = self.cache.find(planning.WORKSPACE, key.name, namespace=key.namespace)
@@ -77,9 +91,13 @@ class WorkspaceReconciler:
         return None if configmap is None else dict(configmap.get("data") or {})
 
     async def _provision(self, target: Target) -> Observed:
-        observed = Observed(target_nodes=target.nodes, provisioning=not self.settings.bring_your_own_nodes)
+        observed = Observed(
+            target_nodes=target.nodes,
+            provisioning=not self.settings.bring_your_own_nodes,
+            gpu=gpu_resource(self.catalog(), target.plan.instance_type),
+        )
         if self.settings.bring_your_own_nodes:
-            observed.nodes = self._matching_nodes(target)
+            observed.nodes = self._matching_nodes(target, gpu=observed.gpu)
             return observed
         labels = workspace_labels(target.name, target.namespace)
         existing = {c["metadata"]["name"]: c for c in self.cache.list(NODECLAIM, labels=labels)}
@@ -92,12 +110,12 @@ class WorkspaceReconciler:
         observed.nodes = [n for n in (self.cache.find(NODE, name) for name in sorted(names)) if n is not None]
         return observed
 
-    def _matching_nodes(self, target: Target) -> list[Obj]:
+    def _matching_nodes(self, target: Target, *, gpu: str | None) -> list[Obj]:
         wanted = target.ws.resource.label_selector.match_labels or {}
-        return [n for n in self.cache.list(NODE, labels=wanted) if node_ready(n)]
+        return [n for n in self.cache.list(NODE, labels=wanted) if node_ready(n, gpu=gpu)]
 
     async def _run_workload(self, target: Target, observed: Observed, revision: str) -> None:
-        ready_nodes = [n for n in observed.nodes if node_ready(n)]
+        ready_nodes = [n for n in observed.nodes if node_ready(n, gpu=observed.gpu)]
         if target.ws.tuning is not None:
             await apply.ensure(self.client, self.cache, CONFIG_MAP, build_tuning_configmap(target))
             if len(ready_nodes) >= target.nodes:
@@ -105,7 +123,7 @@ class WorkspaceReconciler:
             return
         await apply.ensure(self.client, self.cache, CONFIG_MAP, build_engine_configmap(target))
         for service in build_services(target):
-            await apply.ensure(self.client, self.cache, apply.SERVICE, service)
+            await apply.ensure(self.client, self.cache, SERVICE, service)
         if len(ready_nodes) >= target.nodes:
             workload = build_workload(target, revision=revision)
             await apply.ensure(self.client, self.cache, apply.kind_of(workload), workload)

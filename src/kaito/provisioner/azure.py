@@ -29,6 +29,7 @@ from azure.core.pipeline import PipelineResponse
 from azure.mgmt.containerservice.aio import ContainerServiceClient
 from azure.mgmt.containerservice.models import AgentPool
 
+from kaito.api.nodeclaim import LABEL_NODECLAIM
 from kaito.provisioner.azure_errors import InvalidRequest, classify, from_azure
 from kaito.provisioner.cloud import (
     CloudError,
@@ -47,7 +48,6 @@ T = TypeVar("T")
 NODECLAIM_TAG = "kaito-nodeclaim"
 MANAGED_BY_TAG = "kaito-managed-by"
 MANAGED_BY = "kaito"
-NODECLAIM_LABEL = "kaito.sh/nodeclaim"
 POOL_NAME_LENGTH = 12
 
 _STATES = {
@@ -205,7 +205,7 @@ def _agent_pool(request: InstanceRequest) -> bytes:
         "mode": "User",
         "osType": "Linux",
         "type": "VirtualMachineScaleSets",
-        "nodeLabels": {**request.labels, NODECLAIM_LABEL: request.nodeclaim},
+        "nodeLabels": {**request.labels, LABEL_NODECLAIM: request.nodeclaim},
         "nodeTaints": list(request.taints),
         "tags": {NODECLAIM_TAG: request.nodeclaim, MANAGED_BY_TAG: MANAGED_BY},
     }
@@ -218,7 +218,7 @@ def _instance(pool: AgentPool, name: str) -> Instance:
     # Flattened attribute reads work with both the older msrest models and the newer `properties`-nested ones.
     raw_state: str = pool.provisioning_state or ""
     state = _STATES.get(raw_state.lower(), InstanceState.CREATING)  # Creating, Updating, Scaling, Upgrading, ...
-    nodeclaim: str = (pool.tags or {}).get(NODECLAIM_TAG) or (pool.node_labels or {}).get(NODECLAIM_LABEL, "")
+    nodeclaim: str = (pool.tags or {}).get(NODECLAIM_TAG) or (pool.node_labels or {}).get(LABEL_NODECLAIM, "")
     error: CloudError | None = None
     if state is InstanceState.FAILED:
         detail = getattr(getattr(pool, "status", None), "provisioning_error", None)

@@ -1,25 +1,13 @@
-"""NodeClaim status conditions in karpenter's shape: Launched, Registered and Initialized, rolled up into Ready."""
+"""A NodeClaim's status conditions as one reconcile rewrites them, and their transitions."""
 
 from __future__ import annotations
 
 from typing import Literal
 
+from kaito.api.nodeclaim import AWAITING_INITIALIZATION, AWAITING_LAUNCH, AWAITING_REGISTRATION, READY, STAGES
 from kaito.runtime.objects import Obj
 
 Status = Literal["True", "False", "Unknown"]
-
-LAUNCHED = "Launched"
-REGISTERED = "Registered"
-INITIALIZED = "Initialized"
-READY = "Ready"
-STAGES = (LAUNCHED, REGISTERED, INITIALIZED)  # Ready is True only when all three are
-
-# Reasons (a launch failure's reason is the cloud error's: QuotaExceeded, Throttled, ...).
-AWAITING_LAUNCH = "AwaitingLaunch"
-AWAITING_REGISTRATION = "AwaitingRegistration"
-AWAITING_INITIALIZATION = "AwaitingInitialization"
-INSTANCE_FAILED = "InstanceFailed"  # the cloud failed the instance without a typed error
-NO_INSTANCE_TYPE = "NoInstanceType"  # the claim pins no single node.kubernetes.io/instance-type
 
 
 class Conditions:

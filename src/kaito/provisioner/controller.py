@@ -16,52 +16,49 @@ from typing import Any
 
 import pydantic
 
-from kaito.api.nodeclaim import NodeClaim
+from kaito.api.nodeclaim import (
+    AWAITING_INITIALIZATION,
+    AWAITING_REGISTRATION,
+    FINALIZER,
+    INITIALIZED,
+    INSTANCE_FAILED,
+    LABEL_INSTANCE_TYPE,
+    LABEL_NODECLAIM,
+    LAUNCHED,
+    NO_INSTANCE_TYPE,
+    NODECLAIM,
+    REGISTERED,
+    NodeClaim,
+    unready_reason,
+)
 from kaito.presets.catalog import Catalog
 from kaito.provisioner import cloud
 from kaito.provisioner.cloud import CloudError, CloudProvider, Instance, InstanceState
-from kaito.provisioner.conditions import (
-    AWAITING_INITIALIZATION,
-    AWAITING_REGISTRATION,
-    INITIALIZED,
-    INSTANCE_FAILED,
-    LAUNCHED,
-    NO_INSTANCE_TYPE,
-    REGISTERED,
-    Conditions,
-)
-from kaito.provisioner.events import EventRecorder, transition_events
+from kaito.provisioner.conditions import Conditions
+from kaito.provisioner.events import transition_events
 from kaito.provisioner.launches import Launches, retry_delay, retry_result
 from kaito.provisioner.nodeclaims import (
-    FINALIZER,
-    LABEL_INSTANCE_TYPE,
-    LABEL_NODECLAIM,
-    NODECLAIM,
     claim_nodes,
     claim_of_node,
     gpu_resource,
-    initialization_gap,
     instance_request,
     instance_type_of,
 )
 from kaito.provisioner.orphans import OrphanCollector
 from kaito.provisioner.termination import Terminator
+from kaito.runtime.builder import Builder
+from kaito.runtime.cache import Cache
+from kaito.runtime.client import Client
+from kaito.runtime.clock import Clock, api_time
 from kaito.runtime.controller import Controller
+from kaito.runtime.events import EventRecorder
 from kaito.runtime.handler import enqueue_mapped
 from kaito.runtime.kinds import NODE
 from kaito.runtime.manager import Manager
 from kaito.runtime.objects import Obj, ObjectKey, generation, is_deleting, labels_of, resource_version
 from kaito.runtime.reconcile import DONE, Result, TerminalError
 
-__all__ = [
-    "CONTROLLER_NAME",
-    "FINALIZER",
-    "LABEL_INSTANCE_TYPE",
-    "LABEL_NODECLAIM",
-    "NODECLAIM",
-    "NodeClaimReconciler",
-    "setup",
-]
+__all__ = ["CONTROLLER_NAME", "NodeClaimReconciler", "setup"]
 
 log = logging.getLogger(__name__)
 
@@ -85,11 +82,21 @@ def setup(
     how long a launch that failed for capacity, quota or SKU reasons waits before trying again, so a
     cleared fault recovers by itself. `catalog` tells which instance types must advertise GPUs.
     """
+    recorder = EventRecorder(
+        manager.client, controller=EVENT_CONTROLLER, instance=manager.options.identity, clock=manager.clock
+    )
     reconciler = NodeClaimReconciler(
-        manager, provider, poll_interval=poll_interval, retry_interval=retry_interval, catalog=catalog
+        manager.client,
+        cache=manager.cache,
+        provider=provider,
+        clock=manager.clock,
+        recorder=recorder,
+        poll_interval=poll_interval,
+        retry_interval=retry_interval,
+        catalog=catalog,
     )
     controller = (
-        manager.controller(CONTROLLER_NAME)
+        Builder(manager, CONTROLLER_NAME)
         .for_(NODECLAIM)
         .watches(NODE, enqueue_mapped(claim_of_node))
         .with_options(max_concurrent_reconciles=max_concurrent_reconciles)
@@ -128,25 +135,28 @@ class NodeClaimReconciler:
 
     def __init__(
         self,
-        manager: Manager,
-        provider: CloudProvider,
+        client: Client,
         *,
+        cache: Cache,
+        provider: CloudProvider,
+        clock: Clock,
+        recorder: EventRecorder,
         poll_interval: float,
         retry_interval: float,
         catalog: Catalog | None = None,
     ) -> None:
-        self.cache = manager.cache
-        self.client = manager.client
-        self.clock = manager.clock
+        self.cache = cache
+        self.client = client
+        self.clock = clock
         self.provider = provider
         self.poll_interval = poll_interval
         self.retry_interval = retry_interval
         self.catalog = catalog or Catalog.builtin()
         self.launches = Launches()
-        self.terminator = Terminator(manager, provider, poll_interval=poll_interval, retry_interval=retry_interval)
-        self.events = EventRecorder(
-            manager.client, controller=EVENT_CONTROLLER, instance=manager.options.identity, clock=manager.clock
+        self.terminator = Terminator(
+            client, cache=cache, provider=provider, poll_interval=poll_interval, retry_interval=retry_interval
         )
+        self.events = recorder
 
     async def reconcile(self, key: ObjectKey) -> Result:
         claim = self.cache.find(NODECLAIM, key.name)
@@ -179,8 +189,7 @@ class NodeClaimReconciler:
             instance_type = labels_of(node).get(LABEL_INSTANCE_TYPE)
         claim = await self._ensure_metadata(claim, instance_type)
         status = dict(claim.get("status") or {})
-        now = self.clock.wall().strftime("%Y-%m-%dT%H:%M:%SZ")
-        conditions = Conditions(status.get("conditions"), generation=generation(claim), now=now)
+        conditions = Conditions(status.get("conditions"), generation=generation(claim), now=api_time(self.clock.wall()))
         return Pass(claim, spec, instance_type, node, status, conditions)
 
     async def _ensure_metadata(self, claim: Obj, instance_type: str | None) -> Obj:
@@ -255,7 +264,7 @@ class NodeClaimReconciler:
     async def _initialize(self, work: Pass) -> Result | None:
         node = work.node
         assert node is not None  # _register ends the pass without one
-        gap = initialization_gap(node, gpu_resource(self.catalog, work.instance_type))
+        gap = unready_reason(node, gpu=gpu_resource(self.catalog, work.instance_type))
         if gap is not None and not work.conditions.is_true(INITIALIZED):
             work.conditions.set(INITIALIZED, "Unknown", AWAITING_INITIALIZATION, gap)
             return DONE  # node updates bring us back

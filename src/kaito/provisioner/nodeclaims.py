@@ -1,23 +1,22 @@
-"""Readings of NodeClaims and Nodes: what to ask the cloud for, which node is the claim's, whether it is usable."""
+"""Readings of NodeClaims and Nodes: what to ask the cloud for, which node is the claim's, which GPU it must show."""
 
 from __future__ import annotations
 
 import math
 import re
-from typing import Any
 
-from kaito.api.nodeclaim import GROUP, KIND, PLURAL, VERSION, NodeClaim, NodeSelectorRequirement
+from kaito.api.nodeclaim import (
+    GPU_RESOURCES,
+    LABEL_INSTANCE_TYPE,
+    LABEL_NODECLAIM,
+    NodeClaim,
+    NodeSelectorRequirement,
+)
 from kaito.presets.catalog import Catalog
 from kaito.provisioner.cloud import InstanceRequest
 from kaito.runtime.cache import Cache
-from kaito.runtime.kinds import NODE, Kind
+from kaito.runtime.kinds import NODE
 from kaito.runtime.objects import Obj, ObjectKey, labels_of
-
-NODECLAIM = Kind(GROUP, VERSION, KIND, PLURAL, namespaced=False)
-FINALIZER = "karpenter.sh/termination"  # the instance (and Node) are gone before the NodeClaim is
-LABEL_NODECLAIM = "kaito.sh/nodeclaim"  # on the Node: which NodeClaim it serves
-LABEL_INSTANCE_TYPE = "node.kubernetes.io/instance-type"
-GPU_RESOURCES = {"nvidia": "nvidia.com/gpu", "amd": "amd.com/gpu"}
 
 _QUANTITY = re.compile(r"^([0-9.]+)([a-zA-Z]*)$")
 _UNITS = {
@@ -85,30 +84,7 @@ def claim_nodes(cache: Cache, claim_name: str) -> list[Obj]:
     return sorted(nodes, key=lambda node: str(node["metadata"]["name"]))
 
 
-def node_ready(node: Obj) -> bool:
-    conditions: list[dict[str, Any]] = (node.get("status") or {}).get("conditions") or []
-    return any(c.get("type") == "Ready" and c.get("status") == "True" for c in conditions)
-
-
-def resource_count(resources: dict[str, Any] | None, name: str) -> float:
-    """A count-like resource (`nvidia.com/gpu`) from a capacity map; 0 when absent or unreadable."""
-    try:
-        return float((resources or {}).get(name) or 0)
-    except (TypeError, ValueError):
-        return 0.0
-
-
 def gpu_resource(catalog: Catalog, instance_type: str | None) -> str | None:
     """The extended resource a node of this type must advertise, or None when the type has no known GPU."""
     sku = catalog.find_sku(instance_type) if instance_type else None
     return None if sku is None else GPU_RESOURCES.get(sku.gpu_vendor)
-
-
-def initialization_gap(node: Obj, gpu: str | None) -> str | None:
-    """Why the node cannot take GPU work yet, or None when it can."""
-    name = (node.get("metadata") or {}).get("name")
-    if not node_ready(node):
-        return f"node {name} is not Ready"
-    if gpu is not None and resource_count((node.get("status") or {}).get("capacity"), gpu) <= 0:
-        return f"node {name} has no {gpu} capacity yet"
-    return None

@@ -5,9 +5,9 @@ from __future__ import annotations
 import asyncio
 import logging
 
+from kaito.api.nodeclaim import NODECLAIM
 from kaito.provisioner import cloud
 from kaito.provisioner.cloud import CloudProvider, InstanceState
-from kaito.provisioner.nodeclaims import NODECLAIM
 from kaito.runtime.cache import Cache
 from kaito.runtime.clock import REAL_CLOCK, Clock, sleep_until_stopped
 from kaito.runtime.objects import ObjectKey

@@ -4,13 +4,15 @@ from __future__ import annotations
 
 from contextlib import suppress
 
+from kaito.api.nodeclaim import FINALIZER, NODECLAIM
 from kaito.provisioner import cloud
 from kaito.provisioner.cloud import CloudProvider, InstanceState
 from kaito.provisioner.launches import retry_result
-from kaito.provisioner.nodeclaims import FINALIZER, NODECLAIM, claim_nodes
+from kaito.provisioner.nodeclaims import claim_nodes
 from kaito.runtime import errors
+from kaito.runtime.cache import Cache
+from kaito.runtime.client import Client
 from kaito.runtime.kinds import NODE
-from kaito.runtime.manager import Manager
 from kaito.runtime.objects import Obj, resource_version
 from kaito.runtime.reconcile import DONE, Result
 
@@ -19,10 +21,10 @@ class Terminator:
     """Idempotent: each pass moves deletion one step on, so a crash anywhere resumes where it stopped."""
 
     def __init__(
-        self, manager: Manager, provider: CloudProvider, *, poll_interval: float, retry_interval: float
+        self, client: Client, *, cache: Cache, provider: CloudProvider, poll_interval: float, retry_interval: float
     ) -> None:
-        self.cache = manager.cache
-        self.client = manager.client
+        self.cache = cache
+        self.client = client
         self.provider = provider
         self.poll_interval = poll_interval
         self.retry_interval = retry_interval

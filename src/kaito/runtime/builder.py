@@ -1,18 +1,18 @@
-"""Fluent wiring of a controller onto a manager: `for_` the primary kind, `owns` children, `watches` anything else."""
+"""Fluent wiring of a controller onto a manager: `for_` the primary kind, `owns` children, `watches` anything else.
+
+`Builder(mgr, "name").for_(KIND).owns(OTHER).complete(reconcile)`. The builder knows the manager; the
+manager only takes the finished controller (`add_controller`), as in controller-runtime.
+"""
 
 from __future__ import annotations
-
-from typing import TYPE_CHECKING
 
 from kaito.runtime.controller import Controller, Watch
 from kaito.runtime.handler import Mapper, Predicate, enqueue_object, enqueue_owner
 from kaito.runtime.kinds import Kind
+from kaito.runtime.manager import Manager
 from kaito.runtime.objects import ObjectKey
 from kaito.runtime.ratelimit import RateLimiter
 from kaito.runtime.reconcile import Reconciler
-
-if TYPE_CHECKING:
-    from kaito.runtime.manager import Manager
 
 
 class Builder:

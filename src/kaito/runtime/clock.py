@@ -40,6 +40,16 @@ class RealClock:
 REAL_CLOCK = RealClock()
 
 
+def api_time(moment: dt.datetime) -> str:
+    """`moment` as the API writes a Time (`lastTransitionTime`, `creationTimestamp`): UTC, whole seconds."""
+    return moment.astimezone(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def micro_time(moment: dt.datetime) -> str:
+    """`moment` as the API writes a MicroTime (a Lease's `renewTime`, an Event's `eventTime`)."""
+    return moment.astimezone(dt.UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
 class FakeClock:
     """Virtual time: sleepers wake only when a test calls `advance` (or `step`)."""
 

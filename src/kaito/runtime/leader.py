@@ -11,13 +11,12 @@ by comparing timestamps written by another machine, so clock skew between replic
 from __future__ import annotations
 
 import asyncio
-import datetime as dt
 import logging
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from kaito.runtime import errors, metrics
-from kaito.runtime.clock import REAL_CLOCK, Clock, sleep_until_stopped
+from kaito.runtime.clock import REAL_CLOCK, Clock, micro_time, sleep_until_stopped
 from kaito.runtime.kinds import LEASE
 from kaito.runtime.objects import Obj
 
@@ -36,10 +35,6 @@ class LeaderElectionConfig:
     renew_deadline: float = 10.0
     retry_period: float = 2.0
     release_on_stop: bool = True
-
-
-def micro_time(moment: dt.datetime) -> str:
-    return moment.astimezone(dt.UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
 class LeaderElector:

@@ -18,7 +18,6 @@ import uuid
 from collections.abc import Awaitable, Mapping
 from dataclasses import dataclass, field
 
-from kaito.runtime.builder import Builder
 from kaito.runtime.cache import Cache
 from kaito.runtime.client import Client
 from kaito.runtime.clock import REAL_CLOCK, Clock
@@ -110,10 +109,6 @@ class Manager:
 
     def add(self, runnable: Runnable, *, name: str, leader_elected: bool = True) -> None:
         self._entries.append(_Entry(name, runnable, leader_elected))
-
-    def controller(self, name: str) -> Builder:
-        """Start wiring a controller: `mgr.controller("x").for_(KIND).owns(OTHER).complete(reconcile)`."""
-        return Builder(self, name)
 
     def add_controller(self, controller: Controller) -> None:
         self.controllers.append(controller)
