@@ -10,6 +10,7 @@ from typing import Any, TextIO
 
 import yaml
 
+from kaito.api.engine import with_engine_args
 from kaito.api.fielderrors import FieldError
 from kaito.api.workspace import Workspace
 from kaito.controllers import planning
@@ -117,7 +118,13 @@ def _render_one(
     model = catalog.model(ws.preset_name or "")
     item["model"] = f"{model.name} ({model.hf_repo}@{model.revision})"
     item["plan"] = plan_status(choice)
-    item["vllmArgs"] = choice.plan.vllm_args()
+    sized = choice.plan
+    recorded = with_engine_args(
+        planning.plan_status(choice),
+        max_num_batched_tokens=sized.max_num_batched_tokens,
+        kv_cache_dtype=sized.kv_cache_dtype,
+    )
+    item["vllmArgs"] = recorded.engine_args
     item["objects"] = would_create(ws, catalog, cloud, configmaps)
     return item
 

@@ -6,6 +6,7 @@ from typing import Any
 
 import yaml
 
+from kaito.api.engine import EngineConfig
 from kaito.controllers.build_job import build_job, build_tuning_configmap
 from kaito.controllers.build_workload import build_engine_configmap, build_workload
 from kaito.controllers.status import Observed, compute, tuning_output
@@ -119,9 +120,9 @@ def test_adapters_are_pulled_by_kaito_with_their_secrets_and_served_with_their_s
     assert secret_dir in mounts_of(first).values()
     server = pod["containers"][0]
     assert mounts_of(server)["adapter-1"] == "/mnt/adapter/on-disk"
-    engine = yaml.safe_load(build_engine_configmap(target)["data"]["engine.yaml"])
-    assert engine["adapters"] == ["falcon-7b-adapter", "on-disk", "half"]
-    assert engine["adapterStrengths"] == {"falcon-7b-adapter": 1.0, "on-disk": 1.0, "half": 0.5}
+    engine = EngineConfig.from_configmap_data(build_engine_configmap(target)["data"])
+    assert [adapter.name for adapter in engine.adapters] == ["falcon-7b-adapter", "on-disk", "half"]
+    assert engine.adapter_strengths == {"falcon-7b-adapter": 1.0, "on-disk": 1.0, "half": 0.5}
 
 
 def finished_pod(exit_code: int, message: str) -> dict[str, Any]:

@@ -8,6 +8,7 @@ import kubernetes_validate
 import pytest
 import yaml
 
+from kaito.api.engine import EngineConfig
 from kaito.api.workspace import Workspace
 from kaito.controllers.build_job import build_job, build_tuning_configmap
 from kaito.controllers.build_nodeclaims import build_nodeclaims, nodeclaim_name
@@ -67,7 +68,8 @@ def test_engine_config_carries_the_plan() -> None:
     target = target_for(workspace())
     config = yaml.safe_load(build_engine_configmap(target)["data"]["engine.yaml"])
     assert config["model"] == "microsoft/Phi-3-mini-4k-instruct"
-    assert "--dtype=float16" in config["engineArgs"] and "--max-model-len=4096" in config["engineArgs"]
+    flags = EngineConfig.parse(config).plan_flags()
+    assert "--dtype=float16" in flags and "--max-model-len=4096" in flags
     assert config["servedModelName"] == "phi-3-mini-4k-instruct"
 
 

@@ -21,10 +21,10 @@ import aiohttp
 import openai
 import pytest
 import torch
-import yaml
 from prometheus_client.parser import text_string_to_metric_families
 from transformers import AutoTokenizer
 
+from kaito.api.engine import EngineConfig
 from kaito.inference.app import create_app
 from kaito.inference.engine import Engine, NotReady, Overloaded, Sampling, UnknownModel
 from kaito.inference.engines.transformers_engine import TransformersEngine
@@ -665,11 +665,13 @@ model: microsoft/phi-4
 revision: main
 servedModelName: phi-4
 port: 5000
-engineArgs: ["--max-model-len=4096", "--tensor-parallel-size=2", "--enable-prefix-caching"]
+maxModelLen: 4096
+tensorParallelSize: 2
 adaptersDir: /mnt/adapter
-adapters: [style]
+adapters: [{name: style, strength: 1.0}]
 nodes: 1
 vllm:
+  enable-prefix-caching: true
   max-num-batched-tokens: 8192
 """
 
@@ -685,21 +687,38 @@ def test_serve_flags_override_the_config_file(tmp_path: Path) -> None:
     overridden = resolve(flags, config)
     assert (overridden.engine, overridden.model, overridden.port) == ("transformers", "/m", 0)
     assert overridden.served_model_name == "phi-4"
-    bare = resolve(serve_args("--model", "/models/x"), {})
+    bare = resolve(serve_args("--model", "/models/x"), EngineConfig())
     assert (bare.engine, bare.served_model_name, bare.port) == ("auto", "/models/x", 5000)
     assert bare.adapters_dir == "/mnt/adapter"
 
 
 def test_vllm_engine_is_built_from_config_and_flags(tmp_path: Path) -> None:
     vllm_engine = pytest.importorskip("kaito.inference.engines.vllm_engine")
-    config = yaml.safe_load(ENGINE_CONFIG)
+    config = EngineConfig.from_yaml(ENGINE_CONFIG)
     args = serve_args("--max-num-seqs", "8", "--tensor-parallel-size", "4")
     engine = build_engine(resolve(args, config), config, args)
     assert isinstance(engine, vllm_engine.VllmEngine)
-    settings = engine.settings
+    settings = engine.config
     assert (settings.model, settings.served_model_name) == ("microsoft/phi-4", "phi-4")
     assert (settings.max_model_len, settings.max_num_seqs, settings.tensor_parallel_size) == (4096, 8, 4)
     assert "--enable-prefix-caching" in settings.extra and "--max-num-batched-tokens=8192" in settings.extra
+
+
+@pytest.mark.parametrize(
+    ("text", "field"),
+    [
+        pytest.param("model: m\nmaxModelLen: lots\n", "maxModelLen", id="bad-number"),
+        pytest.param("model: m\nengineArgs: [--max-model-len=4096]\n", "engineArgs", id="unknown-field"),
+    ],
+)
+async def test_serve_names_the_field_of_a_malformed_config(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], text: str, field: str
+) -> None:
+    path = tmp_path / "engine.yaml"
+    path.write_text(text)
+    assert await run_serve(serve_args("--config", str(path))) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"kaito serve: --config {path}: {field}: ")
 
 
 def test_auto_picks_transformers_without_vllm_or_gpu() -> None:

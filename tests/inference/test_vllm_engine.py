@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import json
 import socket
 import sys
@@ -9,23 +10,29 @@ from pathlib import Path
 
 import pytest
 import torch
-import yaml
 from safetensors.torch import load_file, save_file
 
+from kaito.api.engine import EngineAdapter, EngineConfig
 from kaito.api.workspace import Workspace
 from kaito.controllers.build_workload import build_engine_configmap
 from kaito.controllers.context import Settings, Target
 from kaito.controllers.planning import plan_for_workspace
 from kaito.inference.engine import Chunk, NotReady, Request, Sampling, UnknownModel
 from kaito.inference.engines.adapter_files import AdapterDir, find_adapters, with_strength
-from kaito.inference.engines.vllm_args import VllmSettings, check_with_vllm_parser, vllm_args
+from kaito.inference.engines.vllm_args import check_with_vllm_parser, vllm_args
 from kaito.inference.engines.vllm_engine import VllmEngine
+from kaito.inference.serve import add_serve_arguments, build_engine, load_config, resolve, vllm_config
 from kaito.presets.catalog import Catalog
 
 FAKE = str(Path(__file__).with_name("fake_vllm.py"))
 
 
-def engine_config(preset: str, instance_type: str, adapters: int = 0) -> dict[str, object]:
+def engine_config(preset: str, instance_type: str, adapters: int = 0) -> EngineConfig:
+    configmap = build_engine_configmap(planned_target(preset, instance_type, adapters=adapters))
+    return EngineConfig.from_configmap_data(configmap["data"])
+
+
+def planned_target(preset: str, instance_type: str, *, adapters: int = 0, inference_config: str = "") -> Target:
     raw = {
         "apiVersion": "kaito.sh/v1beta1",
         "kind": "Workspace",
@@ -34,17 +41,53 @@ def engine_config(preset: str, instance_type: str, adapters: int = 0) -> dict[st
         "inference": {
             "preset": {"name": preset},
             "adapters": [{"source": {"name": f"a{i}", "image": "r.io/a:1"}} for i in range(adapters)],
+            **({"config": "tuned"} if inference_config else {}),
         },
     }
     ws = Workspace.parse(raw)
-    plan, model = plan_for_workspace(ws, Catalog.builtin(), "azure", lambda ns, n: None)
-    target = Target(ws=ws, uid="u", plan=plan, model=model, settings=Settings())
-    return dict(yaml.safe_load(build_engine_configmap(target)["data"]["engine.yaml"]))
+    configs = {"tuned": {"inference_config.yaml": inference_config}}
+    plan, model = plan_for_workspace(ws, Catalog.builtin(), "azure", lambda ns, name: configs.get(name))
+    return Target(ws=ws, uid="u", plan=plan, model=model, settings=Settings())
+
+
+@pytest.mark.parametrize(
+    ("preset", "instance_type", "adapters", "inference_config"),
+    [
+        pytest.param("phi-3-mini-4k-instruct", "Standard_NC6s_v3", 2, "", id="one-node-lora"),
+        pytest.param("llama-3.1-8b-instruct", "Standard_NC4as_T4_v3", 0, "", id="multi-node"),
+        pytest.param(
+            "llama-3.1-8b-instruct",
+            "Standard_NC24ads_A100_v4",
+            0,
+            "vllm:\n  kv-cache-dtype: fp8\n  max-num-batched-tokens: 4096\n",
+            id="user-overrides",
+        ),
+    ],
+)
+def test_the_pod_runs_vllm_with_exactly_the_plans_engine_args(
+    tmp_path: Path, preset: str, instance_type: str, adapters: int, inference_config: str
+) -> None:
+    """Controller-built ConfigMap -> the file the kubelet mounts -> `kaito serve`'s loader -> vLLM's command line."""
+    target = planned_target(preset, instance_type, adapters=adapters, inference_config=inference_config)
+    configmap = build_engine_configmap(target)
+    mounted = tmp_path / "engine.yaml"
+    mounted.write_text(configmap["data"]["engine.yaml"])
+    parser = argparse.ArgumentParser()
+    add_serve_arguments(parser)
+    args = parser.parse_args(["--config", str(mounted)])
+    config = load_config(args.config)
+    engine = build_engine(resolve(args, config), config, args)
+    assert isinstance(engine, VllmEngine)
+    launch = engine.launch_args()[len(engine.command) :]
+    assert target.model is not None and target.plan.model is not None and target.plan.engine_args
+    head = ["--model", target.model.hf_repo, "--served-model-name", target.plan.model, "--host", "127.0.0.1"]
+    head += ["--port", "5001", "--revision", target.model.revision, "--download-dir", "/workspace/weights"]
+    assert launch == [*head, *target.plan.engine_args]
 
 
 def test_every_plan_field_reaches_the_command_line() -> None:
     config = engine_config("phi-3-mini-4k-instruct", "Standard_NC6s_v3", adapters=2)
-    args = vllm_args(VllmSettings.from_config(config))
+    args = vllm_args(config)
     for expected in [
         "--tensor-parallel-size=1",
         "--pipeline-parallel-size=1",
@@ -66,23 +109,21 @@ def test_every_plan_field_reaches_the_command_line() -> None:
 
 def test_multi_node_plans_use_ray_and_flags_override_the_file() -> None:
     config = engine_config("llama-3.1-8b-instruct", "Standard_NC4as_T4_v3")
-    settings = VllmSettings.from_config({**config, "vllm": {"enforce-eager": True, "swap_space": 4}})
-    args = vllm_args(settings)
+    args = vllm_args(config.model_copy(update={"vllm": {"enforce-eager": True, "swap_space": 4}}))
     assert any(a.startswith("--pipeline-parallel-size=") and a != "--pipeline-parallel-size=1" for a in args)
     assert "--distributed-executor-backend=ray" in args
     assert "--enforce-eager" in args and "--swap-space=4" in args
 
-    class Flags:
-        max_model_len = 1024
-        dtype = "half"
-
-    pinned = vllm_args(VllmSettings.from_config(config, Flags()))
+    parser = argparse.ArgumentParser()
+    add_serve_arguments(parser)
+    flags = parser.parse_args(["--max-model-len", "1024", "--dtype", "half"])
+    pinned = vllm_args(vllm_config(resolve(flags, config), config, flags))
     assert "--max-model-len=1024" in pinned and "--dtype=half" in pinned
 
 
 def test_vllms_own_parser_accepts_the_arguments() -> None:
     pytest.importorskip("vllm", reason="vLLM is not installed here (it is an optional extra for GPU machines)")
-    args = vllm_args(VllmSettings.from_config(engine_config("phi-3-mini-4k-instruct", "Standard_NC6s_v3", 1)))
+    args = vllm_args(engine_config("phi-3-mini-4k-instruct", "Standard_NC6s_v3", 1))
     check = check_with_vllm_parser(args)
     assert check.accepted, check.error
     assert check.namespace["max_model_len"] == 4096
@@ -126,10 +167,14 @@ async def test_engine_launches_and_streams_from_the_child(tmp_path: Path) -> Non
     lora_dir(tmp_path / "adapters", "style")
     model = tmp_path / "model"
     model.mkdir()
-    settings = VllmSettings(model=str(model), served_model_name="tiny", port=free_port(), max_model_len=512)
-    engine = VllmEngine(
-        settings, adapters_dir=tmp_path / "adapters", adapter_strengths={"style": 0.25}, command=[sys.executable, FAKE]
+    config = EngineConfig(
+        model=str(model),
+        served_model_name="tiny",
+        max_model_len=512,
+        adapters_dir=str(tmp_path / "adapters"),
+        adapters=[EngineAdapter(name="style", strength=0.25)],
     )
+    engine = VllmEngine(config, port=free_port(), command=[sys.executable, FAKE])
     try:
         await engine.load()
         argv = json.loads((model / "argv.json").read_text())
@@ -151,8 +196,8 @@ async def test_engine_launches_and_streams_from_the_child(tmp_path: Path) -> Non
 async def test_a_crashing_vllm_is_reported_with_its_log(tmp_path: Path) -> None:
     model = tmp_path / "model"
     model.mkdir()
-    settings = VllmSettings(model=str(model), served_model_name="tiny", port=free_port(), extra=("--crash",))
-    engine = VllmEngine(settings, command=[sys.executable, FAKE])
+    config = EngineConfig(model=str(model), served_model_name="tiny", vllm={"crash": True})
+    engine = VllmEngine(config, port=free_port(), command=[sys.executable, FAKE])
     with pytest.raises(NotReady, match="CUDA out of memory"):
         await engine.load()
     await engine.close()

@@ -12,8 +12,8 @@ import openai
 import pytest
 import torch
 
+from kaito.api.engine import EngineConfig
 from kaito.inference.app import create_app
-from kaito.inference.engines.vllm_args import VllmSettings
 from kaito.inference.engines.vllm_engine import VllmEngine
 from kaito.inference.serve import serving
 
@@ -30,15 +30,14 @@ def free_port() -> int:
 
 
 async def test_openai_client_through_vllm(tiny_model_dir: Path) -> None:
-    settings = VllmSettings(
+    config = EngineConfig(
         model=str(tiny_model_dir),
         served_model_name="tiny",
-        port=free_port(),
         max_model_len=256,
         gpu_memory_utilization=0.3,
         dtype="float16",
     )
-    engine = VllmEngine(settings, startup_timeout=600)
+    engine = VllmEngine(config, port=free_port(), startup_timeout=600)
     app = create_app(engine)
     async with serving(app, host="127.0.0.1", port=0) as port:
         async with aiohttp.ClientSession() as http:

@@ -6,15 +6,26 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from kaito.presets.catalog import Catalog
-from kaito.presets.choice import fitting, plan_for
+from kaito.api.engine import with_engine_args
+from kaito.controllers.planning import plan_status
+from kaito.presets.catalog import Catalog, SkuSpec
+from kaito.presets.choice import Choice, fitting, plan_for
 from kaito.presets.memory import GIB, flat_overhead_kv
 from kaito.presets.overrides import OverrideError, Overrides
-from kaito.presets.sizing import PlanError, Request, plan, valid_tensor_parallel
+from kaito.presets.sizing import Plan, PlanError, Request, plan, valid_tensor_parallel
 
 CATALOG = Catalog.builtin()
 MODELS = sorted(CATALOG.models)
 SKUS = sorted(CATALOG.skus)
+
+
+def engine_args(sku: SkuSpec, p: Plan) -> list[str]:
+    """The vLLM flags `status.plan.engineArgs` records for the plan."""
+    status = plan_status(Choice(sku, p, ""))
+    recorded = with_engine_args(
+        status, max_num_batched_tokens=p.max_num_batched_tokens, kv_cache_dtype=p.kv_cache_dtype
+    )
+    return recorded.engine_args or []
 
 
 @pytest.mark.parametrize(
@@ -73,7 +84,7 @@ def test_readme_example_plans_a_v100_that_vllm_starts_on() -> None:
     # Even with the pessimistic flat 2.6 GiB overhead, the cache holds two full-length requests at this util.
     flat = flat_overhead_kv(model, sku, tp=1, utilization=p.gpu_memory_utilization, overhead_gib=2.6)
     assert flat.kv_tokens >= 2 * p.max_model_len
-    assert "--dtype=float16" in p.vllm_args() and "--max-model-len=4096" in p.vllm_args()
+    assert "--dtype=float16" in engine_args(sku, p) and "--max-model-len=4096" in engine_args(sku, p)
     assert any("float16" in line for line in p.explanation)
 
 
@@ -162,7 +173,7 @@ def test_override_parsing_names_the_key() -> None:
 def test_lora_slots_cost_kv_cache() -> None:
     model, sku = CATALOG.model("llama-3.1-8b-instruct"), CATALOG.sku("Standard_NC24ads_A100_v4")
     plain, with_lora = plan(model, sku), plan(model, sku, Request(adapters=4))
-    assert with_lora.max_loras == 4 and "--enable-lora" in with_lora.vllm_args()
+    assert with_lora.max_loras == 4 and "--enable-lora" in engine_args(sku, with_lora)
     # ~80 MiB per rank-16 slot for Llama-3.1-8B (from vLLM's LoRA slot shapes): 4 slots ~ 320 MiB
     assert with_lora.memory.lora / 2**20 == pytest.approx(4 * 80, rel=0.1)
     assert with_lora.kv_cache_tokens < plain.kv_cache_tokens

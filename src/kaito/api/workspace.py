@@ -121,10 +121,15 @@ class PlanStatus(WireModel):
     gpu_memory_utilization: float | None = None
     max_model_len: int | None = None
     max_num_seqs: int | None = None
+    max_num_batched_tokens: int | None = None
+    kv_cache_dtype: str | None = None
     kv_cache_tokens: int | None = None
     max_loras: int | None = None
     max_lora_rank: int | None = None
-    engine_args: list[str] | None = Field(default=None, description="The engine flags the workload runs with")
+    engine_args: list[str] | None = Field(
+        default=None,
+        description="The vLLM flags rendered from this plan, for reading (the engine config carries the numbers)",
+    )
     inputs_hash: str | None = Field(default=None, description="Hash of what the plan was computed from")
     explanation: list[str] | None = None
 

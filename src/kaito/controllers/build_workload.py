@@ -9,14 +9,13 @@ from __future__ import annotations
 import copy
 from typing import Any
 
-import yaml
-
+from kaito.api.engine import CONFIG_KEY as ENGINE_KEY
+from kaito.api.engine import EngineAdapter, EngineConfig
 from kaito.api.nodeclaim import GPU_TAINT
 from kaito.api.workspace import AdapterSpec
 from kaito.controllers.context import Target
 from kaito.controllers.kinds import GPU, SERVE_PORT
 
-ENGINE_KEY = "engine.yaml"
 CONFIG_DIR = "/etc/kaito"
 ADAPTER_DIR = "/mnt/adapter"
 WEIGHTS_DIR = "/workspace/weights"
@@ -37,25 +36,21 @@ def headless_name(target: Target) -> str:
 
 
 def build_engine_configmap(target: Target) -> dict[str, Any]:
-    """The engine configuration `kaito serve` reads: the model, the plan's engine flags, the adapters."""
+    """The engine config `kaito serve` reads: the model, the plan's numbers, the adapters with their strengths."""
     model = target.model
-    config = {
-        "engine": "vllm",
-        "model": model.hf_repo if model else target.plan.model,
-        "revision": model.revision if model else "main",
-        "servedModelName": target.plan.model,
-        "port": SERVE_PORT,
-        "engineArgs": list(target.plan.engine_args or []),
-        "adaptersDir": ADAPTER_DIR,
-        "adapters": [a.source.name for a in _adapters(target)],
-        "adapterStrengths": adapter_strengths(target),
-        "nodes": target.nodes,
-    }
+    config = EngineConfig.from_plan(
+        target.plan,
+        model=model.hf_repo if model else None,
+        revision=model.revision if model else "main",
+        port=SERVE_PORT,
+        adapters_dir=ADAPTER_DIR,
+        adapters=_engine_adapters(target),
+    )
     return {
         "apiVersion": "v1",
         "kind": "ConfigMap",
         "metadata": _meta(target, engine_configmap_name(target)),
-        "data": {ENGINE_KEY: yaml.safe_dump(config, sort_keys=False)},
+        "data": config.to_configmap_data(),
     }
 
 
@@ -179,9 +174,11 @@ def _adapters(target: Target) -> list[AdapterSpec]:
     return list((target.ws.inference.adapters if target.ws.inference else None) or [])
 
 
-def adapter_strengths(target: Target) -> dict[str, float]:
-    """Each adapter's strength as a number; the webhook has already checked they parse and lie in [0, 1]."""
-    return {a.source.name: float(a.strength) if a.strength else 1.0 for a in _adapters(target)}
+def _engine_adapters(target: Target) -> list[EngineAdapter]:
+    """Each adapter with its strength as a number; the webhook has already checked they parse and lie in [0, 1]."""
+    return [
+        EngineAdapter(name=a.source.name, strength=float(a.strength) if a.strength else 1.0) for a in _adapters(target)
+    ]
 
 
 def _adapter_pullers(target: Target) -> list[dict[str, Any]]:

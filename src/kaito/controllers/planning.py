@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 
+from kaito.api.engine import with_engine_args
 from kaito.api.workspace import PlanStatus, Workspace
 from kaito.controllers.kinds import WORKSPACE, content_hash
 from kaito.presets.catalog import Catalog, ModelSpec
@@ -65,7 +66,10 @@ def plan_for_workspace(
     except PlanError as exc:
         raise PlanningFailed(f"{exc.path}: {exc}" if exc.path else str(exc)) from None
     status = plan_status(choice)
-    status.model, status.engine_args, status.inputs_hash = model.name, choice.plan.vllm_args(), inputs
+    status.model, status.inputs_hash = model.name, inputs
+    status = with_engine_args(
+        status, max_num_batched_tokens=choice.plan.max_num_batched_tokens, kv_cache_dtype=choice.plan.kv_cache_dtype
+    )
     return status, model
 
 

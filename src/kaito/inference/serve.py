@@ -1,7 +1,7 @@
 """`kaito serve`: the inference pod's entry point. Engine config file and flags in, OpenAI-compatible server out.
 
-The operator mounts the engine config (`model`, `revision`, `servedModelName`, `port`, `engineArgs`, `adaptersDir`,
-`adapters`, `adapterStrengths`, `nodes`, optional `engine` and `vllm:`); flags given on the command line override it.
+The operator mounts the engine config (`kaito.api.engine.EngineConfig`: the model, the plan's numbers, the adapters);
+it is read once, and flags given on the command line override it.
 """
 
 from __future__ import annotations
@@ -16,18 +16,27 @@ import signal
 import sys
 from collections.abc import AsyncIterator
 from pathlib import Path
-from typing import Any
 
-import yaml
 from aiohttp import web
 
+from kaito.api.engine import ENGINES, EngineConfig, EngineConfigError
 from kaito.inference.app import create_app
 from kaito.inference.engine import Engine
 
 log = logging.getLogger("kaito.serve")
 DEFAULT_PORT = 5000
 DEFAULT_ADAPTERS_DIR = "/mnt/adapter"
-ENGINES = ("auto", "vllm", "transformers")
+PLAN_FLAGS = (  # `kaito serve` flags that override the engine config's plan for vLLM
+    "tensor_parallel_size",
+    "pipeline_parallel_size",
+    "data_parallel_size",
+    "dtype",
+    "gpu_memory_utilization",
+    "max_model_len",
+    "max_num_seqs",
+    "max_lora_rank",
+    "max_loras",
+)
 SHUTDOWN_TIMEOUT = 20.0  # in-flight requests get this long after SIGTERM; Kubernetes allows 30 s by default
 
 
@@ -49,7 +58,6 @@ class ServeOptions:
     max_num_seqs: int | None
     max_queue: int
     dtype: str | None
-    adapter_strengths: dict[str, float] = dataclasses.field(default_factory=dict)
 
 
 def add_serve_arguments(parser: argparse.ArgumentParser) -> None:
@@ -74,47 +82,45 @@ def add_serve_arguments(parser: argparse.ArgumentParser) -> None:
     add("--max-queue", type=int, default=32, help="requests waiting beyond the running ones before 429")
 
 
-def load_config(path: str | None) -> dict[str, Any]:
+def load_config(path: str | None) -> EngineConfig:
+    """The engine config file, read once; without one, everything comes from the flags."""
     if not path:
-        return {}
+        return EngineConfig()
     try:
-        data = yaml.safe_load(Path(path).read_text()) or {}
-    except (OSError, yaml.YAMLError) as exc:
+        text = Path(path).read_text()
+    except OSError as exc:
         raise ServeError(f"cannot read --config {path}: {exc}") from None
-    if not isinstance(data, dict):
-        raise ServeError(f"--config {path}: expected a mapping at the top level")
-    return data
+    try:
+        return EngineConfig.from_yaml(text, source=f"--config {path}")
+    except EngineConfigError as exc:
+        raise ServeError(str(exc)) from None
 
 
-def resolve(args: argparse.Namespace, config: dict[str, Any]) -> ServeOptions:
-    model = args.model or config.get("model")
+def resolve(args: argparse.Namespace, config: EngineConfig) -> ServeOptions:
+    model = args.model or config.model
     if not model:
         raise ServeError("no model: pass --model or set `model` in the --config file")
     return ServeOptions(
-        engine=args.engine or str(config.get("engine") or "auto"),
-        model=str(model),
-        served_model_name=args.served_model_name or str(config.get("servedModelName") or model),
+        engine=args.engine or config.engine,
+        model=model,
+        served_model_name=args.served_model_name or config.served_model_name or model,
         host=args.host,
-        port=args.port if args.port is not None else int(config.get("port") or DEFAULT_PORT),
-        adapters_dir=args.adapters_dir or str(config.get("adaptersDir") or DEFAULT_ADAPTERS_DIR),
+        port=args.port if args.port is not None else config.port or DEFAULT_PORT,
+        adapters_dir=args.adapters_dir or config.adapters_dir or DEFAULT_ADAPTERS_DIR,
         max_model_len=args.max_model_len,
         max_num_seqs=args.max_num_seqs,
         max_queue=args.max_queue,
         dtype=args.dtype,
-        adapter_strengths=_strengths(config.get("adapterStrengths")),
     )
 
 
-def _strengths(value: Any) -> dict[str, float]:
-    """The config's `adapterStrengths` mapping (adapter name -> strength in [0, 1])."""
-    if not value:
-        return {}
-    if not isinstance(value, dict):
-        raise ServeError("adapterStrengths must map adapter names to numbers")
-    try:
-        return {str(name): float(strength) for name, strength in value.items()}
-    except (TypeError, ValueError):
-        raise ServeError(f"adapterStrengths: every strength must be a number, got {value}") from None
+def vllm_config(options: ServeOptions, config: EngineConfig, args: argparse.Namespace) -> EngineConfig:
+    """The engine config as vLLM runs it: the resolved model and adapters, and the plan with flags over it."""
+    update: dict[str, object] = {name: getattr(args, name) for name in PLAN_FLAGS if getattr(args, name) is not None}
+    if args.enable_lora:
+        update["enable_lora"] = True
+    update.update(model=options.model, served_model_name=options.served_model_name, adapters_dir=options.adapters_dir)
+    return config.model_copy(update=update)
 
 
 def choose_engine(requested: str) -> str:
@@ -131,14 +137,15 @@ def choose_engine(requested: str) -> str:
     return "vllm" if torch.cuda.is_available() else "transformers"
 
 
-def build_engine(options: ServeOptions, config: dict[str, Any], args: argparse.Namespace) -> Engine:
+def build_engine(options: ServeOptions, config: EngineConfig, args: argparse.Namespace) -> Engine:
     kind = choose_engine(options.engine)
     if kind == "vllm":
-        return _vllm_engine(options, config, args)
-    return _transformers_engine(options)
+        return _vllm_engine(vllm_config(options, config, args))
+    return _transformers_engine(options, config)
 
 
-def _transformers_engine(options: ServeOptions) -> Engine:
+def _transformers_engine(options: ServeOptions, config: EngineConfig) -> Engine:
+    """The plan's numbers size vLLM on the planned GPU; here only the flags set the context, batch and dtype."""
     import torch
 
     from kaito.inference.engines.transformers_engine import TransformersEngine
@@ -149,7 +156,7 @@ def _transformers_engine(options: ServeOptions) -> Engine:
         served_model_name=options.served_model_name,
         max_model_len=options.max_model_len,
         adapters_dir=adapters if adapters.is_dir() else None,
-        adapter_strengths=options.adapter_strengths,
+        adapter_strengths=config.adapter_strengths,
         max_concurrency=options.max_num_seqs or 1,
         max_queue=options.max_queue,
         dtype=options.dtype or "auto",
@@ -157,19 +164,12 @@ def _transformers_engine(options: ServeOptions) -> Engine:
     )
 
 
-def _vllm_engine(options: ServeOptions, config: dict[str, Any], args: argparse.Namespace) -> Engine:
+def _vllm_engine(config: EngineConfig) -> Engine:
     try:
-        from kaito.inference.engines.vllm_args import VllmSettings
         from kaito.inference.engines.vllm_engine import VllmEngine
     except ImportError as exc:
         raise ServeError(f"the vLLM engine is not available in this build: {exc}") from None
-    merged = argparse.Namespace(**vars(args))
-    merged.model, merged.served_model_name = options.model, options.served_model_name
-    merged.adapters_dir = options.adapters_dir
-    settings = VllmSettings.from_config(config, merged)
-    if args.leader_address and "leader_address" in {f.name for f in dataclasses.fields(settings)}:
-        settings = dataclasses.replace(settings, **{"leader_address": args.leader_address})
-    return VllmEngine(settings, adapter_strengths=options.adapter_strengths)
+    return VllmEngine(config)
 
 
 @contextlib.asynccontextmanager

@@ -81,25 +81,6 @@ class Plan:
         """How many requests of `context` tokens the KV cache holds at once, across all replicas."""
         return self.kv_cache_tokens * self.layout.dp / context
 
-    def vllm_args(self) -> list[str]:
-        args = [
-            f"--tensor-parallel-size={self.layout.tp}",
-            f"--pipeline-parallel-size={self.layout.pp}",
-            f"--data-parallel-size={self.layout.dp}",
-            f"--dtype={self.dtype}",
-            f"--gpu-memory-utilization={self.gpu_memory_utilization}",
-            f"--max-model-len={self.max_model_len}",
-            f"--max-num-seqs={self.max_num_seqs}",
-            f"--max-num-batched-tokens={self.max_num_batched_tokens}",
-        ]
-        if self.kv_cache_dtype != "auto":
-            args.append(f"--kv-cache-dtype={self.kv_cache_dtype}")
-        if self.max_loras:
-            args += ["--enable-lora", f"--max-loras={self.max_loras}", f"--max-lora-rank={self.max_lora_rank}"]
-        if self.layout.pp > 1:
-            args.append("--distributed-executor-backend=ray")
-        return args
-
 
 def plan(model: ModelSpec, sku: SkuSpec, request: Request | None = None) -> Plan:
     """The plan for `model` on `sku`, or PlanError saying why it cannot run there."""

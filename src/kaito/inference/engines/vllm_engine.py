@@ -14,16 +14,16 @@ import logging
 import sys
 import tempfile
 from collections import deque
-from collections.abc import AsyncIterator, Mapping, Sequence
-from dataclasses import replace
+from collections.abc import AsyncIterator, Sequence
 from pathlib import Path
 from typing import Any
 
 import aiohttp
 
+from kaito.api.engine import EngineConfig
 from kaito.inference.engine import BadParameter, Chunk, EngineError, NotReady, Overloaded, Request, UnknownModel
 from kaito.inference.engines.adapter_files import find_adapters, with_strength
-from kaito.inference.engines.vllm_args import VllmSettings, vllm_args
+from kaito.inference.engines.vllm_args import INTERNAL_HOST, INTERNAL_PORT, vllm_args
 
 log = logging.getLogger(__name__)
 VLLM_MODULE = "vllm.entrypoints.openai.api_server"
@@ -34,18 +34,20 @@ class VllmEngine:
 
     def __init__(
         self,
-        settings: VllmSettings,
+        config: EngineConfig,
         *,
-        adapters_dir: Path | None = None,
-        adapter_strengths: Mapping[str, float] | None = None,
+        port: int = INTERNAL_PORT,
         command: Sequence[str] | None = None,
         startup_timeout: float = 3600.0,
     ) -> None:
-        self.settings = settings
-        self.served_model_name = settings.served_model_name
-        self.max_model_len = settings.max_model_len or 0
-        self.adapters_dir = adapters_dir or (Path(settings.adapters_dir) if settings.adapters_dir else None)
-        self.adapter_strengths = adapter_strengths
+        """`config` is what vLLM runs (model, plan, adapters); vLLM itself listens on 127.0.0.1:`port`."""
+        if not config.model:
+            raise ValueError("the vLLM engine needs a model")
+        self.config = config
+        self.served_model_name = config.served_model_name or config.model
+        self.max_model_len = config.max_model_len or 0
+        self.adapters_dir = Path(config.adapters_dir) if config.adapters_dir else None
+        self.port = port
         self.command = list(command or [sys.executable, "-m", VLLM_MODULE])
         self.startup_timeout = startup_timeout
         self.process: asyncio.subprocess.Process | None = None
@@ -57,20 +59,17 @@ class VllmEngine:
 
     @property
     def base_url(self) -> str:
-        return f"http://{self.settings.host}:{self.settings.port}"
+        return f"http://{INTERNAL_HOST}:{self.port}"
 
     def models(self) -> list[str]:
         return [self.served_model_name, *self._adapter_names]
 
     def launch_args(self) -> list[str]:
         """The exact command line vLLM is started with (adapters registered with their strength baked in)."""
-        adapters = find_adapters(self.adapters_dir, self.adapter_strengths) if self.adapters_dir else []
+        adapters = find_adapters(self.adapters_dir, self.config.adapter_strengths) if self.adapters_dir else []
         self._adapter_names = [a.name for a in adapters]
-        modules = tuple((a.name, str(with_strength(a, Path(self._scratch.name)))) for a in adapters)
-        settings = self.settings
-        if modules:
-            settings = replace(settings, lora_modules=modules, enable_lora=True)
-        return [*self.command, *vllm_args(settings)]
+        modules = [(a.name, str(with_strength(a, Path(self._scratch.name)))) for a in adapters]
+        return [*self.command, *vllm_args(self.config, port=self.port, lora_modules=modules)]
 
     async def load(self) -> None:
         argv = self.launch_args()
