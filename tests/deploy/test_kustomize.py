@@ -11,9 +11,9 @@ import kubernetes_validate
 import pytest
 import yaml
 
+from kaito.api.tuningconfig import CONFIG_KEY, method_defaults, parse_training_config
 from kaito.cli_manager import add_manager_arguments, operator_options
 from kaito.sim import aks
-from kaito.tuning.config import CONFIG_KEY, method_defaults, parse_training_config
 from kaito.webhook.workspace import PATH, RULES, WEBHOOK_NAME
 from tests.conftest import Kubectl
 from tests.deploy.rendered import OVERLAYS, ROOT, Obj, find, manager_container, render

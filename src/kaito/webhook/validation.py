@@ -13,13 +13,13 @@ from typing import Any
 from pydantic import ValidationError
 
 from kaito.api.fielderrors import FieldError
+from kaito.api.tuningconfig import CONFIG_KEY as TRAINING_CONFIG_KEY
+from kaito.api.tuningconfig import ConfigError, parse_training_config
 from kaito.api.workspace import InferenceSpec, TuningSpec, Workspace
 from kaito.presets.catalog import Catalog, CatalogError, ModelSpec, UnknownModel
 from kaito.presets.choice import plan_for
 from kaito.presets.overrides import CONFIG_KEY, OverrideError, Overrides
 from kaito.presets.sizing import PlanError, Request
-from kaito.tuning.config import CONFIG_KEY as TRAINING_CONFIG_KEY
-from kaito.tuning.config import ConfigError, parse_training_config
 from kaito.webhook.urls import check_data_url, check_image_reference
 
 MAX_ADAPTERS = 10
