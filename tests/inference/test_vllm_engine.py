@@ -15,12 +15,12 @@ from safetensors.torch import load_file, save_file
 from kaito.api.workspace import Workspace
 from kaito.controllers.build_workload import build_engine_configmap
 from kaito.controllers.context import Settings, Target
-from kaito.controllers.planning import plan_for_workspace
 from kaito.inference.engine import Chunk, NotReady, Request, Sampling, UnknownModel
 from kaito.inference.engines.adapter_files import AdapterDir, find_adapters, with_strength
 from kaito.inference.engines.vllm_args import VllmSettings, check_with_vllm_parser, vllm_args
 from kaito.inference.engines.vllm_engine import VllmEngine
 from kaito.presets.catalog import Catalog
+from kaito.workspaces.plan import plan_workspace
 
 FAKE = str(Path(__file__).with_name("fake_vllm.py"))
 
@@ -37,7 +37,7 @@ def engine_config(preset: str, instance_type: str, adapters: int = 0) -> dict[st
         },
     }
     ws = Workspace.parse(raw)
-    plan, model = plan_for_workspace(ws, Catalog.builtin(), "azure", lambda ns, n: None)
+    plan, model = plan_workspace(ws, catalog=Catalog.builtin(), cloud="azure")
     target = Target(ws=ws, uid="u", plan=plan, model=model, settings=Settings())
     return dict(yaml.safe_load(build_engine_configmap(target)["data"]["engine.yaml"]))
 
