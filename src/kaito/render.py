@@ -13,7 +13,6 @@ import yaml
 from kaito.api.fielderrors import FieldError
 from kaito.api.workspace import PlanStatus, Workspace
 from kaito.presets.catalog import Catalog, ModelSpec
-from kaito.presets.choice import plan_for
 from kaito.workspaces.plan import Invalid, Planned, Sizing, validate_and_plan
 
 
@@ -54,7 +53,7 @@ def render(
     output: str,
     out: TextIO,
     err: TextIO,
-    sizing: Sizing = plan_for,
+    sizing: Sizing | None = None,
 ) -> int:
     """Print what each Workspace in `paths` would become; 1 when any is invalid. Each manifest is sized once."""
     docs = [doc for path in paths for doc in _read(path) if isinstance(doc, dict)]

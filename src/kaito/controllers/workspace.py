@@ -22,7 +22,6 @@ from kaito.controllers.revisions import sync_revision
 from kaito.controllers.status import Observed, node_ready, tuning_output
 from kaito.controllers.statuswriter import StatusWriter
 from kaito.presets.catalog import Catalog
-from kaito.presets.choice import plan_for
 from kaito.runtime import errors
 from kaito.runtime.kinds import CONFIG_MAP, DEPLOYMENT, JOB, NODE, POD, STATEFUL_SET
 from kaito.runtime.manager import Manager
@@ -43,7 +42,7 @@ class WorkspaceReconciler:
         catalog: Callable[[], Catalog],
         cloud: str,
         settings: Settings,
-        sizing: Sizing = plan_for,
+        sizing: Sizing | None = None,
     ) -> None:
         self.cache = manager.cache
         self.client = manager.client

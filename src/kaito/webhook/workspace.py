@@ -6,7 +6,6 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from kaito.presets.catalog import Catalog
-from kaito.presets.choice import plan_for
 from kaito.runtime.client import Client
 from kaito.runtime.errors import ignore_not_found
 from kaito.runtime.kinds import CONFIG_MAP
@@ -27,7 +26,7 @@ RULES = [
 
 
 def workspace_validator(
-    *, catalog: Callable[[], Catalog], cloud: str, client: Client | None, sizing: Sizing = plan_for
+    *, catalog: Callable[[], Catalog], cloud: str, client: Client | None, sizing: Sizing | None = None
 ) -> Validator:
     """A validator for `WebhookServer`; `catalog` is called per request so ConfigMap overrides apply at once."""
 

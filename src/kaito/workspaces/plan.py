@@ -25,7 +25,7 @@ __all__ = ["Invalid", "Planned", "Sizing", "plan_workspace", "validate_and_plan"
 
 
 class Sizing(Protocol):
-    """The sizing search, `kaito.presets.choice.plan_for` unless a caller hands in another (tests count runs)."""
+    """The sizing search: `kaito.presets.choice.plan_for` unless a caller hands in another (tests count runs)."""
 
     def __call__(
         self, model: ModelSpec, catalog: Catalog, instance_type: str | None, *, cloud: str, request: Request | None
@@ -56,7 +56,7 @@ def validate_and_plan(
     cloud: str,
     config_lookup: ConfigLookup | None = None,
     old: Mapping[str, Any] | None = None,
-    sizing: Sizing = plan_for,
+    sizing: Sizing | None = None,
 ) -> Planned:
     """The rules, then `plan_workspace`; raises Invalid with the rules' problems, or else the plan's."""
     if problems := validate_workspace(raw, catalog=catalog, old=old, config_lookup=config_lookup):
@@ -72,7 +72,7 @@ def plan_workspace(
     catalog: Catalog,
     cloud: str,
     config_lookup: ConfigLookup | None = None,
-    sizing: Sizing = plan_for,
+    sizing: Sizing | None = None,
 ) -> tuple[PlanStatus, ModelSpec | None]:
     """The persisted plan when its inputs are unchanged, else a fresh one pinned to the hardware already chosen."""
     config_name = ws.inference.config if ws.inference else None
@@ -103,10 +103,16 @@ def plan_workspace(
 
 
 def _size(
-    sizing: Sizing, model: ModelSpec, catalog: Catalog, instance_type: str | None, *, cloud: str, request: Request
+    sizing: Sizing | None,
+    model: ModelSpec,
+    catalog: Catalog,
+    instance_type: str | None,
+    *,
+    cloud: str,
+    request: Request,
 ) -> Choice:
     try:
-        return sizing(model, catalog, instance_type, cloud=cloud, request=request)
+        return (sizing or plan_for)(model, catalog, instance_type, cloud=cloud, request=request)
     except CatalogError as exc:
         raise Invalid([FieldError("resource.instanceType", f"{exc} (use `auto` to let kaito choose)")]) from None
     except PlanError as exc:
