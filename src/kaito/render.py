@@ -40,7 +40,7 @@ def local_configmaps(docs: list[dict[str, Any]]) -> dict[tuple[str, str], Mappin
     return found
 
 
-def plan_wire(plan: PlanStatus) -> dict[str, Any]:
+def _plan_wire(plan: PlanStatus) -> dict[str, Any]:
     """The plan as it appears in `status.plan`, less the model, engine flags and inputs hash shown apart."""
     return plan.model_copy(update={"model": None, "engine_args": None, "inputs_hash": None}).to_wire()
 
@@ -103,7 +103,7 @@ def _render_one(planned: Planned) -> dict[str, Any]:
     assert model is not None
     item["mode"] = "inference"
     item["model"] = f"{model.name} ({model.hf_repo}@{model.revision})"
-    item["plan"] = plan_wire(plan)
+    item["plan"] = _plan_wire(plan)
     item["vllmArgs"] = list(plan.engine_args or [])
     item["objects"] = would_create(ws, plan=plan, model=model)
     return item
