@@ -19,9 +19,9 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from kaito.api.tuningconfig import parse_training_config
 from kaito.oci import dockerconfig
 from kaito.tuning.artifacts import pull_adapter, push_adapter
-from kaito.tuning.config import parse_training_config
 from kaito.tuning.data import load_dataset
 from kaito.tuning.trainer import TrainResult, train
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import json
 from pathlib import Path
 
@@ -9,9 +10,13 @@ import pytest
 import yaml
 
 from kaito.cli import main
+from kaito.presets.catalog import Catalog
+from kaito.render import render
+from tests.workspaces.counting import CountingSizing
 
 ROOT = Path(__file__).resolve().parents[1]
 PHI3 = str(ROOT / "examples/inference/kaito_workspace_phi_3.yaml")
+TUNING = str(ROOT / "examples/tuning/kaito_workspace_tuning_phi_3.yaml")
 
 
 def test_render_explains_the_readme_example(capsys: pytest.CaptureFixture[str]) -> None:
@@ -104,3 +109,13 @@ def test_render_shows_the_tuning_job_and_its_steps(capsys: pytest.CaptureFixture
     out = capsys.readouterr().out
     assert "method: qlora" in out and "ConfigMap workspace-phi-3-mini-tuning" in out
     assert "Job workspace-phi-3-mini: data-downloader (kaito fetch-data) -> tuner (kaito tune)" in out
+
+
+def test_render_sizes_each_manifest_once() -> None:
+    sizing = CountingSizing()
+    out, err = io.StringIO(), io.StringIO()
+    code = render(
+        [PHI3, TUNING], cloud="azure", catalog=Catalog.builtin(), output="json", out=out, err=err, sizing=sizing
+    )
+    assert code == 0 and len(json.loads(out.getvalue())) == 2
+    assert sizing.runs == 2

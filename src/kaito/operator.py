@@ -10,11 +10,11 @@ from pathlib import Path
 
 from kaito.controllers import setup as workspace_controller
 from kaito.controllers.context import DEFAULT_IMAGE, Settings
+from kaito.presets.catalogsource import CatalogSource
 from kaito.provisioner.cloud import CloudProvider
 from kaito.runtime.client import Client
 from kaito.runtime.manager import Manager, ManagerOptions
 from kaito.runtime.tasks import Runnable
-from kaito.webhook.catalogsource import CatalogSource
 from kaito.webhook.certs import write_serving_cert
 from kaito.webhook.registration import ensure_validating_webhook
 from kaito.webhook.server import WebhookServer

@@ -10,15 +10,10 @@ from typing import Any, TextIO
 
 import yaml
 
-from kaito.api.engine import with_engine_args
 from kaito.api.fielderrors import FieldError
-from kaito.api.workspace import Workspace
-from kaito.controllers import planning
-from kaito.presets.catalog import Catalog
-from kaito.presets.choice import Choice, plan_for
-from kaito.presets.overrides import CONFIG_KEY, Overrides
-from kaito.presets.sizing import PlanError, Request
-from kaito.webhook.validation import validate_workspace
+from kaito.api.workspace import PlanStatus, Workspace
+from kaito.presets.catalog import Catalog, ModelSpec
+from kaito.workspaces.plan import Invalid, Planned, Sizing, validate_and_plan
 
 
 def load_catalog(path: str | None) -> Catalog:
@@ -45,20 +40,22 @@ def local_configmaps(docs: list[dict[str, Any]]) -> dict[tuple[str, str], Mappin
     return found
 
 
-def plan_workspace(ws: Workspace, catalog: Catalog, cloud: str, overrides: Overrides) -> Choice | None:
-    if ws.inference is None or ws.inference.preset is None:
-        return None
-    model = catalog.model(ws.inference.preset.name)
-    request = Request(adapters=len(ws.inference.adapters or []), overrides=overrides)
-    return plan_for(model, catalog, ws.resource.instance_type, cloud=cloud, request=request)
+def _plan_wire(plan: PlanStatus) -> dict[str, Any]:
+    """The plan as it appears in `status.plan`, less the model, engine flags and inputs hash shown apart."""
+    return plan.model_copy(update={"model": None, "engine_args": None, "inputs_hash": None}).to_wire()
 
 
-def plan_status(choice: Choice) -> dict[str, Any]:
-    """The plan as it appears in `status.plan`."""
-    return planning.plan_status(choice).to_wire()
-
-
-def render(paths: list[str], *, cloud: str, catalog: Catalog, output: str, out: TextIO, err: TextIO) -> int:
+def render(
+    paths: list[str],
+    *,
+    cloud: str,
+    catalog: Catalog,
+    output: str,
+    out: TextIO,
+    err: TextIO,
+    sizing: Sizing | None = None,
+) -> int:
+    """Print what each Workspace in `paths` would become; 1 when any is invalid. Each manifest is sized once."""
     docs = [doc for path in paths for doc in _read(path) if isinstance(doc, dict)]
     configmaps = local_configmaps(docs)
     failed = False
@@ -68,14 +65,15 @@ def render(paths: list[str], *, cloud: str, catalog: Catalog, output: str, out: 
             continue
         name = (doc.get("metadata") or {}).get("name", "?")
         doc.setdefault("metadata", {}).setdefault("namespace", "default")
-        errors = validate_workspace(
-            doc, catalog=catalog, cloud=cloud, config_lookup=lambda ns, n: configmaps.get((ns, n))
-        )
-        if errors:
+        try:
+            planned = validate_and_plan(
+                doc, catalog=catalog, cloud=cloud, config_lookup=lambda ns, n: configmaps.get((ns, n)), sizing=sizing
+            )
+        except Invalid as exc:
             failed = True
-            _print_errors(name, errors, err)
+            _print_errors(name, exc.problems, err)
             continue
-        rendered.append(_render_one(Workspace.parse(doc), catalog, cloud, configmaps))
+        rendered.append(_render_one(planned))
     if output == "text":
         for item in rendered:
             _print_text(item, out)
@@ -90,56 +88,34 @@ def _read(path: str) -> list[Any]:
     return list(yaml.safe_load_all(text))
 
 
-def _render_one(
-    ws: Workspace, catalog: Catalog, cloud: str, configmaps: dict[tuple[str, str], Mapping[str, str]]
-) -> dict[str, Any]:
+def _render_one(planned: Planned) -> dict[str, Any]:
+    ws, plan, model = planned.workspace, planned.plan, planned.model
     item: dict[str, Any] = {"workspace": f"{ws.namespace}/{ws.name}", "apiVersion": ws.api_version}
-    overrides = Overrides()
-    if ws.inference and ws.inference.config:
-        data = configmaps.get((ws.namespace, ws.inference.config)) or {}
-        if CONFIG_KEY in data:
-            overrides = Overrides.from_config_text(data[CONFIG_KEY])
     if ws.tuning is not None:
         item["mode"] = "tuning"
         item["model"] = ws.preset_name
         item["method"] = (ws.tuning.method or "").lower()
-        item["objects"] = would_create(ws, catalog, cloud, configmaps)
+        item["objects"] = would_create(ws, plan=plan, model=model)
         return item
     if ws.inference is not None and ws.inference.template is not None:
         item["mode"] = "inference (pod template)"
         return item
+    assert model is not None
     item["mode"] = "inference"
-    try:
-        choice = plan_workspace(ws, catalog, cloud, overrides)
-    except PlanError as exc:  # validated already; kept for a clear message if the catalog changed underneath
-        item["error"] = str(exc)
-        return item
-    assert choice is not None
-    model = catalog.model(ws.preset_name or "")
     item["model"] = f"{model.name} ({model.hf_repo}@{model.revision})"
-    item["plan"] = plan_status(choice)
-    sized = choice.plan
-    recorded = with_engine_args(
-        planning.plan_status(choice),
-        max_num_batched_tokens=sized.max_num_batched_tokens,
-        kv_cache_dtype=sized.kv_cache_dtype,
-    )
-    item["vllmArgs"] = recorded.engine_args
-    item["objects"] = would_create(ws, catalog, cloud, configmaps)
+    item["plan"] = _plan_wire(plan)
+    item["vllmArgs"] = list(plan.engine_args or [])
+    item["objects"] = would_create(ws, plan=plan, model=model)
     return item
 
 
-def would_create(
-    ws: Workspace, catalog: Catalog, cloud: str, configmaps: dict[tuple[str, str], Mapping[str, str]]
-) -> list[dict[str, Any]]:
-    """The objects the workspace controller would create, built by the controller's own builders."""
+def would_create(ws: Workspace, *, plan: PlanStatus, model: ModelSpec | None) -> list[dict[str, Any]]:
+    """The objects the workspace controller would create for `plan`, built by the controller's own builders."""
     from kaito.controllers.build_job import build_job, build_tuning_configmap
     from kaito.controllers.build_nodeclaims import build_nodeclaims
     from kaito.controllers.build_workload import build_engine_configmap, build_services, build_workload
     from kaito.controllers.context import Settings, Target
-    from kaito.controllers.planning import plan_for_workspace
 
-    plan, model = plan_for_workspace(ws, catalog, cloud, lambda ns, name: configmaps.get((ns, name)))
     target = Target(ws=ws, uid="<uid of the workspace>", plan=plan, model=model, settings=Settings())
     if ws.tuning is not None:
         return [*build_nodeclaims(target), build_tuning_configmap(target), build_job(target, revision="1")]
@@ -168,8 +144,6 @@ def _print_text(item: Mapping[str, Any], out: TextIO) -> None:
         out.write(f"  model: {item['model']}\n")
     if "method" in item:
         out.write(f"  method: {item['method']}\n")
-    if "error" in item:
-        out.write(f"  error: {item['error']}\n")
     plan = item.get("plan")
     if plan:
         keys: tuple[str, ...] = ("instanceType", "nodes", "gpusPerNode", "tensorParallelSize", "pipelineParallelSize")

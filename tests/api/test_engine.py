@@ -24,7 +24,7 @@ TWO_NODES = PlanStatus(
 
 
 def test_the_plan_renders_as_engine_args_in_plan_order() -> None:
-    plan = with_engine_args(TWO_NODES, max_num_batched_tokens=2048, kv_cache_dtype="fp8")
+    plan = with_engine_args(TWO_NODES.model_copy(update={"max_num_batched_tokens": 2048, "kv_cache_dtype": "fp8"}))
     assert (plan.max_num_batched_tokens, plan.kv_cache_dtype) == (2048, "fp8")
     assert plan.engine_args == [
         "--tensor-parallel-size=1",
@@ -42,13 +42,13 @@ def test_the_plan_renders_as_engine_args_in_plan_order() -> None:
         "--distributed-executor-backend=ray",
     ]
     plain = with_engine_args(
-        TWO_NODES.model_copy(update={"max_loras": None}), max_num_batched_tokens=1, kv_cache_dtype="auto"
+        TWO_NODES.model_copy(update={"max_loras": None, "max_num_batched_tokens": 1, "kv_cache_dtype": "auto"})
     )
     assert not any("lora" in flag or "kv-cache" in flag for flag in plain.engine_args or [])
 
 
 def test_the_configmap_round_trips_the_config() -> None:
-    plan = with_engine_args(TWO_NODES, max_num_batched_tokens=2048, kv_cache_dtype="auto")
+    plan = with_engine_args(TWO_NODES.model_copy(update={"max_num_batched_tokens": 2048, "kv_cache_dtype": "auto"}))
     adapters = [EngineAdapter(name="style", strength=0.5), EngineAdapter(name="tone")]
     config = EngineConfig.from_plan(
         plan, model="meta-llama/Llama-3.1-8B-Instruct", revision="abc", port=5000, adapters=adapters

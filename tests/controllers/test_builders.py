@@ -14,8 +14,8 @@ from kaito.controllers.build_job import build_job, build_tuning_configmap
 from kaito.controllers.build_nodeclaims import build_nodeclaims, nodeclaim_name
 from kaito.controllers.build_workload import build_engine_configmap, build_services, build_workload
 from kaito.controllers.context import Settings, Target
-from kaito.controllers.planning import plan_for_workspace
 from kaito.presets.catalog import Catalog
+from kaito.workspaces.plan import plan_workspace
 
 CATALOG = Catalog.builtin()
 
@@ -34,7 +34,7 @@ def workspace(**changes: Any) -> dict[str, Any]:
 
 def target_for(raw: dict[str, Any], settings: Settings | None = None) -> Target:
     ws = Workspace.parse(raw)
-    plan, model = plan_for_workspace(ws, CATALOG, "azure", lambda ns, name: None)
+    plan, model = plan_workspace(ws, catalog=CATALOG, cloud="azure")
     return Target(ws=ws, uid=raw["metadata"]["uid"], plan=plan, model=model, settings=settings or Settings())
 
 

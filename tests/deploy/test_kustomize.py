@@ -11,8 +11,8 @@ import kubernetes_validate
 import pytest
 import yaml
 
+from kaito.api.tuningconfig import CONFIG_KEY, method_defaults, parse_training_config
 from kaito.cli_manager import add_manager_arguments, operator_options
-from kaito.tuning.config import CONFIG_KEY, method_defaults, parse_training_config
 from kaito.webhook.workspace import PATH, RULES, WEBHOOK_NAME
 from kaito_sim import aks
 from tests.conftest import Kubectl

@@ -16,13 +16,13 @@ from kaito.api.engine import EngineAdapter, EngineConfig
 from kaito.api.workspace import Workspace
 from kaito.controllers.build_workload import build_engine_configmap
 from kaito.controllers.context import Settings, Target
-from kaito.controllers.planning import plan_for_workspace
 from kaito.inference.engine import Chunk, NotReady, Request, Sampling, UnknownModel
 from kaito.inference.engines.adapter_files import AdapterDir, find_adapters, with_strength
 from kaito.inference.engines.vllm_args import check_with_vllm_parser, vllm_args
 from kaito.inference.engines.vllm_engine import VllmEngine
 from kaito.inference.serve import add_serve_arguments, build_engine, load_config, resolve, vllm_config
 from kaito.presets.catalog import Catalog
+from kaito.workspaces.plan import plan_workspace
 
 FAKE = str(Path(__file__).with_name("fake_vllm.py"))
 
@@ -46,7 +46,8 @@ def planned_target(preset: str, instance_type: str, *, adapters: int = 0, infere
     }
     ws = Workspace.parse(raw)
     configs = {"tuned": {"inference_config.yaml": inference_config}}
-    plan, model = plan_for_workspace(ws, Catalog.builtin(), "azure", lambda ns, name: configs.get(name))
+    lookup = lambda ns, name: configs.get(name)  # noqa: E731
+    plan, model = plan_workspace(ws, catalog=Catalog.builtin(), cloud="azure", config_lookup=lookup)
     return Target(ws=ws, uid="u", plan=plan, model=model, settings=Settings())
 
 

@@ -6,13 +6,12 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from kaito.api.engine import with_engine_args
-from kaito.controllers.planning import plan_status
 from kaito.presets.catalog import Catalog, SkuSpec
 from kaito.presets.choice import Choice, fitting, plan_for
 from kaito.presets.memory import GIB, flat_overhead_kv
 from kaito.presets.overrides import OverrideError, Overrides
 from kaito.presets.sizing import Plan, PlanError, Request, plan, valid_tensor_parallel
+from kaito.workspaces.plan import plan_status
 
 CATALOG = Catalog.builtin()
 MODELS = sorted(CATALOG.models)
@@ -21,11 +20,7 @@ SKUS = sorted(CATALOG.skus)
 
 def engine_args(sku: SkuSpec, p: Plan) -> list[str]:
     """The vLLM flags `status.plan.engineArgs` records for the plan."""
-    status = plan_status(Choice(sku, p, ""))
-    recorded = with_engine_args(
-        status, max_num_batched_tokens=p.max_num_batched_tokens, kv_cache_dtype=p.kv_cache_dtype
-    )
-    return recorded.engine_args or []
+    return plan_status(Choice(sku, p, "")).engine_args or []
 
 
 @pytest.mark.parametrize(

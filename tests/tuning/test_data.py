@@ -11,7 +11,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from kaito.tuning.config import DatasetSection
+from kaito.api.tuningconfig import DatasetSection
 from kaito.tuning.data import DataError, load_dataset
 
 CHAT = [

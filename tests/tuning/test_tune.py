@@ -13,8 +13,8 @@ import pyarrow.parquet as pq
 import pytest
 from safetensors.torch import load_file
 
+from kaito.api.tuningconfig import parse_training_config
 from kaito.inference.tinymodel import make_tiny_model
-from kaito.tuning.config import parse_training_config
 from kaito.tuning.data import Example, load_dataset
 from kaito.tuning.encoding import IGNORE, encode
 from kaito.tuning.metrics import TuningMetrics

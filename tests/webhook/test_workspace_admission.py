@@ -10,14 +10,17 @@ from typing import Any
 import pytest
 import yaml
 
+from kaito.api.workspace import Workspace
 from kaito.presets.catalog import Catalog
 from kaito.runtime.client import Client
 from kaito.webhook.certs import write_serving_cert
 from kaito.webhook.registration import ensure_validating_webhook
-from kaito.webhook.server import WebhookServer
+from kaito.webhook.server import AdmissionRequest, WebhookServer
 from kaito.webhook.workspace import PATH, RULES, WEBHOOK_NAME, workspace_validator
+from kaito.workspaces.plan import plan_workspace
 from tests.api.test_crds import install_crds
 from tests.conftest import Kubectl
+from tests.workspaces.counting import CountingSizing
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -293,3 +296,27 @@ async def test_a_training_config_with_4_and_8_bit_is_refused_at_apply(
         result.stderr
     )
     await kubectl("apply", "-f", "-", stdin=yaml.safe_dump(edit(TUNING, "tuning.config", "r16")))
+
+
+def admission_request(operation: str, obj: dict[str, Any], old: dict[str, Any] | None = None) -> AdmissionRequest:
+    kind = {"group": "kaito.sh", "version": "v1beta1", "kind": "Workspace"}
+    resource = {"group": "kaito.sh", "version": "v1beta1", "resource": "workspaces"}
+    name = obj["metadata"]["name"]
+    return AdmissionRequest("uid", operation, kind, resource, "default", name, obj, old, False, "tester")
+
+
+async def test_admission_sizes_a_new_workspace_once_and_a_planned_one_not_again() -> None:
+    sizing = CountingSizing()
+    catalog = Catalog.builtin()
+    validate = workspace_validator(catalog=lambda: catalog, cloud="azure", client=None, sizing=sizing)
+    assert (await validate(admission_request("CREATE", INFERENCE))).allowed
+    assert sizing.runs == 1
+    too_big = edit(INFERENCE, "inference.preset.name", "deepseek-v3-0324")
+    refused = await validate(admission_request("CREATE", too_big))
+    assert not refused.allowed and "instance types that fit" in str(refused.errors[0])
+    assert sizing.runs == 2
+    plan, _ = plan_workspace(Workspace.parse(INFERENCE), catalog=catalog, cloud="azure")
+    running = {**INFERENCE, "status": {"plan": plan.to_wire()}}
+    relabelled = edit(running, "metadata.labels", {"team": "a"})
+    assert (await validate(admission_request("UPDATE", relabelled, old=running))).allowed
+    assert sizing.runs == 2

@@ -197,12 +197,9 @@ class EngineConfig(WireModel):
         return [*flags, *self.plan_flags(lora_modules=lora_modules), *self.extra]
 
 
-def with_engine_args(plan: PlanStatus, *, max_num_batched_tokens: int, kv_cache_dtype: str) -> PlanStatus:
-    """`plan` with the last engine numbers the sizing chose and `engineArgs`, the flags rendered from them all."""
-    numbers = plan.model_copy(
-        update={"max_num_batched_tokens": max_num_batched_tokens, "kv_cache_dtype": kv_cache_dtype}
-    )
-    return numbers.model_copy(update={"engine_args": EngineConfig.from_plan(numbers).plan_flags()})
+def with_engine_args(plan: PlanStatus) -> PlanStatus:
+    """`plan` with `engineArgs`: the flags the engine configuration renders from its numbers, shown in status."""
+    return plan.model_copy(update={"engine_args": EngineConfig.from_plan(plan).plan_flags()})
 
 
 def _problems(exc: ValidationError) -> str:

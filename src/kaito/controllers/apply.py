@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from kaito.controllers.kinds import ANNOTATION_DESIRED, FIELD_MANAGER, content_hash
+from kaito.controllers.kinds import ANNOTATION_DESIRED, FIELD_MANAGER, WORKSPACE, content_hash
 from kaito.runtime import errors
 from kaito.runtime.cache import Cache
 from kaito.runtime.client import Client
@@ -32,8 +32,6 @@ async def ensure(
 
 
 async def add_finalizer(client: Client, obj: dict[str, Any], finalizer: str, kind: Kind | None = None) -> None:
-    from kaito.controllers.planning import WORKSPACE
-
     meta = obj["metadata"]
     finalizers = [*(meta.get("finalizers") or []), finalizer]
     patch = {"metadata": {"finalizers": finalizers, "resourceVersion": meta["resourceVersion"]}}
@@ -41,8 +39,6 @@ async def add_finalizer(client: Client, obj: dict[str, Any], finalizer: str, kin
 
 
 async def remove_finalizer(client: Client, obj: dict[str, Any], finalizer: str, kind: Kind | None = None) -> None:
-    from kaito.controllers.planning import WORKSPACE
-
     meta = obj["metadata"]
     finalizers = [f for f in meta.get("finalizers") or [] if f != finalizer]
     patch = {"metadata": {"finalizers": finalizers, "resourceVersion": meta["resourceVersion"]}}

@@ -11,20 +11,21 @@ from typing import Any
 
 import yaml
 
-from kaito.controllers.build_workload import TOLERATIONS, _node_terms
+from kaito.api.tuningconfig import CONFIG_KEY as TRAINING_CONFIG_KEY
+from kaito.api.tuningconfig import DEFAULT_TARGET_MODULES_ENV
+from kaito.api.workspace import DOCKER_CONFIG_KEY
+from kaito.controllers.build_workload import TOLERATIONS, node_terms
 from kaito.controllers.context import Target
 from kaito.controllers.kinds import GPU
 
 RUN_CONFIG_KEY = "tuning.yaml"
 RUN_CONFIG_DIR = "/etc/kaito"
 TRAINING_CONFIG_DIR = "/mnt/config"
-TRAINING_CONFIG_KEY = "training_config.yaml"
 DATA_DIR = "/mnt/data"
 RESULTS_DIR = "/mnt/results"
 PUSH_SECRET_DIR = "/var/run/secrets/kaito/push"
 PULL_SECRETS_DIR = "/var/run/secrets/kaito/pull"
 METRICS_PORT = 5000
-DOCKER_CONFIG_KEY = ".dockerconfigjson"
 # Upstream's LoRA targets for phi-3, whose attention is one fused projection in some revisions.
 PHI3_TARGET_MODULES = "k_proj,q_proj,v_proj,o_proj,gate_proj,down_proj,up_proj"
 
@@ -97,7 +98,7 @@ def build_job(target: Target, *, revision: str) -> dict[str, Any]:
                 "spec": {
                     "restartPolicy": "Never",
                     "affinity": {
-                        "nodeAffinity": {"requiredDuringSchedulingIgnoredDuringExecution": _node_terms(target)}
+                        "nodeAffinity": {"requiredDuringSchedulingIgnoredDuringExecution": node_terms(target)}
                     },
                     "tolerations": TOLERATIONS,
                     "initContainers": init,
@@ -115,7 +116,7 @@ def _tuner(target: Target) -> dict[str, Any]:
     gpus = str(target.gpus_per_node)
     env: list[dict[str, Any]] = [{"name": "PYTORCH_CUDA_ALLOC_CONF", "value": "expandable_segments:True"}]
     if target.model and target.model.name.startswith("phi-3"):
-        env.append({"name": "DEFAULT_TARGET_MODULES", "value": PHI3_TARGET_MODULES})
+        env.append({"name": DEFAULT_TARGET_MODULES_ENV, "value": PHI3_TARGET_MODULES})
     options = spec.preset.preset_options if spec.preset else None
     if options and options.model_access_secret:
         secret = {"secretKeyRef": {"name": options.model_access_secret, "key": "HF_TOKEN"}}

@@ -12,7 +12,7 @@ from typing import Any
 from kaito.api.engine import CONFIG_KEY as ENGINE_KEY
 from kaito.api.engine import EngineAdapter, EngineConfig
 from kaito.api.nodeclaim import GPU_TAINT
-from kaito.api.workspace import AdapterSpec
+from kaito.api.workspace import DOCKER_CONFIG_KEY, AdapterSpec
 from kaito.controllers.context import Target
 from kaito.controllers.kinds import GPU, SERVE_PORT
 
@@ -20,7 +20,6 @@ CONFIG_DIR = "/etc/kaito"
 ADAPTER_DIR = "/mnt/adapter"
 WEIGHTS_DIR = "/workspace/weights"
 PULL_SECRETS_DIR = "/var/run/secrets/kaito/pull"
-DOCKER_CONFIG_KEY = ".dockerconfigjson"
 TOLERATIONS = [
     {"key": GPU_TAINT.key, "operator": "Equal", "value": GPU_TAINT.value, "effect": GPU_TAINT.effect},
     {"key": GPU, "operator": "Exists", "effect": "NoSchedule"},
@@ -117,7 +116,7 @@ def _from_user_template(target: Target, user: dict[str, Any]) -> dict[str, Any]:
     spec = template.setdefault("spec", {})
     spec["affinity"] = {
         **(spec.get("affinity") or {}),
-        "nodeAffinity": {"requiredDuringSchedulingIgnoredDuringExecution": _node_terms(target)},
+        "nodeAffinity": {"requiredDuringSchedulingIgnoredDuringExecution": node_terms(target)},
     }
     spec["tolerations"] = [*(spec.get("tolerations") or []), *TOLERATIONS]
     template.setdefault("metadata", {})
@@ -126,7 +125,7 @@ def _from_user_template(target: Target, user: dict[str, Any]) -> dict[str, Any]:
 
 def pod_spec(target: Target) -> dict[str, Any]:
     return {
-        "affinity": {"nodeAffinity": {"requiredDuringSchedulingIgnoredDuringExecution": _node_terms(target)}},
+        "affinity": {"nodeAffinity": {"requiredDuringSchedulingIgnoredDuringExecution": node_terms(target)}},
         "tolerations": TOLERATIONS,
         "initContainers": _adapter_pullers(target),
         "containers": [_server_container(target)],
@@ -240,7 +239,8 @@ def _volumes(target: Target) -> list[dict[str, Any]]:
     ]
 
 
-def _node_terms(target: Target) -> dict[str, Any]:
+def node_terms(target: Target) -> dict[str, Any]:
+    """The node affinity of every workspace pod: its label selector, plus its NodeClaims' labels when provisioned."""
     selector = target.ws.resource.label_selector
     expressions = [
         {"key": key, "operator": "In", "values": [value]}

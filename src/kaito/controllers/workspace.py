@@ -12,13 +12,13 @@ from collections.abc import Callable
 from typing import Any
 
 from kaito.api.nodeclaim import NODECLAIM, node_ready
-from kaito.api.workspace import FINALIZER, PlanStatus, Workspace
-from kaito.controllers import apply, metrics, planning
+from kaito.api.workspace import FINALIZER
+from kaito.controllers import apply, metrics
 from kaito.controllers.build_job import build_job, build_tuning_configmap
 from kaito.controllers.build_nodeclaims import build_nodeclaims
 from kaito.controllers.build_workload import build_engine_configmap, build_services, build_workload
 from kaito.controllers.context import Settings, Target
-from kaito.controllers.kinds import workspace_labels
+from kaito.controllers.kinds import WORKSPACE, workspace_labels
 from kaito.controllers.revisions import sync_revision
 from kaito.controllers.status import Observed, gpu_resource, tuning_output
 from kaito.controllers.statuswriter import StatusWriter
@@ -31,7 +31,7 @@ from kaito.runtime.events import EventRecorder
 from kaito.runtime.kinds import CONFIG_MAP, DEPLOYMENT, JOB, NODE, POD, SERVICE, STATEFUL_SET
 from kaito.runtime.objects import ObjectKey, is_deleting
 from kaito.runtime.reconcile import Result
-from kaito.webhook.validation import validate_workspace
+from kaito.workspaces.plan import Invalid, Sizing, validate_and_plan
 
 log = logging.getLogger(__name__)
 Obj = dict[str, Any]
@@ -49,6 +49,7 @@ class WorkspaceReconciler:
         catalog: Callable[[], Catalog],
         cloud: str,
         settings: Settings,
+        sizing: Sizing | None = None,
     ) -> None:
         self.cache = cache
         self.client = client
@@ -56,9 +57,10 @@ class WorkspaceReconciler:
         self.cloud = cloud
         self.settings = settings
         self.status = StatusWriter(client, clock=clock, recorder=recorder)
+        self.sizing = sizing
 
     async def reconcile(self, key: ObjectKey) -> Result:
-        raw = self.cache.find(planning.WORKSPACE, key.name, namespace=key.namespace)
+        raw = self.cache.find(WORKSPACE, key.name, namespace=key.namespace)
         if raw is None:
             metrics.forget(key.namespace, key.name)
             return Result()
@@ -66,19 +68,16 @@ class WorkspaceReconciler:
             return await self._finalize(raw)
         if FINALIZER not in (raw["metadata"].get("finalizers") or []):
             await apply.add_finalizer(self.client, raw, FINALIZER)
-        ws = Workspace.parse(raw)
-        catalog = self.catalog()
-        problems = validate_workspace(raw, catalog=catalog, cloud=self.cloud, config_lookup=self._config_data)
-        if problems:
-            message = "; ".join(str(p) for p in problems)
-            await self.status.write(raw, Observed(target_nodes=0, invalid=message), tuning=ws.tuning is not None)
-            return Result()
         try:
-            plan, model = planning.plan_for_workspace(ws, catalog, self.cloud, self._config_data)
-        except planning.PlanningFailed as exc:
-            await self.status.write(raw, Observed(target_nodes=0, invalid=str(exc)), tuning=ws.tuning is not None)
+            planned = validate_and_plan(
+                raw, catalog=self.catalog(), cloud=self.cloud, config_lookup=self._config_data, sizing=self.sizing
+            )
+        except Invalid as exc:
+            tuning = raw.get("tuning") is not None
+            await self.status.write(raw, Observed(target_nodes=0, invalid=str(exc)), tuning=tuning)
             return Result()
-        target = Target(ws=ws, uid=raw["metadata"]["uid"], plan=plan, model=model, settings=self.settings)
+        ws, plan = planned.workspace, planned.plan
+        target = Target(ws=ws, uid=raw["metadata"]["uid"], plan=plan, model=planned.model, settings=self.settings)
         revision = await sync_revision(self.client, self.cache, raw)
         observed = await self._provision(target)
         await self._run_workload(target, observed, revision)
@@ -149,7 +148,3 @@ class WorkspaceReconciler:
             return Result(requeue_after=DELETE_POLL_S)
         await apply.remove_finalizer(self.client, raw, FINALIZER)
         return Result()
-
-
-def plan_summary(plan: PlanStatus) -> str:
-    return f"{plan.nodes} x {plan.instance_type}, tp={plan.tensor_parallel_size}, max-model-len={plan.max_model_len}"

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
-from kaito.tuning.config import DatasetSection
+from kaito.api.tuningconfig import DatasetSection
 
 EXTENSIONS = ("parquet", "jsonl", "json", "csv")
 ROLES = ("system", "user", "assistant", "tool")

@@ -8,7 +8,7 @@ import os
 import warnings
 from typing import Any
 
-from kaito.tuning.config import DEFAULT_TARGET_MODULES_ENV, TrainingConfig
+from kaito.api.tuningconfig import DEFAULT_TARGET_MODULES_ENV, TrainingConfig
 
 log = logging.getLogger("kaito.tune")
 

@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from kaito.tuning.config import TrainingConfig
+from kaito.api.tuningconfig import TrainingConfig
 from kaito.tuning.data import Dataset, Example
 from kaito.tuning.encoding import IGNORE, Encoded, batches, collate, encode
 from kaito.tuning.loading import TuneError, check_hardware, load_model, load_tokenizer, wrap_with_lora

@@ -19,7 +19,7 @@ from typing import Any
 
 import yaml
 
-from kaito.tuning.config import ConfigError, TrainingConfig, parse_training_config
+from kaito.api.tuningconfig import ConfigError, TrainingConfig, parse_training_config
 from kaito.tuning.data import DataError, load_dataset
 from kaito.tuning.metrics import TuningMetrics
 

@@ -1,4 +1,4 @@
-"""The Workspace admission validator: fetches what validation needs from the cluster, then applies the pure rules."""
+"""The Workspace admission validator: fetches what the rules need from the cluster, then the rules and the plan."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from kaito.runtime.client import Client
 from kaito.runtime.errors import ignore_not_found
 from kaito.runtime.kinds import CONFIG_MAP
 from kaito.webhook.server import AdmissionRequest, Validator, Verdict
-from kaito.webhook.validation import validate_workspace
+from kaito.workspaces.plan import Invalid, Sizing, validate_and_plan
 
 PATH = "/validate-workspace"
 WEBHOOK_NAME = "validation.workspace.kaito.sh"
@@ -25,21 +25,27 @@ RULES = [
 ]
 
 
-def workspace_validator(*, catalog: Callable[[], Catalog], cloud: str, client: Client | None) -> Validator:
+def workspace_validator(
+    *, catalog: Callable[[], Catalog], cloud: str, client: Client | None, sizing: Sizing | None = None
+) -> Validator:
     """A validator for `WebhookServer`; `catalog` is called per request so ConfigMap overrides apply at once."""
 
     async def validate(request: AdmissionRequest) -> Verdict:
         obj: dict[str, Any] = dict(request.object or {})
         obj["metadata"] = {**(obj.get("metadata") or {}), "namespace": request.namespace}
         configs = await _fetch_config(client, request.namespace, obj)
-        errors = validate_workspace(
-            obj,
-            catalog=catalog(),
-            cloud=cloud,
-            old=request.old_object if request.operation == "UPDATE" else None,
-            config_lookup=(lambda ns, name: configs.get((ns, name))) if client is not None else None,
-        )
-        return Verdict(errors=tuple(errors))
+        try:
+            validate_and_plan(
+                obj,
+                catalog=catalog(),
+                cloud=cloud,
+                old=request.old_object if request.operation == "UPDATE" else None,
+                config_lookup=(lambda ns, name: configs.get((ns, name))) if client is not None else None,
+                sizing=sizing,
+            )
+        except Invalid as exc:
+            return Verdict(errors=tuple(exc.problems))
+        return Verdict()
 
     return validate
 

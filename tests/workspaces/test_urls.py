@@ -6,7 +6,7 @@ import ipaddress
 
 import pytest
 
-from kaito.webhook.urls import check_data_url, check_image_reference, parse_legacy_ipv4
+from kaito.workspaces.urls import check_data_url, check_image_reference, parse_legacy_ipv4
 
 DOLLY = (
     "https://huggingface.co/datasets/philschmid/dolly-15k-oai-style/resolve/main/data/"

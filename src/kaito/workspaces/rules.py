@@ -1,7 +1,8 @@
-"""Workspace validation as pure functions: upstream's rules plus ours (the model must fit the instance type).
+"""The Workspace rules as pure functions: upstream's checks plus ours, everything short of sizing.
 
-Admission, the controller and `kaito render` all call `validate_workspace`, so a cluster without the
-webhook still gets the same message, as a status condition instead of a refused `kubectl apply`.
+Admission, the controller and `kaito render` all apply these rules, then the one planning call, through
+`kaito.workspaces.plan.validate_and_plan`, so a cluster without the webhook still gets the same message,
+as a status condition instead of a refused `kubectl apply`.
 """
 
 from __future__ import annotations
@@ -13,14 +14,12 @@ from typing import Any
 from pydantic import ValidationError
 
 from kaito.api.fielderrors import FieldError
+from kaito.api.tuningconfig import CONFIG_KEY as TRAINING_CONFIG_KEY
+from kaito.api.tuningconfig import ConfigError, parse_training_config
 from kaito.api.workspace import InferenceSpec, TuningSpec, Workspace
-from kaito.presets.catalog import Catalog, CatalogError, ModelSpec, UnknownModel
-from kaito.presets.choice import plan_for
+from kaito.presets.catalog import Catalog, ModelSpec, UnknownModel
 from kaito.presets.overrides import CONFIG_KEY, OverrideError, Overrides
-from kaito.presets.sizing import PlanError, Request
-from kaito.tuning.config import CONFIG_KEY as TRAINING_CONFIG_KEY
-from kaito.tuning.config import ConfigError, parse_training_config
-from kaito.webhook.urls import check_data_url, check_image_reference
+from kaito.workspaces.urls import check_data_url, check_image_reference
 
 MAX_ADAPTERS = 10
 DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
@@ -39,11 +38,10 @@ def validate_workspace(
     raw: Mapping[str, Any],
     *,
     catalog: Catalog,
-    cloud: str = "azure",
     old: Mapping[str, Any] | None = None,
     config_lookup: ConfigLookup | None = None,
 ) -> list[FieldError]:
-    """Every problem with `raw` (and with the change from `old`, on update); empty when it is acceptable."""
+    """Every problem with `raw` (and with the change from `old`, on update) short of sizing; empty when none."""
     try:
         ws = Workspace.parse(raw)
     except ValidationError as exc:
@@ -51,7 +49,7 @@ def validate_workspace(
     errors = _validate_shape(ws)
     errors += _validate_annotations(ws)
     if ws.inference is not None and ws.tuning is None:
-        errors += _validate_inference(ws, ws.inference, catalog, cloud, config_lookup)
+        errors += _validate_inference(ws, ws.inference, catalog, config_lookup)
     if ws.tuning is not None and ws.inference is None:
         errors += _validate_tuning(ws, ws.tuning, catalog)
         errors += _validate_training_config(ws, ws.tuning, config_lookup)
@@ -102,7 +100,7 @@ def _resolve_model(name: str, catalog: Catalog, path: str) -> tuple[ModelSpec | 
 
 
 def _validate_inference(
-    ws: Workspace, spec: InferenceSpec, catalog: Catalog, cloud: str, config_lookup: ConfigLookup | None
+    ws: Workspace, spec: InferenceSpec, catalog: Catalog, config_lookup: ConfigLookup | None
 ) -> list[FieldError]:
     if (spec.preset is None) == (spec.template is None):
         return [FieldError("inference", "exactly one of preset or template must be set")]
@@ -120,39 +118,29 @@ def _validate_inference(
                 f"{model.name} is gated on Hugging Face: name a Secret holding HF_TOKEN",
             )
         )
-    overrides, config_errors = _read_overrides(ws, spec, config_lookup)
-    errors += config_errors
-    errors += _check_plan(ws, model, catalog, cloud, Request(adapters=len(spec.adapters or []), overrides=overrides))
-    return errors
+    return errors + _check_overrides(ws, spec, config_lookup)
 
 
-def _read_overrides(
-    ws: Workspace, spec: InferenceSpec, config_lookup: ConfigLookup | None
-) -> tuple[Overrides, list[FieldError]]:
+def _check_overrides(ws: Workspace, spec: InferenceSpec, config_lookup: ConfigLookup | None) -> list[FieldError]:
     if not spec.config or config_lookup is None:
-        return Overrides(), []
+        return []
     data = config_lookup(ws.namespace, spec.config)
     if data is None:
-        return Overrides(), [FieldError("inference.config", f"ConfigMap {spec.config!r} not found in {ws.namespace}")]
+        return [FieldError("inference.config", f"ConfigMap {spec.config!r} not found in {ws.namespace}")]
     if CONFIG_KEY not in data:
-        return Overrides(), [FieldError("inference.config", f"ConfigMap {spec.config!r} has no key {CONFIG_KEY}")]
+        return [FieldError("inference.config", f"ConfigMap {spec.config!r} has no key {CONFIG_KEY}")]
     try:
-        return Overrides.from_config_text(data[CONFIG_KEY], where=f"ConfigMap {spec.config} {CONFIG_KEY}"), []
+        overrides_from(data, spec.config)
     except OverrideError as exc:
-        return Overrides(), [FieldError("inference.config", str(exc))]
-
-
-def _check_plan(ws: Workspace, model: ModelSpec, catalog: Catalog, cloud: str, request: Request) -> list[FieldError]:
-    instance_type = ws.resource.instance_type
-    try:
-        plan_for(model, catalog, instance_type, cloud=cloud, request=request)
-    except CatalogError as exc:
-        return [FieldError("resource.instanceType", f"{exc} (use `auto` to let kaito choose)")]
-    except PlanError as exc:
-        if exc.path.startswith(("inference.", "resource.")):
-            return [FieldError(exc.path, str(exc))]
-        return [FieldError("inference.config", f"{exc.path}: {exc}")]
+        return [FieldError("inference.config", str(exc))]
     return []
+
+
+def overrides_from(data: Mapping[str, str] | None, config: str) -> Overrides:
+    """The engine overrides in ConfigMap `config`'s data (none without the key); OverrideError names the setting."""
+    if not data or CONFIG_KEY not in data:
+        return Overrides()
+    return Overrides.from_config_text(data[CONFIG_KEY], where=f"ConfigMap {config} {CONFIG_KEY}")
 
 
 def _validate_adapters(spec: InferenceSpec) -> list[FieldError]:

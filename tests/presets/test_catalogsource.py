@@ -7,10 +7,10 @@ from typing import Any
 
 import yaml
 
+from kaito.presets.catalogsource import DEFAULT_NAME, CatalogSource
 from kaito.runtime.cache import Cache
 from kaito.runtime.client import Client
 from kaito.runtime.kinds import CONFIG_MAP
-from kaito.webhook.catalogsource import DEFAULT_NAME, CatalogSource
 from tests.runtime.conftest import eventually
 
 TINY = {

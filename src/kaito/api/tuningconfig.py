@@ -3,8 +3,9 @@
 A user's ConfigMap holds `training_config.yaml` with a `training_config:` mapping of sections (ModelConfig,
 QuantizationConfig, LoraConfig, TrainingArguments, DataCollator, DatasetConfig). Missing sections and keys
 take the method's defaults. Settings we act on are typed and checked; TrainingArguments and DataCollator
-keys we do not act on are kept and reported, so a config written for upstream still loads. This module
-imports neither torch nor peft: the admission webhook checks configs with it too.
+keys we do not act on are kept and reported, so a config written for upstream still loads. It sits with the
+API because both sides read it: the Workspace rules check a user's config at admission, and the tuning pod
+trains with it. It imports neither torch nor peft.
 """
 
 from __future__ import annotations
@@ -14,10 +15,10 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-CONFIG_KEY = "training_config.yaml"
+CONFIG_KEY = "training_config.yaml"  # the key of the ConfigMap that `tuning.config` names
 METHODS = ("lora", "qlora")
 DTYPES = ("auto", "bfloat16", "float16", "float32")
-DEFAULT_TARGET_MODULES_ENV = "DEFAULT_TARGET_MODULES"
+DEFAULT_TARGET_MODULES_ENV = "DEFAULT_TARGET_MODULES"  # set on the tuning pod for models whose LoRA targets differ
 
 
 class ConfigError(ValueError):

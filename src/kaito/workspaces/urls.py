@@ -1,4 +1,4 @@
-"""Admission checks for user-supplied URLs and image references, so a Workspace cannot point pods at internal hosts.
+"""Checks of user-supplied URLs and image references, so a Workspace cannot point pods at internal hosts.
 
 Checks are purely syntactic: admission must not depend on DNS, so a public name that resolves to a
 private address is not caught here (the pod's network policy is the second line of defence).

@@ -2,7 +2,7 @@
 
 Users add models, SKUs or prices by editing one ConfigMap (default `kaito-catalog` in the operator's
 namespace), with keys `models.yaml`, `skus.yaml` and `prices.yaml`; no new release is needed. A broken
-override is logged and the last good catalog stays in use, so a typo never takes admission down.
+override is logged and the last good catalog stays in use, so a typo never takes admission or the controller down.
 """
 
 from __future__ import annotations

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from kaito.tuning.config import ConfigError, parse_training_config
+from kaito.api.tuningconfig import ConfigError, parse_training_config
 
 UPSTREAM_QLORA = """
 training_config:

@@ -1,0 +1,183 @@
+"""The one planning call for a Workspace: the plan kept in its status while its inputs hold, else one sizing run.
+
+Admission, the controller and `kaito render` each call `validate_and_plan`: the rules, then `plan_workspace`.
+A plan already in `status.plan` is reused as is while what it was computed from is unchanged, so a catalog
+edit never re-judges (or marks invalid) a running workspace; a re-plan stays on the hardware already chosen.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from kaito.api.engine import with_engine_args
+from kaito.api.fielderrors import FieldError, summarize
+from kaito.api.workspace import PlanStatus, Workspace
+from kaito.presets.catalog import Catalog, CatalogError, ModelSpec
+from kaito.presets.choice import Choice, plan_for
+from kaito.presets.overrides import CONFIG_KEY, OverrideError
+from kaito.presets.sizing import PlanError, Request
+from kaito.workspaces.rules import ConfigLookup, overrides_from, validate_workspace
+
+__all__ = ["Invalid", "Planned", "Sizing", "plan_workspace", "validate_and_plan"]
+
+
+class Sizing(Protocol):
+    """The sizing search: `kaito.presets.choice.plan_for` unless a caller hands in another (tests count runs)."""
+
+    def __call__(
+        self, model: ModelSpec, catalog: Catalog, instance_type: str | None, *, cloud: str, request: Request | None
+    ) -> Choice: ...
+
+
+class Invalid(Exception):
+    """The workspace cannot run as asked; `problems` name the fields to change, as admission reports them."""
+
+    def __init__(self, problems: list[FieldError]) -> None:
+        super().__init__(summarize(problems))
+        self.problems = problems
+
+
+@dataclass(frozen=True)
+class Planned:
+    """A Workspace that passed the rules, with the plan it runs on (and its model; None for a pod template)."""
+
+    workspace: Workspace
+    plan: PlanStatus
+    model: ModelSpec | None
+
+
+def validate_and_plan(
+    raw: Mapping[str, Any],
+    *,
+    catalog: Catalog,
+    cloud: str,
+    config_lookup: ConfigLookup | None = None,
+    old: Mapping[str, Any] | None = None,
+    sizing: Sizing | None = None,
+) -> Planned:
+    """The rules, then `plan_workspace`; raises Invalid with the rules' problems, or else the plan's."""
+    if problems := validate_workspace(raw, catalog=catalog, old=old, config_lookup=config_lookup):
+        raise Invalid(problems)
+    ws = Workspace.parse(raw)
+    plan, model = plan_workspace(ws, catalog=catalog, cloud=cloud, config_lookup=config_lookup, sizing=sizing)
+    return Planned(ws, plan, model)
+
+
+def plan_workspace(
+    ws: Workspace,
+    *,
+    catalog: Catalog,
+    cloud: str,
+    config_lookup: ConfigLookup | None = None,
+    sizing: Sizing | None = None,
+) -> tuple[PlanStatus, ModelSpec | None]:
+    """The persisted plan when its inputs are unchanged, else a fresh one pinned to the hardware already chosen."""
+    config_name = ws.inference.config if ws.inference else None
+    config = config_lookup(ws.namespace, config_name) if config_name and config_lookup else None
+    inputs = _inputs(ws, config)
+    name = ws.preset_name
+    model = catalog.find_model(name) if name else None
+    previous = ws.status.plan if ws.status else None
+    if previous is not None and previous.inputs_hash == inputs and not _recorded_without_engine_fields(previous):
+        return previous, model
+    if model is None:  # a pod template workspace: nothing to size, one node of the named type
+        return PlanStatus(
+            instance_type=ws.resource.instance_type,
+            nodes=ws.resource.count or 1,
+            gpus_per_node=_gpus(catalog, ws),
+            inputs_hash=inputs,
+        ), None
+    try:
+        overrides = overrides_from(config, config_name or "")
+    except OverrideError as exc:
+        raise Invalid([FieldError("inference.config", str(exc))]) from None
+    instance_type = previous.instance_type if previous and previous.instance_type else ws.resource.instance_type
+    request = Request(adapters=len(ws.inference.adapters or []) if ws.inference else 0, overrides=overrides)
+    choice = _size(sizing, model, catalog, instance_type, cloud=cloud, request=request)
+    status = plan_status(choice)
+    status.model, status.inputs_hash = model.name, inputs
+    return status, model
+
+
+def _size(
+    sizing: Sizing | None,
+    model: ModelSpec,
+    catalog: Catalog,
+    instance_type: str | None,
+    *,
+    cloud: str,
+    request: Request,
+) -> Choice:
+    try:
+        return (sizing or plan_for)(model, catalog, instance_type, cloud=cloud, request=request)
+    except CatalogError as exc:
+        raise Invalid([FieldError("resource.instanceType", f"{exc} (use `auto` to let kaito choose)")]) from None
+    except PlanError as exc:
+        if exc.path.startswith(("inference.", "resource.")):
+            raise Invalid([FieldError(exc.path, str(exc))]) from None
+        raise Invalid([FieldError("inference.config", f"{exc.path}: {exc}")]) from None
+
+
+def _recorded_without_engine_fields(plan: PlanStatus) -> bool:
+    """A plan an older kaito recorded, whose batching or KV-cache settings live only in its engineArgs strings.
+
+    The engine configuration is built from the plan's typed fields, so such a plan is planned again (on the
+    instance type it pinned) rather than handing the pod less than the plan said.
+    """
+    args = plan.engine_args or []
+    return (plan.max_num_batched_tokens is None and any(a.startswith("--max-num-batched-tokens") for a in args)) or (
+        plan.kv_cache_dtype is None and any(a.startswith("--kv-cache-dtype") for a in args)
+    )
+
+
+def _inputs(ws: Workspace, config: Mapping[str, str] | None) -> str:
+    spec = ws.inference or ws.tuning
+    return _digest(
+        {
+            "preset": ws.preset_name,
+            "instanceType": ws.resource.instance_type,
+            "adapters": len((ws.inference.adapters or []) if ws.inference else []),
+            "config": dict(config or {}).get(CONFIG_KEY),
+            "mode": "tuning" if ws.tuning else "inference",
+            "template": spec is not None and ws.inference is not None and ws.inference.template is not None,
+        }
+    )
+
+
+def _digest(inputs: Mapping[str, object]) -> str:
+    """16 hex digits of sha256 over sorted compact JSON: the `inputsHash` every stored plan carries, so keep it."""
+    raw = json.dumps(inputs, sort_keys=True, separators=(",", ":")).encode()
+    return hashlib.sha256(raw).hexdigest()[:16]
+
+
+def plan_status(choice: Choice) -> PlanStatus:
+    """A sizing choice as `status.plan` records it: every number with the reasons behind it, and the engine flags."""
+    plan = choice.plan
+    numbers = PlanStatus(
+        instance_type=choice.sku.name,
+        nodes=plan.nodes,
+        gpus_per_node=plan.gpus_per_node,
+        tensor_parallel_size=plan.layout.tp,
+        pipeline_parallel_size=plan.layout.pp,
+        data_parallel_size=plan.layout.dp,
+        dtype=plan.dtype,
+        gpu_memory_utilization=plan.gpu_memory_utilization,
+        max_model_len=plan.max_model_len,
+        max_num_seqs=plan.max_num_seqs,
+        max_num_batched_tokens=plan.max_num_batched_tokens,
+        kv_cache_dtype=plan.kv_cache_dtype,
+        kv_cache_tokens=plan.kv_cache_tokens,
+        max_loras=plan.max_loras or None,
+        max_lora_rank=plan.max_lora_rank or None,
+        explanation=[*plan.explanation, f"instance type: {choice.reason}"],
+    )
+    return with_engine_args(numbers)
+
+
+def _gpus(catalog: Catalog, ws: Workspace) -> int:
+    sku = catalog.find_sku(ws.resource.instance_type or "")
+    return sku.gpu_count if sku else 1

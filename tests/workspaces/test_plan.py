@@ -1,0 +1,100 @@
+"""The one planning call: one sizing run for a new workspace, none while its pinned plan's inputs hold."""
+
+from __future__ import annotations
+
+import copy
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from kaito.api.workspace import PlanStatus, Workspace
+from kaito.presets.catalog import Catalog
+from kaito.workspaces.plan import Invalid, plan_workspace, validate_and_plan
+from tests.workspaces.counting import CountingSizing
+
+ROOT = Path(__file__).resolve().parents[2]
+CATALOG = Catalog.builtin()
+CHEAP_A100 = {"prices.yaml": "prices:\n  Standard_NC24ads_A100_v4: 0.01\n"}
+
+
+def example(instance_type: str | None = None) -> dict[str, Any]:
+    doc: dict[str, Any] = yaml.safe_load((ROOT / "examples/inference/kaito_workspace_phi_3.yaml").read_text())
+    doc["metadata"]["namespace"] = "default"
+    if instance_type is not None:
+        doc["resource"]["instanceType"] = instance_type
+    return doc
+
+
+def pinned(doc: dict[str, Any], plan: PlanStatus) -> dict[str, Any]:
+    """`doc` as the controller leaves it: with the plan in its status."""
+    return {**copy.deepcopy(doc), "status": {"plan": plan.to_wire()}}
+
+
+def without_sku(catalog: Catalog, name: str) -> Catalog:
+    return Catalog(catalog.models.values(), [sku for sku in catalog.skus.values() if sku.name != name])
+
+
+def test_a_new_workspace_is_sized_once_and_its_pinned_plan_is_reused_without_sizing() -> None:
+    sizing = CountingSizing()
+    doc = example()
+    plan, model = plan_workspace(Workspace.parse(doc), catalog=CATALOG, cloud="azure", sizing=sizing)
+    assert sizing.runs == 1
+    assert model is not None and plan.model == model.name and plan.instance_type == "Standard_NC6s_v3"
+    again = validate_and_plan(pinned(doc, plan), catalog=CATALOG, cloud="azure", sizing=sizing)
+    assert sizing.runs == 1
+    assert again.plan == plan
+
+
+def test_the_inputs_hash_matches_the_plans_already_stored() -> None:
+    plan, _ = plan_workspace(Workspace.parse(example()), catalog=CATALOG, cloud="azure")
+    assert plan.inputs_hash == "b2ac88b6cf7dc3b6"
+
+
+def test_a_pinned_plan_outlives_a_catalog_without_its_instance_type() -> None:
+    doc = example()
+    plan, _ = plan_workspace(Workspace.parse(doc), catalog=CATALOG, cloud="azure")
+    smaller = without_sku(CATALOG, "Standard_NC6s_v3")
+    sizing = CountingSizing()
+    kept = validate_and_plan(pinned(doc, plan), catalog=smaller, cloud="azure", sizing=sizing)
+    assert kept.plan == plan and sizing.runs == 0
+    with pytest.raises(Invalid) as refused:
+        validate_and_plan(doc, catalog=smaller, cloud="azure", sizing=sizing)
+    assert [p.path for p in refused.value.problems] == ["resource.instanceType"]
+    assert "(use `auto` to let kaito choose)" in str(refused.value)
+
+
+def test_a_pinned_auto_plan_keeps_its_instance_type_when_another_becomes_cheapest() -> None:
+    doc = example("auto")
+    plan, _ = plan_workspace(Workspace.parse(doc), catalog=CATALOG, cloud="azure")
+    repriced = CATALOG.with_overrides(CHEAP_A100)
+    fresh, _ = plan_workspace(Workspace.parse(doc), catalog=repriced, cloud="azure")
+    assert (plan.instance_type, fresh.instance_type) == ("Standard_NC4as_T4_v3", "Standard_NC24ads_A100_v4")
+    sizing = CountingSizing()
+    assert validate_and_plan(pinned(doc, plan), catalog=repriced, cloud="azure", sizing=sizing).plan == plan
+    assert sizing.runs == 0
+    adapter = {"source": {"name": "a", "image": "registry.example.com/adapters/a:1"}}
+    changed = pinned({**doc, "inference": {**doc["inference"], "adapters": [adapter]}}, plan)
+    replanned = validate_and_plan(changed, catalog=repriced, cloud="azure", sizing=sizing).plan
+    assert sizing.runs == 1
+    assert replanned.instance_type == "Standard_NC4as_T4_v3" and replanned.inputs_hash != plan.inputs_hash
+
+
+def test_rule_problems_are_reported_without_sizing() -> None:
+    sizing = CountingSizing()
+    doc = example()
+    doc["metadata"]["annotations"] = {"kaito.sh/runtime": "tgi"}
+    with pytest.raises(Invalid) as refused:
+        validate_and_plan(doc, catalog=CATALOG, cloud="azure", sizing=sizing)
+    assert str(refused.value) == "metadata.annotations[kaito.sh/runtime]: 'tgi' is not one of vllm, transformers"
+    assert sizing.runs == 0
+
+
+def test_a_pod_template_workspace_is_planned_without_sizing() -> None:
+    doc = example()
+    doc["inference"] = {"template": {"spec": {"containers": [{"name": "c", "image": "nginx"}]}}}
+    sizing = CountingSizing()
+    planned = validate_and_plan(doc, catalog=CATALOG, cloud="azure", sizing=sizing)
+    assert sizing.runs == 0 and planned.model is None
+    assert (planned.plan.instance_type, planned.plan.nodes, planned.plan.gpus_per_node) == ("Standard_NC6s_v3", 1, 1)
