@@ -98,3 +98,16 @@ def test_a_pod_template_workspace_is_planned_without_sizing() -> None:
     planned = validate_and_plan(doc, catalog=CATALOG, cloud="azure", sizing=sizing)
     assert sizing.runs == 0 and planned.model is None
     assert (planned.plan.instance_type, planned.plan.nodes, planned.plan.gpus_per_node) == ("Standard_NC6s_v3", 1, 1)
+
+
+def test_a_plan_recorded_before_the_engine_fields_existed_is_planned_again_on_its_instance_type() -> None:
+    doc = example("auto")
+    plan, _ = plan_workspace(Workspace.parse(doc), catalog=CATALOG, cloud="azure")
+    assert plan.max_num_batched_tokens is not None
+    older = plan.model_copy(update={"max_num_batched_tokens": None, "kv_cache_dtype": None})
+    repriced = CATALOG.with_overrides(CHEAP_A100)
+    sizing = CountingSizing()
+    again = validate_and_plan(pinned(doc, older), catalog=repriced, cloud="azure", sizing=sizing).plan
+    assert sizing.runs == 1
+    assert again.instance_type == plan.instance_type and again.max_num_batched_tokens == plan.max_num_batched_tokens
+    assert again.engine_args == plan.engine_args
