@@ -20,7 +20,6 @@ PLURAL = "workspaces"
 FINALIZER = "workspace.finalizer.kaito.sh"
 LABEL_WORKSPACE = "kaito.sh/workspace"
 LABEL_WORKSPACE_NAMESPACE = "kaito.sh/workspacenamespace"
-DOCKER_CONFIG_KEY = ".dockerconfigjson"  # the key of the docker-registry Secrets a Workspace names
 
 Schemaless = dict[str, Any]
 """An embedded Kubernetes type we pass through unvalidated (pod templates, volume sources)."""

@@ -13,10 +13,10 @@ import yaml
 
 from kaito.api.tuningconfig import CONFIG_KEY as TRAINING_CONFIG_KEY
 from kaito.api.tuningconfig import DEFAULT_TARGET_MODULES_ENV
-from kaito.api.workspace import DOCKER_CONFIG_KEY
 from kaito.controllers.build_workload import TOLERATIONS, node_terms
 from kaito.controllers.context import Target
 from kaito.controllers.kinds import GPU
+from kaito.oci.dockerconfig import DOCKER_CONFIG_KEY
 
 RUN_CONFIG_KEY = "tuning.yaml"
 RUN_CONFIG_DIR = "/etc/kaito"

@@ -12,9 +12,10 @@ from typing import Any
 from kaito.api.engine import CONFIG_KEY as ENGINE_KEY
 from kaito.api.engine import EngineAdapter, EngineConfig
 from kaito.api.nodeclaim import GPU_TAINT
-from kaito.api.workspace import DOCKER_CONFIG_KEY, AdapterSpec
+from kaito.api.workspace import AdapterSpec
 from kaito.controllers.context import Target
 from kaito.controllers.kinds import GPU, SERVE_PORT
+from kaito.oci.dockerconfig import DOCKER_CONFIG_KEY
 
 CONFIG_DIR = "/etc/kaito"
 ADAPTER_DIR = "/mnt/adapter"

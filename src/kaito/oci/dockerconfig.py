@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-DOCKERCONFIGJSON_KEY = ".dockerconfigjson"
+DOCKER_CONFIG_KEY = ".dockerconfigjson"  # the key of kubernetes.io/dockerconfigjson Secrets
 CONFIG_JSON = "config.json"
 DOCKER_HUB = "docker.io"
 # Names docker itself uses for Docker Hub in config files; all of them mean the same registry.
@@ -75,10 +75,10 @@ def registry_host(server: str) -> str:
 def resolve_config_file(path: Path) -> Path:
     """The config file a path names: the file itself, or a mounted secret directory's .dockerconfigjson/config.json."""
     if path.is_dir():
-        for name in (DOCKERCONFIGJSON_KEY, CONFIG_JSON):
+        for name in (DOCKER_CONFIG_KEY, CONFIG_JSON):
             if (path / name).is_file():
                 return path / name
-        raise DockerConfigError(f"{path}: directory holds neither {DOCKERCONFIGJSON_KEY} nor {CONFIG_JSON}")
+        raise DockerConfigError(f"{path}: directory holds neither {DOCKER_CONFIG_KEY} nor {CONFIG_JSON}")
     if not path.exists():
         raise DockerConfigError(f"{path}: no such file or directory")
     return path
