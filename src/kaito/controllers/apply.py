@@ -4,11 +4,12 @@ from __future__ import annotations
 
 from typing import Any
 
-from kaito.controllers.kinds import ANNOTATION_DESIRED, FIELD_MANAGER, WORKSPACE, content_hash
+from kaito.controllers.kinds import ANNOTATION_DESIRED, FIELD_MANAGER, WORKSPACE
 from kaito.runtime import errors
 from kaito.runtime.cache import Cache
 from kaito.runtime.client import Client
 from kaito.runtime.kinds import DEPLOYMENT, JOB, SERVICE, STATEFUL_SET, Kind
+from kaito.runtime.objects import content_hash
 
 _BY_KIND = {k.kind: k for k in (DEPLOYMENT, STATEFUL_SET, JOB, SERVICE)}
 

@@ -7,7 +7,8 @@ from typing import Any
 
 from kaito.api.nodeclaim import GPU_TAINT, LABEL_INSTANCE_TYPE, NODECLAIM
 from kaito.controllers.context import Target
-from kaito.controllers.kinds import LABEL_NODEPOOL, NODEPOOL, content_hash
+from kaito.controllers.kinds import LABEL_NODEPOOL, NODEPOOL
+from kaito.runtime.objects import content_hash
 
 DISK_HEADROOM_GIB = 80  # OS, image layers and the download cache on top of the weights
 

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
-import json
 from typing import Any
 
 from kaito.api import workspace
@@ -25,12 +23,6 @@ SERVE_PORT = 5000
 
 def workspace_labels(name: str, namespace: str) -> dict[str, str]:
     return {LABEL_WORKSPACE: name, LABEL_WORKSPACE_NAMESPACE: namespace}
-
-
-def content_hash(value: Any, *, length: int = 10) -> str:
-    """A stable short hash of JSON-shaped data (sorted keys), for names and change detection."""
-    raw = json.dumps(value, sort_keys=True, separators=(",", ":")).encode()
-    return hashlib.sha256(raw).hexdigest()[:length]
 
 
 def owner_reference(api_version: str, *, name: str, uid: str, block_owner_deletion: bool = True) -> dict[str, Any]:

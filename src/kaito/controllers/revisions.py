@@ -8,11 +8,11 @@ from kaito.controllers.kinds import (
     ANNOTATION_REVISION,
     CONTROLLER_REVISION,
     FIELD_MANAGER,
-    content_hash,
     owner_reference,
 )
 from kaito.runtime.cache import Cache
 from kaito.runtime.client import Client
+from kaito.runtime.objects import content_hash
 
 KEEP = 10
 LABEL = "workspace.kaito.io/name"

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import copy
+import hashlib
+import json
 from typing import Any, NamedTuple
 
 Obj = dict[str, Any]
@@ -85,3 +87,9 @@ def _copy_json(value: Any) -> Any:
     if isinstance(value, str | int | float | bool) or value is None:
         return value
     return copy.deepcopy(value)
+
+
+def content_hash(value: Any, *, length: int = 10) -> str:
+    """A stable short hash of JSON-shaped data (sha256 over sorted compact JSON), for names and change detection."""
+    raw = json.dumps(value, sort_keys=True, separators=(",", ":")).encode()
+    return hashlib.sha256(raw).hexdigest()[:length]

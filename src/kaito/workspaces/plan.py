@@ -7,8 +7,6 @@ edit never re-judges (or marks invalid) a running workspace; a re-plan stays on 
 
 from __future__ import annotations
 
-import hashlib
-import json
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Protocol
@@ -20,6 +18,7 @@ from kaito.presets.catalog import Catalog, CatalogError, ModelSpec
 from kaito.presets.choice import Choice, plan_for
 from kaito.presets.overrides import CONFIG_KEY, OverrideError
 from kaito.presets.sizing import PlanError, Request
+from kaito.runtime.objects import content_hash
 from kaito.workspaces.rules import ConfigLookup, overrides_from, validate_workspace
 
 __all__ = ["Invalid", "Planned", "Sizing", "plan_workspace", "validate_and_plan"]
@@ -136,7 +135,7 @@ def _recorded_without_engine_fields(plan: PlanStatus) -> bool:
 
 def _inputs(ws: Workspace, config: Mapping[str, str] | None) -> str:
     spec = ws.inference or ws.tuning
-    return _digest(
+    return content_hash(
         {
             "preset": ws.preset_name,
             "instanceType": ws.resource.instance_type,
@@ -144,14 +143,9 @@ def _inputs(ws: Workspace, config: Mapping[str, str] | None) -> str:
             "config": dict(config or {}).get(CONFIG_KEY),
             "mode": "tuning" if ws.tuning else "inference",
             "template": spec is not None and ws.inference is not None and ws.inference.template is not None,
-        }
+        },
+        length=16,  # the `inputsHash` every stored plan carries: keep its form
     )
-
-
-def _digest(inputs: Mapping[str, object]) -> str:
-    """16 hex digits of sha256 over sorted compact JSON: the `inputsHash` every stored plan carries, so keep it."""
-    raw = json.dumps(inputs, sort_keys=True, separators=(",", ":")).encode()
-    return hashlib.sha256(raw).hexdigest()[:16]
 
 
 def plan_status(choice: Choice) -> PlanStatus:
