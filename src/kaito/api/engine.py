@@ -14,7 +14,7 @@ import yaml
 from pydantic import ConfigDict, Field, ValidationError, field_validator
 
 from kaito.api.wire import WireModel
-from kaito.api.workspace import PlanStatus
+from kaito.api.workspace import EngineNumbers, PlanStatus
 
 CONFIG_KEY = "engine.yaml"
 EngineName = Literal["auto", "vllm", "transformers"]
@@ -33,7 +33,7 @@ class EngineAdapter(WireModel):
     strength: float = Field(default=1.0, description="Weight in [0, 1], baked into the adapter's B matrices")
 
 
-class EngineConfig(WireModel):
+class EngineConfig(EngineNumbers):
     """What `kaito serve` runs. A number left out means vLLM's default; `model` may come from the command line."""
 
     model_config = ConfigDict(extra="forbid")
@@ -46,18 +46,7 @@ class EngineConfig(WireModel):
     adapters_dir: str | None = None
     adapters: list[EngineAdapter] = Field(default_factory=list)
     nodes: int = 1
-    tensor_parallel_size: int | None = None
-    pipeline_parallel_size: int | None = None
-    data_parallel_size: int | None = None
-    dtype: str | None = None
-    gpu_memory_utilization: float | None = None
-    max_model_len: int | None = None
-    max_num_seqs: int | None = None
-    max_num_batched_tokens: int | None = None
-    kv_cache_dtype: str | None = None
     enable_lora: bool = False
-    max_loras: int | None = None
-    max_lora_rank: int | None = None
     distributed_executor_backend: str | None = None
     vllm: dict[str, FlagValue] = Field(
         default_factory=dict, description="More vLLM flags, passed as written: `flag: value`, `flag: true`"
@@ -93,18 +82,8 @@ class EngineConfig(WireModel):
             adapters_dir=adapters_dir,
             adapters=list(adapters),
             nodes=plan.nodes or 1,
-            tensor_parallel_size=plan.tensor_parallel_size,
-            pipeline_parallel_size=plan.pipeline_parallel_size,
-            data_parallel_size=plan.data_parallel_size,
-            dtype=plan.dtype,
-            gpu_memory_utilization=plan.gpu_memory_utilization,
-            max_model_len=plan.max_model_len,
-            max_num_seqs=plan.max_num_seqs,
-            max_num_batched_tokens=plan.max_num_batched_tokens,
-            kv_cache_dtype=plan.kv_cache_dtype,
             enable_lora=bool(plan.max_loras),
-            max_loras=plan.max_loras,
-            max_lora_rank=plan.max_lora_rank,
+            **plan.engine_numbers(),
             distributed_executor_backend="ray" if (plan.pipeline_parallel_size or 1) > 1 else None,
         )
 

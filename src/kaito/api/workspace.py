@@ -107,13 +107,9 @@ class Condition(WireModel):
     observed_generation: int | None = None
 
 
-class PlanStatus(WireModel):
-    """The sizing plan chosen for this workspace, with the reason for each number."""
+class EngineNumbers(WireModel):
+    """The plan's numbers the inference engine runs with: recorded in `status.plan`, handed to the pod as they are."""
 
-    model: str | None = None
-    instance_type: str | None = None
-    nodes: int | None = None
-    gpus_per_node: int | None = None
     tensor_parallel_size: int | None = None
     pipeline_parallel_size: int | None = None
     data_parallel_size: int | None = None
@@ -123,9 +119,22 @@ class PlanStatus(WireModel):
     max_num_seqs: int | None = None
     max_num_batched_tokens: int | None = None
     kv_cache_dtype: str | None = None
-    kv_cache_tokens: int | None = None
     max_loras: int | None = None
     max_lora_rank: int | None = None
+
+    def engine_numbers(self) -> dict[str, Any]:
+        """These numbers alone, by field name, to build another model that carries them."""
+        return {name: getattr(self, name) for name in EngineNumbers.model_fields}
+
+
+class PlanStatus(EngineNumbers):
+    """The sizing plan chosen for this workspace, with the reason for each number."""
+
+    model: str | None = None
+    instance_type: str | None = None
+    nodes: int | None = None
+    gpus_per_node: int | None = None
+    kv_cache_tokens: int | None = None
     engine_args: list[str] | None = Field(
         default=None,
         description="The vLLM flags rendered from this plan, for reading (the engine config carries the numbers)",
