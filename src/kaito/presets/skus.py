@@ -43,10 +43,6 @@ class SkuSpec(BaseModel):
         return self
 
     @property
-    def total_gpu_memory_gib(self) -> float:
-        return self.gpu_memory_gib * self.gpu_count
-
-    @property
     def supports_bfloat16(self) -> bool:
         """bf16 needs compute capability 8.0 on NVIDIA (V100/T4 must run float16); MI300X has it natively."""
         if self.gpu_vendor == "nvidia":

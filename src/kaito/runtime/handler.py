@@ -6,7 +6,7 @@ from collections.abc import Callable, Iterable
 
 from kaito.runtime.informer import Event, EventType
 from kaito.runtime.kinds import Kind
-from kaito.runtime.objects import Obj, ObjectKey, annotations_of, generation, labels_of, owner_references
+from kaito.runtime.objects import Obj, ObjectKey, generation, labels_of, owner_references
 
 Mapper = Callable[[Event], Iterable[ObjectKey]]
 Predicate = Callable[[Event], bool]
@@ -65,20 +65,8 @@ def generation_changed(event: Event) -> bool:
     return generation(event.old) != generation(event.obj)
 
 
-def labels_changed(event: Event) -> bool:
-    if event.type is not EventType.MODIFIED or event.old is None:
-        return True
-    return labels_of(event.old) != labels_of(event.obj)
-
-
-def annotations_changed(event: Event) -> bool:
-    if event.type is not EventType.MODIFIED or event.old is None:
-        return True
-    return annotations_of(event.old) != annotations_of(event.obj)
-
-
 def any_of(*predicates: Predicate) -> Predicate:
-    """Passes when at least one predicate passes (e.g. generation or labels changed)."""
+    """Passes when at least one predicate passes."""
     return lambda event: any(predicate(event) for predicate in predicates)
 
 

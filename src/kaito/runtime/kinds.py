@@ -20,10 +20,6 @@ class Kind:
     def api_version(self) -> str:
         return f"{self.group}/{self.version}" if self.group else self.version
 
-    @property
-    def group_kind(self) -> str:
-        return f"{self.kind}.{self.group}" if self.group else self.kind
-
     def path(self, *, namespace: str | None = None, name: str | None = None, subresource: str | None = None) -> str:
         """The REST path: collection when `name` is None, across namespaces when `namespace` is None."""
         base = f"/apis/{self.group}/{self.version}" if self.group else f"/api/{self.version}"

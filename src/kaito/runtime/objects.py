@@ -61,14 +61,6 @@ def owner_references(obj: Obj) -> list[dict[str, Any]]:
     return list((obj.get("metadata") or {}).get("ownerReferences") or [])
 
 
-def controller_of(obj: Obj) -> dict[str, Any] | None:
-    """The owner reference marked `controller: true`, if any."""
-    for ref in owner_references(obj):
-        if ref.get("controller"):
-            return ref
-    return None
-
-
 def is_deleting(obj: Obj) -> bool:
     return bool((obj.get("metadata") or {}).get("deletionTimestamp"))
 

@@ -141,9 +141,3 @@ def spec_changed(old: JsonObj, new: JsonObj, *, status_is_subresource: bool) -> 
     skip = {"metadata", "apiVersion", "kind"} | ({"status"} if status_is_subresource else set())
     keys = (set(old) | set(new)) - skip
     return any(old.get(k) != new.get(k) for k in keys)
-
-
-def without_volatile(obj: JsonObj) -> JsonObj:
-    """The object minus fields that change on every write, to detect no-op updates."""
-    meta = {k: v for k, v in obj.get("metadata", {}).items() if k not in ("managedFields", "resourceVersion")}
-    return {**obj, "metadata": meta}

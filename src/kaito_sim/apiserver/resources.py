@@ -202,6 +202,3 @@ class Registry:
         if types:
             self._by_crd[crd_name] = types
         self.generation += 1
-
-    def custom_types(self, crd_name: str) -> list[ResourceType]:
-        return list(self._by_crd.get(crd_name, []))

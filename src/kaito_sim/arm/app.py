@@ -10,7 +10,6 @@ import json
 import logging
 import re
 import uuid
-from collections import Counter
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
@@ -60,10 +59,6 @@ class RequestLog:
             for r in self.records
             if (method is None or r.method == method.upper()) and (status is None or r.status == status)
         )
-
-    @property
-    def by_method(self) -> Counter[str]:
-        return Counter(r.method for r in self.records)
 
     def actions(self, action: str) -> int:
         return sum(1 for r in self.records if r.action == action)
