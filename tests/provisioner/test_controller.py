@@ -14,6 +14,7 @@ from kaito.provisioner.fake import FakeCloudProvider
 from kaito.provisioner.metrics import CloudProviderMetrics, MeteredCloudProvider
 from kaito.runtime import errors
 from kaito.runtime.client import Client
+from kaito.runtime.clock import REAL_CLOCK, Clock, FakeClock
 from kaito.runtime.kinds import NODE
 from kaito.runtime.manager import Manager
 from kaito.runtime.objects import Obj, ObjectKey
@@ -23,6 +24,7 @@ from tests.provisioner.conftest import (
     SKU,
     claim_name,
     condition,
+    counted,
     joiner,
     nodeclaim,
     options,
@@ -47,8 +49,9 @@ def manager_with(
     *,
     retry_interval: float = 0.3,
     orphan_interval: float = 300.0,
+    clock: Clock = REAL_CLOCK,
 ) -> Manager:
-    manager = Manager(kclient, options=options(namespace))
+    manager = Manager(kclient, options=options(namespace), clock=clock)
     setup(manager, provider, poll_interval=0.05, retry_interval=retry_interval, orphan_interval=orphan_interval)
     return manager
 
@@ -162,21 +165,22 @@ async def test_quota_exceeded_is_reported_then_recovers_by_itself(
     metered = MeteredCloudProvider(fake, metrics=CloudProviderMetrics())
     fake.fail_next("create", cloud.QuotaExceeded(QUOTA_MESSAGE), times=1000)
     name = claim_name("quota", namespace)
-    async with running(manager_with(kclient, namespace, metered, retry_interval=0.5)):
+    clock = FakeClock()
+    async with running(manager_with(kclient, namespace, metered, retry_interval=0.5, clock=clock)):
         await kclient.create(NODECLAIM, nodeclaim(name, namespace=namespace))
         failed = await until(lambda: read_claim(kclient, name), has("Launched", "False"))
         for type_ in ("Launched", "Ready"):
             cond = condition(failed, type_)
             assert (cond["status"], cond["reason"], cond["message"]) == ("False", "QuotaExceeded", QUOTA_MESSAGE)
         assert (await claim_table(kubectl))[name]["READY"] == "False"
-        await asyncio.sleep(0.2)
+        await clock.step(0.45)
         assert fake.count("create") == 1, "retried before the retry interval"
-        await eventually(lambda: fake.count("create") >= 3)
+        await until(lambda: counted(fake.count("create")), lambda creates: creates >= 3, clock=clock)
 
         fake.clear_failures()  # the quota was raised
-        await until(lambda: read_claim(kclient, name), has("Launched", "True"))
+        await until(lambda: read_claim(kclient, name), has("Launched", "True"), clock=clock)
         await fake.finish(name)
-        await until(lambda: read_claim(kclient, name), has("Ready", "True"))
+        await until(lambda: read_claim(kclient, name), has("Ready", "True"), clock=clock)
         events = await claim_events(kubectl, name)
     assert events.count(("Warning", "LaunchFailed")) == 1  # one per transition, not one per retry
     assert events[-1] == ("Normal", "Ready")
@@ -186,15 +190,17 @@ async def test_quota_exceeded_is_reported_then_recovers_by_itself(
 async def test_throttled_launch_waits_for_retry_after(kclient: Client, namespace: str, fake: FakeCloudProvider) -> None:
     fake.fail_next("create", cloud.Throttled("too many requests", retry_after=0.8))
     name = claim_name("throttled", namespace)
-    async with running(manager_with(kclient, namespace, fake, retry_interval=60)):
+    clock = FakeClock()
+    started = clock.now()
+    async with running(manager_with(kclient, namespace, fake, retry_interval=60, clock=clock)):
         await kclient.create(NODECLAIM, nodeclaim(name, namespace=namespace))
         throttled = await until(lambda: read_claim(kclient, name), has("Launched", "False", "Throttled"))
         assert condition(throttled, "Launched")["message"] == "too many requests"
-        await asyncio.sleep(0.4)
+        await clock.step(0.4)
         assert fake.count("create") == 1
         # Well before the 60 s retry interval: the cloud's retry_after wins.
-        await until(lambda: read_claim(kclient, name), has("Launched", "True"), within=5)
-        assert fake.count("create") == 2
+        await until(lambda: read_claim(kclient, name), has("Launched", "True"), within=5, clock=clock)
+        assert fake.count("create") == 2 and clock.now() - started < 60
 
 
 async def test_failed_instance_is_deleted_and_launched_again(

@@ -205,12 +205,12 @@ def test_metadata_is_left_to_the_core() -> None:
     assert validate_builtin(_with(DEPLOYMENT, "metadata.labels", "not-a-map")) == []
 
 
-def test_cached_validation_is_fast() -> None:
+def test_cached_validation_is_fast() -> None:  # CPU time, which a busy machine does not stretch
     validate_builtin(DEPLOYMENT)
-    started = time.perf_counter()
+    started = time.process_time()
     for _ in range(20):
         validate_builtin(DEPLOYMENT)
-    assert (time.perf_counter() - started) / 20 < 0.002
+    assert (time.process_time() - started) / 20 < 0.002
 
 
 # ----------------------------------------------------------------------------------------------- pruning
@@ -284,7 +284,7 @@ def test_prune_for_an_unknown_kubernetes_version_removes_nothing() -> None:
 def test_cached_pruning_is_fast() -> None:
     prune_builtin(copy.deepcopy(DEPLOYMENT))
     objects = [copy.deepcopy(DEPLOYMENT) for _ in range(50)]
-    started = time.perf_counter()
+    started = time.process_time()
     for obj in objects:
         prune_builtin(obj)
-    assert (time.perf_counter() - started) / len(objects) < 0.001
+    assert (time.process_time() - started) / len(objects) < 0.001
