@@ -16,6 +16,7 @@ from kaito.provisioner.cloud import Instance
 from kaito.provisioner.fake import FakeCloudProvider
 from kaito.runtime import errors
 from kaito.runtime.client import Client
+from kaito.runtime.clock import FakeClock
 from kaito.runtime.kinds import NODE
 from kaito.runtime.manager import Manager, ManagerOptions
 from kaito.runtime.objects import Obj
@@ -23,6 +24,7 @@ from tests.api.test_crds import install_crds
 from tests.conftest import Kubectl
 
 SKU = "Standard_NC6s_v3"
+TICK = 0.05  # virtual seconds per poll of `until` with a FakeClock
 
 
 @pytest.fixture
@@ -127,11 +129,27 @@ def condition(claim: Obj | None, type_: str) -> dict[str, Any]:
     return {}
 
 
-async def until(read: Callable[[], Awaitable[Any]], check: Callable[[Any], bool], within: float = 10.0) -> Any:
-    """Poll `read` until `check` holds on its value; returns the value, or fails with the last one seen."""
+async def until(
+    read: Callable[[], Awaitable[Any]],
+    check: Callable[[Any], bool],
+    within: float = 10.0,
+    *,
+    clock: FakeClock | None = None,
+) -> Any:
+    """Poll `read` until `check` holds on its value; returns the value, or fails with the last one seen.
+
+    With a `clock`, virtual time moves on by `TICK` between polls, so what the manager schedules on it comes due.
+    """
     deadline = asyncio.get_running_loop().time() + within
     while not check(value := await read()):
         if asyncio.get_running_loop().time() > deadline:
             raise AssertionError(f"condition not met in {within}s; last value: {value!r}")
+        if clock is not None:
+            await clock.step(TICK)
         await asyncio.sleep(0.02)
+    return value
+
+
+async def counted(value: int) -> int:
+    """A count as an awaitable, for `until`."""
     return value

@@ -12,9 +12,10 @@ from kaito.provisioner import cloud
 from kaito.provisioner.cloud import InstanceRequest, InstanceState
 from kaito.provisioner.controller import NodeClaimReconciler, setup
 from kaito.provisioner.fake import FakeCloudProvider
-from kaito.provisioner.metrics import MeteredCloudProvider
-from kaito.runtime import errors, metrics
+from kaito.provisioner.metrics import CloudProviderMetrics, MeteredCloudProvider
+from kaito.runtime import errors
 from kaito.runtime.client import Client
+from kaito.runtime.clock import REAL_CLOCK, Clock, FakeClock
 from kaito.runtime.events import EventRecorder
 from kaito.runtime.kinds import NODE
 from kaito.runtime.manager import Manager
@@ -25,6 +26,7 @@ from tests.provisioner.conftest import (
     SKU,
     claim_name,
     condition,
+    counted,
     joiner,
     nodeclaim,
     options,
@@ -49,8 +51,9 @@ def manager_with(
     *,
     retry_interval: float = 0.3,
     orphan_interval: float = 300.0,
+    clock: Clock = REAL_CLOCK,
 ) -> Manager:
-    manager = Manager(kclient, options=options(namespace))
+    manager = Manager(kclient, options=options(namespace), clock=clock)
     setup(manager, provider, poll_interval=0.05, retry_interval=retry_interval, orphan_interval=orphan_interval)
     return manager
 
@@ -161,42 +164,45 @@ async def test_node_without_gpus_yet_is_not_initialized(kclient: Client, namespa
 async def test_quota_exceeded_is_reported_then_recovers_by_itself(
     kclient: Client, namespace: str, kubectl: Kubectl, fake: FakeCloudProvider
 ) -> None:
-    errors_before = errors_total("create", "QuotaExceeded")
+    metered = MeteredCloudProvider(fake, metrics=CloudProviderMetrics())
     fake.fail_next("create", cloud.QuotaExceeded(QUOTA_MESSAGE), times=1000)
     name = claim_name("quota", namespace)
-    async with running(manager_with(kclient, namespace, MeteredCloudProvider(fake), retry_interval=0.5)):
+    clock = FakeClock()
+    async with running(manager_with(kclient, namespace, metered, retry_interval=0.5, clock=clock)):
         await kclient.create(NODECLAIM, nodeclaim(name, namespace=namespace))
         failed = await until(lambda: read_claim(kclient, name), has("Launched", "False"))
         for type_ in ("Launched", "Ready"):
             cond = condition(failed, type_)
             assert (cond["status"], cond["reason"], cond["message"]) == ("False", "QuotaExceeded", QUOTA_MESSAGE)
         assert (await claim_table(kubectl))[name]["READY"] == "False"
-        await asyncio.sleep(0.2)
+        await clock.step(0.45)
         assert fake.count("create") == 1, "retried before the retry interval"
-        await eventually(lambda: fake.count("create") >= 3)
+        await until(lambda: counted(fake.count("create")), lambda creates: creates >= 3, clock=clock)
 
         fake.clear_failures()  # the quota was raised
-        await until(lambda: read_claim(kclient, name), has("Launched", "True"))
+        await until(lambda: read_claim(kclient, name), has("Launched", "True"), clock=clock)
         await fake.finish(name)
-        await until(lambda: read_claim(kclient, name), has("Ready", "True"))
+        await until(lambda: read_claim(kclient, name), has("Ready", "True"), clock=clock)
         events = await claim_events(kubectl, name)
     assert events.count(("Warning", "LaunchFailed")) == 1  # one per transition, not one per retry
     assert events[-1] == ("Normal", "Ready")
-    assert errors_total("create", "QuotaExceeded") - errors_before == fake.count("create") - 1
+    assert errors_total(metered, "create", "QuotaExceeded") == fake.count("create") - 1
 
 
 async def test_throttled_launch_waits_for_retry_after(kclient: Client, namespace: str, fake: FakeCloudProvider) -> None:
     fake.fail_next("create", cloud.Throttled("too many requests", retry_after=0.8))
     name = claim_name("throttled", namespace)
-    async with running(manager_with(kclient, namespace, fake, retry_interval=60)):
+    clock = FakeClock()
+    started = clock.now()
+    async with running(manager_with(kclient, namespace, fake, retry_interval=60, clock=clock)):
         await kclient.create(NODECLAIM, nodeclaim(name, namespace=namespace))
         throttled = await until(lambda: read_claim(kclient, name), has("Launched", "False", "Throttled"))
         assert condition(throttled, "Launched")["message"] == "too many requests"
-        await asyncio.sleep(0.4)
+        await clock.step(0.4)
         assert fake.count("create") == 1
         # Well before the 60 s retry interval: the cloud's retry_after wins.
-        await until(lambda: read_claim(kclient, name), has("Launched", "True"), within=5)
-        assert fake.count("create") == 2
+        await until(lambda: read_claim(kclient, name), has("Launched", "True"), within=5, clock=clock)
+        assert fake.count("create") == 2 and clock.now() - started < 60
 
 
 async def test_failed_instance_is_deleted_and_launched_again(
@@ -321,24 +327,24 @@ async def test_orphaned_instances_are_deleted_after_an_interval(
 
 async def test_metered_provider_times_calls_and_counts_typed_errors() -> None:
     fake = FakeCloudProvider(name="metered-unit")
-    metered = MeteredCloudProvider(fake)
+    metered = MeteredCloudProvider(fake, metrics=CloudProviderMetrics())
     fake.fail_next("get", cloud.NotFound("no such instance"))
     await metered.create(InstanceRequest(nodeclaim="a", instance_type=SKU))
     with pytest.raises(cloud.NotFound):
         await metered.get("a")
     assert (await metered.get("a")).nodeclaim == "a"
     assert metered.name == "metered-unit"
-    assert errors_total("get", "NotFound", provider="metered-unit") == 1
-    assert errors_total("create", "NotFound", provider="metered-unit") == 0
-    assert duration_count("get", provider="metered-unit") == 2
-    assert duration_count("create", provider="metered-unit") == 1
+    assert errors_total(metered, "get", "NotFound", provider="metered-unit") == 1
+    assert errors_total(metered, "create", "NotFound", provider="metered-unit") == 0
+    assert duration_count(metered, "get", provider="metered-unit") == 2
+    assert duration_count(metered, "create", provider="metered-unit") == 1
 
 
-def errors_total(method: str, error: str, *, provider: str = "fake") -> float:
+def errors_total(metered: MeteredCloudProvider, method: str, error: str, *, provider: str = "fake") -> float:
     labels = {"method": method, "provider": provider, "error": error}
-    return metrics.REGISTRY.get_sample_value("kaito_cloudprovider_errors_total", labels) or 0.0
+    return metered.metrics.registry.get_sample_value("kaito_cloudprovider_errors_total", labels) or 0.0
 
 
-def duration_count(method: str, *, provider: str) -> float:
+def duration_count(metered: MeteredCloudProvider, method: str, *, provider: str) -> float:
     labels = {"method": method, "provider": provider}
-    return metrics.REGISTRY.get_sample_value("kaito_cloudprovider_duration_seconds_count", labels) or 0.0
+    return metered.metrics.registry.get_sample_value("kaito_cloudprovider_duration_seconds_count", labels) or 0.0

@@ -26,7 +26,7 @@ from kaito.runtime import errors
 from kaito.runtime.client import Client, PatchType, WatchEvent
 from kaito.runtime.clock import FakeClock
 from kaito.runtime.kinds import CONFIG_MAP, DEPLOYMENT, NAMESPACE
-from kaito.runtime.metrics import REGISTRY
+from kaito.runtime.metrics import RuntimeMetrics
 from kaito.runtime.objects import Obj
 from kaito.runtime.transport import parse_retry_after
 from kaito_sim.server import SimServer
@@ -449,8 +449,9 @@ async def drive(clock: FakeClock, call: Awaitable[T]) -> T:
         task.cancel()
 
 
-def sample(name: str, **labels: str) -> float:
-    return REGISTRY.get_sample_value(name, labels) or 0.0
+def sample(kc: Client, name: str, **labels: str) -> float:
+    """A sample from `kc`'s own metrics, which no other test records into."""
+    return kc.metrics.registry.get_sample_value(name, labels) or 0.0
 
 
 GetOrCreate = Callable[[Client], Awaitable[Obj]]
@@ -465,14 +466,14 @@ async def test_retry_after_is_honoured_for_every_verb(
 ) -> None:
     scripted.replies = [Reply(429, status_body(429, "TooManyRequests"), "1")] * 2 + [OK]
     clock = FakeClock()
-    kc = Client(scripted_api, clock=clock)
+    kc = Client(scripted_api, clock=clock, metrics=RuntimeMetrics())
     result = await drive(clock, call(kc))
     assert result["metadata"]["name"] == "x"
     assert clock.now() - 1000.0 == pytest.approx(2.0)
     assert [s.method for s in scripted.seen] == [method] * 3
-    assert sample("rest_client_requests_total", code="429", method=method, host=kc.host) == 2
-    assert sample("rest_client_requests_total", code="200", method=method, host=kc.host) == 1
-    assert sample("rest_client_request_duration_seconds_count", verb=method, host=kc.host) == 3
+    assert sample(kc, "rest_client_requests_total", code="429", method=method, host=kc.host) == 2
+    assert sample(kc, "rest_client_requests_total", code="200", method=method, host=kc.host) == 1
+    assert sample(kc, "rest_client_request_duration_seconds_count", verb=method, host=kc.host) == 3
 
 
 async def test_retry_after_wait_is_capped(scripted: ScriptedServer, scripted_api: k8s.ApiClient) -> None:
@@ -521,15 +522,15 @@ async def test_connection_errors_are_retried_only_for_reads(call: GetOrCreate, m
         port = sock.getsockname()[1]
     clock = FakeClock()
     async with api_client_for(f"http://127.0.0.1:{port}") as api_client:
-        kc = Client(api_client, clock=clock, max_retries=3)
+        kc = Client(api_client, clock=clock, max_retries=3, metrics=RuntimeMetrics())
         with pytest.raises(aiohttp.ClientConnectionError):
             await drive(clock, call(kc))
-    assert sample("rest_client_requests_total", code="<error>", method=method, host=kc.host) == attempts
+    assert sample(kc, "rest_client_requests_total", code="<error>", method=method, host=kc.host) == attempts
 
 
 async def test_rate_limit_spaces_requests(scripted: ScriptedServer, scripted_api: k8s.ApiClient) -> None:
     clock = FakeClock()
-    kc = Client(scripted_api, qps=5, burst=1, clock=clock)
+    kc = Client(scripted_api, qps=5, burst=1, clock=clock, metrics=RuntimeMetrics())
 
     async def three() -> None:
         for _ in range(3):
@@ -537,8 +538,8 @@ async def test_rate_limit_spaces_requests(scripted: ScriptedServer, scripted_api
 
     await drive(clock, three())
     assert clock.now() - 1000.0 == pytest.approx(0.4) and len(scripted.seen) == 3
-    assert sample("rest_client_rate_limiter_duration_seconds_sum", verb="GET", host=kc.host) == pytest.approx(0.4)
-    assert sample("rest_client_rate_limiter_duration_seconds_count", verb="GET", host=kc.host) == 3
+    assert sample(kc, "rest_client_rate_limiter_duration_seconds_sum", verb="GET", host=kc.host) == pytest.approx(0.4)
+    assert sample(kc, "rest_client_rate_limiter_duration_seconds_count", verb="GET", host=kc.host) == 3
 
 
 WireCall = Callable[[Client], Awaitable[Any]]

@@ -9,13 +9,14 @@ from contextlib import asynccontextmanager
 
 import pytest
 
-from kaito.runtime import errors, metrics
+from kaito.runtime import errors
 from kaito.runtime.builder import Builder
 from kaito.runtime.client import Client
 from kaito.runtime.clock import FakeClock
 from kaito.runtime.handler import generation_changed
 from kaito.runtime.kinds import CONFIG_MAP, DEPLOYMENT
 from kaito.runtime.manager import Manager, ManagerOptions
+from kaito.runtime.metrics import RuntimeMetrics
 from kaito.runtime.objects import Obj, ObjectKey
 from kaito.runtime.ratelimit import ItemExponentialFailureRateLimiter
 from kaito.runtime.reconcile import Result, TerminalError
@@ -45,12 +46,13 @@ async def running(manager: Manager) -> AsyncIterator[asyncio.Task[None]]:
         await asyncio.wait_for(task, 15)
 
 
-def sample(metric: str, **labels: str) -> float:
-    return metrics.REGISTRY.get_sample_value(metric, labels) or 0.0
+def sample(manager: Manager, metric: str, **labels: str) -> float:
+    """A sample from the manager's own metrics, which no other test records into."""
+    return manager.metrics.registry.get_sample_value(metric, labels) or 0.0
 
 
 async def test_example_controller_copies_and_repairs(kclient: Client, namespace: str) -> None:
-    manager = Manager(kclient, options=options(namespace))
+    manager = Manager(kclient, options=options(namespace), metrics=RuntimeMetrics())
     copier, _ = setup(manager)
     async with running(manager):
         await kclient.create(CONFIG_MAP, configmap(namespace, "app", labels={COPY_LABEL: "yes"}, greeting="hi"))
@@ -70,7 +72,7 @@ async def test_example_controller_copies_and_repairs(kclient: Client, namespace:
         await kclient.create(CONFIG_MAP, configmap(namespace, "unlabelled", x="1"))
         await asyncio.sleep(0.3)
     assert ObjectKey(namespace, "unlabelled") not in copier.reconciled
-    assert sample("controller_runtime_reconcile_total", controller="configmap-copier", result="success") >= 4
+    assert sample(manager, "controller_runtime_reconcile_total", controller="configmap-copier", result="success") >= 4
 
 
 async def until(read: Callable[[], Awaitable[object]], expected: object, within: float = 10.0) -> None:
@@ -83,7 +85,7 @@ async def until(read: Callable[[], Awaitable[object]], expected: object, within:
 
 async def test_failing_reconcile_retries_with_growing_delays(kclient: Client, namespace: str) -> None:
     clock = FakeClock()
-    manager = Manager(kclient, options=options(namespace), clock=clock)
+    manager = Manager(kclient, options=options(namespace), clock=clock, metrics=RuntimeMetrics())
     attempts: list[float] = []
 
     async def reconcile(key: ObjectKey) -> Result:
@@ -100,14 +102,14 @@ async def test_failing_reconcile_retries_with_growing_delays(kclient: Client, na
             await clock.step(0.1)
     gaps = [round(b - a, 4) for a, b in itertools.pairwise(attempts)]
     assert gaps == [0.005, 0.01, 0.02, 0.04]
-    assert sample("controller_runtime_reconcile_errors_total", controller="retry-growing") == 4
-    assert sample("controller_runtime_reconcile_total", controller="retry-growing", result="success") == 1
-    assert sample("workqueue_retries_total", name="retry-growing") == 4
+    assert sample(manager, "controller_runtime_reconcile_errors_total", controller="retry-growing") == 4
+    assert sample(manager, "controller_runtime_reconcile_total", controller="retry-growing", result="success") == 1
+    assert sample(manager, "workqueue_retries_total", name="retry-growing") == 4
 
 
 async def test_requeue_after_fires_after_the_delay(kclient: Client, namespace: str) -> None:
     clock = FakeClock()
-    manager = Manager(kclient, options=options(namespace), clock=clock)
+    manager = Manager(kclient, options=options(namespace), clock=clock, metrics=RuntimeMetrics())
     attempts: list[float] = []
 
     async def reconcile(key: ObjectKey) -> Result:
@@ -123,12 +125,14 @@ async def test_requeue_after_fires_after_the_delay(kclient: Client, namespace: s
         await clock.step(0.2)
         await eventually(lambda: len(attempts) == 2)
     assert attempts[1] - attempts[0] == pytest.approx(30.0)
-    assert sample("controller_runtime_reconcile_total", controller="requeue-after", result="requeue_after") >= 2
+    assert (
+        sample(manager, "controller_runtime_reconcile_total", controller="requeue-after", result="requeue_after") >= 2
+    )
 
 
 async def test_terminal_error_is_counted_not_retried(kclient: Client, namespace: str) -> None:
     clock = FakeClock()
-    manager = Manager(kclient, options=options(namespace), clock=clock)
+    manager = Manager(kclient, options=options(namespace), clock=clock, metrics=RuntimeMetrics())
     attempts: list[ObjectKey] = []
 
     async def reconcile(key: ObjectKey) -> Result:
@@ -142,11 +146,11 @@ async def test_terminal_error_is_counted_not_retried(kclient: Client, namespace:
         await clock.step(2000)
         await asyncio.sleep(0.1)
     assert len(attempts) == 1
-    assert sample("controller_runtime_terminal_reconcile_errors_total", controller="terminal") == 1
+    assert sample(manager, "controller_runtime_terminal_reconcile_errors_total", controller="terminal") == 1
 
 
 async def test_conflict_is_a_quiet_requeue_and_a_panic_keeps_the_worker(kclient: Client, namespace: str) -> None:
-    manager = Manager(kclient, options=options(namespace))
+    manager = Manager(kclient, options=options(namespace), metrics=RuntimeMetrics())
     seen: list[str] = []
 
     async def reconcile(key: ObjectKey) -> Result:
@@ -162,13 +166,13 @@ async def test_conflict_is_a_quiet_requeue_and_a_panic_keeps_the_worker(kclient:
         for name in ("conflicted", "buggy", "fine"):
             await kclient.create(CONFIG_MAP, configmap(namespace, name))
         await eventually(lambda: seen.count("conflicted") == 2 and seen.count("buggy") == 2 and "fine" in seen)
-    assert sample("controller_runtime_reconcile_errors_total", controller="conflicts") == 1
-    assert sample("controller_runtime_reconcile_panics_total", controller="conflicts") == 1
-    assert sample("controller_runtime_reconcile_total", controller="conflicts", result="requeue") == 1
+    assert sample(manager, "controller_runtime_reconcile_errors_total", controller="conflicts") == 1
+    assert sample(manager, "controller_runtime_reconcile_panics_total", controller="conflicts") == 1
+    assert sample(manager, "controller_runtime_reconcile_total", controller="conflicts", result="requeue") == 1
 
 
 async def test_workers_run_concurrently_but_never_on_one_key(kclient: Client, namespace: str) -> None:
-    manager = Manager(kclient, options=options(namespace))
+    manager = Manager(kclient, options=options(namespace), metrics=RuntimeMetrics())
     active: set[str] = set()
     peak = 0
     overlaps: list[str] = []
@@ -189,13 +193,13 @@ async def test_workers_run_concurrently_but_never_on_one_key(kclient: Client, na
         for i in range(5):
             await kclient.create(CONFIG_MAP, configmap(namespace, f"c{i}"))
         await eventually(lambda: peak == 3)
-        assert sample("controller_runtime_active_workers", controller="concurrent") == 3
+        assert sample(manager, "controller_runtime_active_workers", controller="concurrent") == 3
         await kclient.patch(CONFIG_MAP, "c0", {"data": {"x": "1"}}, namespace=namespace)
         await asyncio.sleep(0.2)
         release.set()
         await eventually(lambda: not active and manager.controllers[0].queue.processing_count == 0)
     assert overlaps == []
-    assert sample("controller_runtime_max_concurrent_reconciles", controller="concurrent") == 3
+    assert sample(manager, "controller_runtime_max_concurrent_reconciles", controller="concurrent") == 3
 
 
 async def test_two_controllers_share_one_informer(sim: SimServer, kclient: Client, namespace: str) -> None:

@@ -8,11 +8,13 @@ import signal
 
 import aiohttp
 import pytest
+from kubernetes_asyncio import client as k8s
 
 from kaito.runtime.builder import Builder
 from kaito.runtime.client import Client
 from kaito.runtime.kinds import CONFIG_MAP, LEASE
 from kaito.runtime.manager import LeadershipLost, Manager, ManagerOptions
+from kaito.runtime.metrics import RuntimeMetrics
 from kaito.runtime.objects import Obj, ObjectKey
 from kaito.runtime.reconcile import Result
 from kaito_sim.server import SimServer
@@ -63,7 +65,8 @@ def elected_options(namespace: str, identity: str, **overrides: object) -> Manag
     return ManagerOptions(**settings)  # type: ignore[arg-type]
 
 
-async def test_metrics_and_probes_are_served(kclient: Client, namespace: str) -> None:
+async def test_metrics_and_probes_are_served(api: k8s.ApiClient, namespace: str) -> None:
+    kclient = Client(api, qps=0, burst=0, metrics=RuntimeMetrics())  # the manager serves the client's metrics
     options = ManagerOptions(
         metrics_address="127.0.0.1:0",
         health_address="127.0.0.1:0",

@@ -8,7 +8,7 @@ import uuid
 import pytest
 
 from kaito.runtime.clock import FakeClock, settle_loop
-from kaito.runtime.metrics import REGISTRY
+from kaito.runtime.metrics import RuntimeMetrics
 from kaito.runtime.ratelimit import ItemExponentialFailureRateLimiter
 from kaito.runtime.workqueue import DelayingQueue, RateLimitingQueue, ShutDown, WorkQueue
 
@@ -304,50 +304,54 @@ async def test_concurrent_getters_each_item_once() -> None:
     assert queue.processing_count == 0
 
 
-def sample(metric: str, name: str) -> float | None:
-    return REGISTRY.get_sample_value(metric, {"name": name})
+def sample(metrics: RuntimeMetrics, metric: str, name: str) -> float | None:
+    return metrics.registry.get_sample_value(metric, {"name": name})
 
 
 def test_metrics_depth_and_adds() -> None:
     name = f"q-{uuid.uuid4().hex[:8]}"
-    queue = WorkQueue[str](name=name, clock=FakeClock())
-    assert sample("workqueue_depth", name) == 0
+    m = RuntimeMetrics()
+    queue = WorkQueue[str](name=name, clock=FakeClock(), metrics=m)
+    assert sample(m, "workqueue_depth", name) == 0
     queue.add("a")
     queue.add("b")
     queue.add("a")  # dedup'd: neither a new add nor a new depth
-    assert sample("workqueue_depth", name) == 2
-    assert sample("workqueue_adds_total", name) == 2
+    assert sample(m, "workqueue_depth", name) == 2
+    assert sample(m, "workqueue_adds_total", name) == 2
     queue.get_nowait()
-    assert sample("workqueue_depth", name) == 1
+    assert sample(m, "workqueue_depth", name) == 1
 
 
 def test_metrics_durations() -> None:
     name = f"q-{uuid.uuid4().hex[:8]}"
     clock = FakeClock()
-    queue = WorkQueue[str](name=name, clock=clock)
+    m = RuntimeMetrics()
+    queue = WorkQueue[str](name=name, clock=clock, metrics=m)
     queue.add("a")
     clock.advance(3.0)
     queue.get_nowait()
-    assert sample("workqueue_queue_duration_seconds_sum", name) == pytest.approx(3.0)
+    assert sample(m, "workqueue_queue_duration_seconds_sum", name) == pytest.approx(3.0)
     clock.advance(2.0)
     queue.update_unfinished_work()
-    assert sample("workqueue_unfinished_work_seconds", name) == pytest.approx(2.0)
-    assert sample("workqueue_longest_running_processor_seconds", name) == pytest.approx(2.0)
+    assert sample(m, "workqueue_unfinished_work_seconds", name) == pytest.approx(2.0)
+    assert sample(m, "workqueue_longest_running_processor_seconds", name) == pytest.approx(2.0)
     queue.done("a")
-    assert sample("workqueue_work_duration_seconds_sum", name) == pytest.approx(2.0)
-    assert sample("workqueue_work_duration_seconds_count", name) == 1
-    assert sample("workqueue_unfinished_work_seconds", name) == 0
+    assert sample(m, "workqueue_work_duration_seconds_sum", name) == pytest.approx(2.0)
+    assert sample(m, "workqueue_work_duration_seconds_count", name) == 1
+    assert sample(m, "workqueue_unfinished_work_seconds", name) == 0
 
 
 def test_metrics_retries() -> None:
     name = f"q-{uuid.uuid4().hex[:8]}"
-    queue = RateLimitingQueue[str](name=name, clock=FakeClock())
+    m = RuntimeMetrics()
+    queue = RateLimitingQueue[str](name=name, clock=FakeClock(), metrics=m)
     queue.add_rate_limited("a")
     queue.add_rate_limited("a")
-    assert sample("workqueue_retries_total", name) == 2
+    assert sample(m, "workqueue_retries_total", name) == 2
 
 
 def test_unnamed_queue_has_no_metrics() -> None:
-    queue = WorkQueue[str]()
+    m = RuntimeMetrics()
+    queue = WorkQueue[str](metrics=m)
     queue.add("a")
-    assert sample("workqueue_depth", "") is None
+    assert sample(m, "workqueue_depth", "") is None

@@ -66,6 +66,7 @@ class Builder:
             max_concurrent_reconciles=self._max_concurrent,
             rate_limiter=self._rate_limiter,
             clock=self.manager.clock,
+            metrics=self.manager.metrics,
         )
         self.manager.add_controller(controller)
         return controller

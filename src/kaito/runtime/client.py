@@ -20,6 +20,7 @@ from kaito.runtime import errors
 from kaito.runtime.clientconfig import INCLUSTER_CA_PATH, INCLUSTER_TOKEN_PATH, load_configuration
 from kaito.runtime.clock import REAL_CLOCK, Clock
 from kaito.runtime.kinds import Kind
+from kaito.runtime.metrics import METRICS, RuntimeMetrics
 from kaito.runtime.objects import Obj
 from kaito.runtime.transport import JSON, Transport
 
@@ -60,9 +61,11 @@ class Client:
         user_agent: str = "kaito-runtime",
         request_timeout: float | None = 60.0,
         owns_api_client: bool = False,
+        metrics: RuntimeMetrics = METRICS,
     ) -> None:
         self.api_client = api_client
         self.clock = clock
+        self.metrics = metrics
         self.owns_api_client = owns_api_client
         self._transport = Transport(
             api_client,
@@ -72,6 +75,7 @@ class Client:
             clock=clock,
             user_agent=user_agent,
             request_timeout=request_timeout,
+            metrics=metrics,
         )
         self.host = self._transport.host
 

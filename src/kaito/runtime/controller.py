@@ -15,12 +15,13 @@ from dataclasses import dataclass, field
 
 import aiohttp
 
-from kaito.runtime import errors, metrics
+from kaito.runtime import errors
 from kaito.runtime.cache import Cache
 from kaito.runtime.clock import REAL_CLOCK, Clock
 from kaito.runtime.handler import Mapper, Predicate
 from kaito.runtime.informer import Event
 from kaito.runtime.kinds import Kind
+from kaito.runtime.metrics import METRICS, RuntimeMetrics
 from kaito.runtime.objects import ObjectKey
 from kaito.runtime.ratelimit import RateLimiter
 from kaito.runtime.reconcile import Reconciler, Result, TerminalError
@@ -52,6 +53,7 @@ class Controller:
         max_concurrent_reconciles: int = 1,
         rate_limiter: RateLimiter[ObjectKey] | None = None,
         clock: Clock = REAL_CLOCK,
+        metrics: RuntimeMetrics = METRICS,
     ) -> None:
         if max_concurrent_reconciles < 1:
             raise ValueError("max_concurrent_reconciles must be at least 1")
@@ -61,7 +63,10 @@ class Controller:
         self.watches = list(watches)
         self.max_concurrent_reconciles = max_concurrent_reconciles
         self.clock = clock
-        self.queue: RateLimitingQueue[ObjectKey] = RateLimitingQueue(rate_limiter, name=name, clock=clock)
+        self.metrics = metrics
+        self.queue: RateLimitingQueue[ObjectKey] = RateLimitingQueue(
+            rate_limiter, name=name, clock=clock, metrics=metrics
+        )
         self._started = False
         metrics.init_controller_series(name, max_concurrent_reconciles)
 
@@ -107,7 +112,7 @@ class Controller:
 
     async def _reconcile_one(self, key: ObjectKey) -> None:
         started = self.clock.now()
-        active = metrics.ACTIVE_WORKERS.labels(controller=self.name)
+        active = self.metrics.active_workers.labels(controller=self.name)
         active.inc()
         try:
             result = await self.reconcile(key)
@@ -119,7 +124,7 @@ class Controller:
             self._succeeded(key, result or Result())
         finally:
             active.dec()
-            metrics.RECONCILE_TIME.labels(controller=self.name).observe(self.clock.now() - started)
+            self.metrics.reconcile_time.labels(controller=self.name).observe(self.clock.now() - started)
 
     def _succeeded(self, key: ObjectKey, result: Result) -> None:
         if result.requeue_after is not None and result.requeue_after > 0:
@@ -139,19 +144,19 @@ class Controller:
             self.queue.add_rate_limited(key)
             self._count("requeue")
             return
-        metrics.RECONCILE_ERRORS.labels(controller=self.name).inc()
+        self.metrics.reconcile_errors.labels(controller=self.name).inc()
         self._count("error")
         if isinstance(exc, TerminalError):
-            metrics.TERMINAL_RECONCILE_ERRORS.labels(controller=self.name).inc()
+            self.metrics.terminal_reconcile_errors.labels(controller=self.name).inc()
             log.error("controller %s: %s: terminal error, not retrying: %s", self.name, key, exc)
             self.queue.forget(key)
             return
         if isinstance(exc, EXPECTED_FAILURES):
             log.warning("controller %s: %s: %s (retry %d)", self.name, key, exc, self.queue.num_requeues(key) + 1)
         else:
-            metrics.RECONCILE_PANICS.labels(controller=self.name).inc()
+            self.metrics.reconcile_panics.labels(controller=self.name).inc()
             log.error("controller %s: %s: reconcile panicked", self.name, key, exc_info=exc)
         self.queue.add_rate_limited(key)
 
     def _count(self, result: str) -> None:
-        metrics.RECONCILE_TOTAL.labels(controller=self.name, result=result).inc()
+        self.metrics.reconcile_total.labels(controller=self.name, result=result).inc()

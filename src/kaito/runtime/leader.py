@@ -15,9 +15,10 @@ import logging
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from kaito.runtime import errors, metrics
+from kaito.runtime import errors
 from kaito.runtime.clock import REAL_CLOCK, Clock, micro_time, sleep_until_stopped
 from kaito.runtime.kinds import LEASE
+from kaito.runtime.metrics import METRICS, RuntimeMetrics
 from kaito.runtime.objects import Obj
 
 if TYPE_CHECKING:
@@ -40,7 +41,14 @@ class LeaderElectionConfig:
 class LeaderElector:
     """Acquires, renews and releases one Lease; `leading` is set while this replica holds it."""
 
-    def __init__(self, client: Client, config: LeaderElectionConfig, *, clock: Clock = REAL_CLOCK) -> None:
+    def __init__(
+        self,
+        client: Client,
+        config: LeaderElectionConfig,
+        *,
+        clock: Clock = REAL_CLOCK,
+        metrics: RuntimeMetrics = METRICS,
+    ) -> None:
         self.client = client
         self.config = config
         self.clock = clock
@@ -50,7 +58,7 @@ class LeaderElector:
         self._observed_at = 0.0
         self._last_renew = 0.0
         self._lease: Obj | None = None
-        self._status = metrics.LEADER_ELECTION_STATUS.labels(name=config.name)
+        self._status = metrics.leader_election_status.labels(name=config.name)
         self._status.set(0)
 
     async def run(self, stop: asyncio.Event) -> None:

@@ -25,6 +25,7 @@ from kaito.runtime.controller import Controller
 from kaito.runtime.informer import Selectors
 from kaito.runtime.kinds import Kind
 from kaito.runtime.leader import LeaderElectionConfig, LeaderElector
+from kaito.runtime.metrics import RuntimeMetrics
 from kaito.runtime.servers import Check, Probes, Server, health_server, metrics_server
 from kaito.runtime.tasks import CrashRecorder, Runnable, guard
 
@@ -65,12 +66,24 @@ class _Entry:
 
 
 class Manager:
-    """Owns the client, the shared cache and everything that runs on them."""
+    """Owns the client, the shared cache and everything that runs on them.
 
-    def __init__(self, client: Client, *, options: ManagerOptions | None = None, clock: Clock = REAL_CLOCK) -> None:
+    Controllers, leader election and `/metrics` use `metrics`, by default the client's, so one registry
+    holds the client's requests next to the reconciles they served.
+    """
+
+    def __init__(
+        self,
+        client: Client,
+        *,
+        options: ManagerOptions | None = None,
+        clock: Clock = REAL_CLOCK,
+        metrics: RuntimeMetrics | None = None,
+    ) -> None:
         self.client = client
         self.options = options or ManagerOptions()
         self.clock = clock
+        self.metrics = metrics if metrics is not None else client.metrics
         self.crashes = CrashRecorder()
         opts = self.options
         self.cache = Cache(
@@ -94,7 +107,7 @@ class Manager:
                 retry_period=opts.retry_period,
                 release_on_stop=opts.release_lease_on_stop,
             )
-            self.elector = LeaderElector(client, config, clock=clock)
+            self.elector = LeaderElector(client, config, clock=clock, metrics=self.metrics)
         self._entries: list[_Entry] = []
         self.controllers: list[Controller] = []
         self.probes = Probes(
@@ -152,7 +165,7 @@ class Manager:
     async def _start_servers(self) -> None:
         opts = self.options
         if opts.metrics_address is not None:
-            self.servers["metrics"] = metrics_server(opts.metrics_address)
+            self.servers["metrics"] = metrics_server(opts.metrics_address, self.metrics)
         if opts.health_address is not None:
             self.servers["health"] = health_server(opts.health_address, self.probes)
         for server in self.servers.values():

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST
 
-from kaito.runtime import metrics
+from kaito.runtime.metrics import RuntimeMetrics
 
 log = logging.getLogger(__name__)
 
@@ -48,8 +48,11 @@ def _probe(checks: dict[str, Check]) -> Callable[[web.Request], Awaitable[web.Re
     return handle
 
 
-async def _metrics(_: web.Request) -> web.Response:
-    return web.Response(body=metrics.exposition(), headers={"Content-Type": CONTENT_TYPE_LATEST})
+def _metrics(metrics: RuntimeMetrics) -> Callable[[web.Request], Awaitable[web.Response]]:
+    async def handle(_: web.Request) -> web.Response:
+        return web.Response(body=metrics.exposition(), headers={"Content-Type": CONTENT_TYPE_LATEST})
+
+    return handle
 
 
 class Server:
@@ -80,9 +83,9 @@ class Server:
         return f"http://{host}:{self.port}"
 
 
-def metrics_server(address: str) -> Server:
+def metrics_server(address: str, metrics: RuntimeMetrics) -> Server:
     app = web.Application()
-    app.router.add_get("/metrics", _metrics)
+    app.router.add_get("/metrics", _metrics(metrics))
     return Server("metrics", app, address)
 
 

@@ -19,7 +19,7 @@ from kubernetes_asyncio.client import ApiClient
 
 from kaito.runtime import errors
 from kaito.runtime.clock import Clock
-from kaito.runtime.metrics import CLIENT_LATENCY, CLIENT_RATE_LIMITER_LATENCY, CLIENT_REQUESTS
+from kaito.runtime.metrics import RuntimeMetrics
 from kaito.runtime.ratelimit import TokenBucket
 
 log = logging.getLogger(__name__)
@@ -46,8 +46,10 @@ class Transport:
         clock: Clock,
         user_agent: str,
         request_timeout: float | None,
+        metrics: RuntimeMetrics,
     ) -> None:
         self.api_client = api_client
+        self.metrics = metrics
         self.max_retries = max_retries
         self.clock = clock
         self.user_agent = user_agent
@@ -123,7 +125,7 @@ class Transport:
         stream: bool,
     ) -> tuple[aiohttp.ClientResponse, bytes]:
         waited = await self.bucket.acquire()
-        CLIENT_RATE_LIMITER_LATENCY.labels(verb=method, host=self.host).observe(waited)
+        self.metrics.client_rate_limiter_latency.labels(verb=method, host=self.host).observe(waited)
         headers = {**self.api_client.default_headers, "Accept": JSON, "Content-Type": content_type}
         headers["User-Agent"] = self.user_agent
         await self.api_client.update_params_for_auth(headers, [], ["BearerToken"])
@@ -147,8 +149,8 @@ class Transport:
             finally:
                 response.release()
         finally:
-            CLIENT_REQUESTS.labels(code=code, method=method, host=self.host).inc()
-            CLIENT_LATENCY.labels(verb=method, host=self.host).observe(self.clock.now() - start)
+            self.metrics.client_requests.labels(code=code, method=method, host=self.host).inc()
+            self.metrics.client_latency.labels(verb=method, host=self.host).observe(self.clock.now() - start)
 
     def _retry_delay(self, method: str, error: errors.ApiError, attempt: int) -> float | None:
         if attempt >= self.max_retries:

@@ -20,8 +20,8 @@ from typing import Generic, TypeVar
 
 from prometheus_client import Counter, Gauge, Histogram
 
-from kaito.runtime import metrics
 from kaito.runtime.clock import REAL_CLOCK, Clock
+from kaito.runtime.metrics import METRICS, RuntimeMetrics
 from kaito.runtime.ratelimit import RateLimiter, default_controller_rate_limiter
 
 T = TypeVar("T", bound=Hashable)
@@ -42,29 +42,29 @@ class _Metrics:
     longest: Gauge
 
     @classmethod
-    def for_name(cls, name: str) -> _Metrics:
+    def for_name(cls, name: str, metrics: RuntimeMetrics) -> _Metrics:
         return cls(
-            depth=metrics.WORKQUEUE_DEPTH.labels(name=name),
-            adds=metrics.WORKQUEUE_ADDS.labels(name=name),
-            queue_duration=metrics.WORKQUEUE_QUEUE_DURATION.labels(name=name),
-            work_duration=metrics.WORKQUEUE_WORK_DURATION.labels(name=name),
-            retries=metrics.WORKQUEUE_RETRIES.labels(name=name),
-            unfinished=metrics.WORKQUEUE_UNFINISHED_WORK.labels(name=name),
-            longest=metrics.WORKQUEUE_LONGEST_RUNNING.labels(name=name),
+            depth=metrics.workqueue_depth.labels(name=name),
+            adds=metrics.workqueue_adds.labels(name=name),
+            queue_duration=metrics.workqueue_queue_duration.labels(name=name),
+            work_duration=metrics.workqueue_work_duration.labels(name=name),
+            retries=metrics.workqueue_retries.labels(name=name),
+            unfinished=metrics.workqueue_unfinished_work.labels(name=name),
+            longest=metrics.workqueue_longest_running.labels(name=name),
         )
 
 
 class WorkQueue(Generic[T]):
     """A deduplicating FIFO where an item is held by at most one worker at a time."""
 
-    def __init__(self, *, name: str = "", clock: Clock = REAL_CLOCK) -> None:
+    def __init__(self, *, name: str = "", clock: Clock = REAL_CLOCK, metrics: RuntimeMetrics = METRICS) -> None:
         self.name = name
         self._clock = clock
         self._queue: deque[T] = deque()
         self._dirty: set[T] = set()
         self._processing: set[T] = set()
         self._shutting_down = False
-        self._metrics = _Metrics.for_name(name) if name else None
+        self._metrics = _Metrics.for_name(name, metrics) if name else None
         self._added_at: dict[T, float] = {}
         self._started_at: dict[T, float] = {}
         # Events are replaced after each set() so that every waiter sees one wake-up per change;
@@ -222,8 +222,8 @@ class WorkQueue(Generic[T]):
 class DelayingQueue(WorkQueue[T]):
     """A work queue that can also take an item after a delay; re-adding never pushes an item back."""
 
-    def __init__(self, *, name: str = "", clock: Clock = REAL_CLOCK) -> None:
-        super().__init__(name=name, clock=clock)
+    def __init__(self, *, name: str = "", clock: Clock = REAL_CLOCK, metrics: RuntimeMetrics = METRICS) -> None:
+        super().__init__(name=name, clock=clock, metrics=metrics)
         self._waiting: list[tuple[float, int, T]] = []
         # The live entry per item; heap entries whose sequence number differs are stale and skipped.
         self._ready_at: dict[T, tuple[float, int]] = {}
@@ -289,8 +289,9 @@ class RateLimitingQueue(DelayingQueue[T]):
         *,
         name: str = "",
         clock: Clock = REAL_CLOCK,
+        metrics: RuntimeMetrics = METRICS,
     ) -> None:
-        super().__init__(name=name, clock=clock)
+        super().__init__(name=name, clock=clock, metrics=metrics)
         self.rate_limiter: RateLimiter[T] = (
             rate_limiter if rate_limiter is not None else default_controller_rate_limiter(clock=clock)
         )

@@ -9,6 +9,7 @@ import re
 import uuid
 from typing import Any
 
+from kaito_sim.apiserver.builtin_ranges import name_causes
 from kaito_sim.apiserver.errors import JsonObj, cause
 
 # Fields of metadata a client may not set; the server owns them.
@@ -23,12 +24,8 @@ SERVER_OWNED_META = (
 )
 
 _DNS1123_SUBDOMAIN = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
-_DNS1123_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
 _LABEL_VALUE = re.compile(r"^(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])?$")
 _QUALIFIED_NAME = re.compile(r"^([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9]$")
-
-# Kinds whose names must be DNS-1123 labels rather than subdomains.
-_LABEL_NAMED_KINDS = frozenset({"Namespace", "Service"})
 
 
 def now_rfc3339() -> str:
@@ -50,34 +47,6 @@ def generated_name(prefix: str) -> str:
 
 def deep(obj: JsonObj) -> JsonObj:
     return copy.deepcopy(obj)
-
-
-def _name_causes(kind: str, name: str) -> list[JsonObj]:
-    if kind in _LABEL_NAMED_KINDS:
-        if len(name) > 63 or not _DNS1123_LABEL.match(name):
-            return [
-                cause(
-                    "FieldValueInvalid",
-                    f'Invalid value: "{name}": a lowercase RFC 1123 label must consist of lower case '
-                    "alphanumeric characters or '-', and must start and end with an alphanumeric "
-                    "character (e.g. 'my-name',  or '123-abc', regex used for validation is "
-                    "'[a-z0-9]([-a-z0-9]*[a-z0-9])?')",
-                    "metadata.name",
-                )
-            ]
-        return []
-    if len(name) > 253 or not _DNS1123_SUBDOMAIN.match(name):
-        return [
-            cause(
-                "FieldValueInvalid",
-                f'Invalid value: "{name}": a lowercase RFC 1123 subdomain must consist of lower case '
-                "alphanumeric characters, '-' or '.', and must start and end with an alphanumeric "
-                "character (e.g. 'example.com', regex used for validation is "
-                "'[a-z0-9]([-a-z0-9]*[a-z0-9])?(\\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*')",
-                "metadata.name",
-            )
-        ]
-    return []
 
 
 def _label_causes(labels: Any) -> list[JsonObj]:
@@ -124,7 +93,7 @@ def metadata_causes(kind: str, meta: JsonObj) -> list[JsonObj]:
         return [cause("FieldValueRequired", "Required value: name or generateName is required", "metadata.name")]
     if not isinstance(name, str):
         return [cause("FieldValueTypeInvalid", "Invalid value: name must be a string", "metadata.name")]
-    out = _name_causes(kind, name) + _label_causes(meta.get("labels"))
+    out = name_causes(kind, name) + _label_causes(meta.get("labels"))
     annotations = meta.get("annotations")
     if annotations is not None and (
         not isinstance(annotations, dict) or not all(isinstance(v, str) for v in annotations.values())

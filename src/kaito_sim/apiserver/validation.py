@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from kaito_sim.apiserver import errors, schema
 from kaito_sim.apiserver.builtin_defaults import apply_builtin_defaults
+from kaito_sim.apiserver.builtin_ranges import range_causes
 from kaito_sim.apiserver.builtin_schemas import prune_builtin, validate_builtin
 from kaito_sim.apiserver.cluster import WriteOptions
 from kaito_sim.apiserver.crds import crd_causes
@@ -89,7 +90,7 @@ def validate_object(rt: ResourceType, obj: JsonObj, opts: WriteOptions, *, patch
     else:
         _unknown_fields(rt, prune_builtin(obj), opts, patching=patching)
         apply_builtin_defaults(rt.group, obj)
-        causes += validate_builtin(obj)
+        causes += validate_builtin(obj) + range_causes(obj)
     if rt.storage_key == ("apiextensions.k8s.io", "customresourcedefinitions"):
         causes += crd_causes(obj)
         causes += _crd_schema_causes(obj)

@@ -78,7 +78,7 @@ class Demo:
             if shown != last:
                 print(row, flush=True)
                 last = shown
-            if row.split()[4] == "True":
+            if table_cell(header, row, "WORKSPACEREADY") == "True":
                 return
             await asyncio.sleep(1.0)
         raise DemoFailed(f"workspace {NAME} was not ready within {READY_WITHIN_S} s; see `kaito status {NAME}`")
@@ -94,6 +94,14 @@ class Demo:
             await self.kubectl("create", "--raw", f"{PROXY}/v1/chat/completions", "-f", "-", stdin=json.dumps(chat))
         )
         print(f"-> {model} answered: {reply['choices'][0]['message']['content']!r}", flush=True)
+
+
+def table_cell(header: str, row: str, column: str) -> str:
+    """A cell of a `kubectl get` table, found by its header's offsets: a blank cell is "", not the next cell."""
+    start = header.index(column)
+    rest = header[start + len(column) :]
+    stop = len(header) - len(rest.lstrip(" ")) if rest.strip() else len(row)
+    return row[start:stop].strip()
 
 
 async def run_demo() -> int:
