@@ -44,6 +44,7 @@ bench: install
 	$(BIN)/python benchmarks/sizing_grid.py --quiet
 	$(BIN)/python benchmarks/operator_bench.py
 	$(BIN)/python benchmarks/tuning_bench.py
+	$(BIN)/python benchmarks/relay_bench.py
 
 clean:
 	rm -rf $(VENV) .mypy_cache .pytest_cache .ruff_cache

@@ -1,13 +1,94 @@
-"""A stand-in for vLLM's OpenAI server process: same CLI flags and endpoints, echoing text, for engine tests."""
+"""A stand-in for vLLM's OpenAI server process: same CLI flags and endpoints, echoing text, for engine tests.
+
+Run as a script it is the child `VllmEngine` starts; `fake_app` is the same server for tests that run it in their
+own event loop. Prompts (or last messages) steer it: "many N" answers N words, "overload" is refused with 429,
+"bad" with 400, "break" cuts the stream off mid-answer, "slow" answers 100 words 20 ms apart.
+"""
 
 from __future__ import annotations
 
 import argparse
+import asyncio
 import json
 import sys
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from aiohttp import web
+
+
+@dataclass
+class Traffic:
+    """What the fake saw: streams started, and streams whose client went away before the end."""
+
+    started: int = 0
+    aborted: int = 0
+
+
+TRAFFIC = web.AppKey("traffic", Traffic)
+
+
+def _frame(event: dict[str, Any]) -> bytes:
+    return f"data: {json.dumps(event)}\n\n".encode()
+
+
+def fake_app(names: list[str], *, max_model_len: int = 2048) -> web.Application:
+    async def health(_: web.Request) -> web.Response:
+        return web.Response(text="")
+
+    async def models(_: web.Request) -> web.Response:
+        data = [{"id": n, "object": "model", "max_model_len": max_model_len} for n in names]
+        return web.json_response({"object": "list", "data": data})
+
+    async def complete(request: web.Request) -> web.StreamResponse:
+        body = await request.json()
+        if body["model"] not in names:
+            return web.json_response({"error": {"message": "no such model", "param": "model"}}, status=404)
+        chat = "messages" in body
+        said = str(body["messages"][-1]["content"] if chat else body["prompt"])
+        if said == "overload":
+            return web.json_response({"error": {"message": "queue full"}}, status=429)
+        if said == "bad":
+            return web.json_response({"error": {"message": "bad top_k", "param": "top_k"}}, status=400)
+        words = ["echo", body["model"], str(body.get("max_tokens"))]
+        if said.startswith("many "):
+            words = [f"w{i}" for i in range(int(said.split()[1]))]
+        if said == "slow":
+            words = [f"w{i}" for i in range(100)]
+        traffic = request.app[TRAFFIC]
+        traffic.started += 1
+        resp = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
+        await resp.prepare(request)
+        try:
+            for i, word in enumerate(words):
+                choice = {"index": 0, "delta": {"content": word + " "}} if chat else {"index": 0, "text": word + " "}
+                await resp.write(_frame({"id": "cmpl-1", "choices": [choice]}))
+                if said == "break" and i == 1:
+                    assert request.transport is not None
+                    request.transport.close()
+                    return resp
+                if said == "slow":
+                    await asyncio.sleep(0.02)
+        except (asyncio.CancelledError, ConnectionResetError):
+            traffic.aborted += 1
+            raise
+        last: dict[str, object] = {"index": 0, "finish_reason": "length"}
+        if chat:
+            last["delta"] = {}
+        else:
+            last["text"] = ""
+        await resp.write(_frame({"id": "cmpl-1", "choices": [last]}))
+        usage = {"prompt_tokens": 5, "completion_tokens": len(words), "total_tokens": 5 + len(words)}
+        await resp.write(_frame({"id": "cmpl-1", "choices": [], "usage": usage}))
+        await resp.write(b"data: [DONE]\n\n")
+        return resp
+
+    app = web.Application()
+    app[TRAFFIC] = Traffic()
+    app.add_routes([web.get("/health", health), web.get("/v1/models", models)])
+    app.add_routes([web.post("/v1/completions", complete), web.post("/v1/chat/completions", complete)])
+    return app
 
 
 def main() -> None:
@@ -25,39 +106,7 @@ def main() -> None:
         print("fake vllm: CUDA out of memory while loading", flush=True)
         raise SystemExit(3)
     names = [known.served_model_name, *(m.split("=", 1)[0] for m in known.lora_modules)]
-
-    async def health(_: web.Request) -> web.Response:
-        return web.Response(text="")
-
-    async def models(_: web.Request) -> web.Response:
-        data = [{"id": n, "object": "model", "max_model_len": known.max_model_len} for n in names]
-        return web.json_response({"object": "list", "data": data})
-
-    async def complete(request: web.Request) -> web.StreamResponse:
-        body = await request.json()
-        if body["model"] not in names:
-            return web.json_response({"error": {"message": "no such model", "param": "model"}}, status=404)
-        chat = "messages" in body
-        words = ["echo", body["model"], str(body.get("max_tokens"))]
-        resp = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
-        await resp.prepare(request)
-        for word in words:
-            choice = {"index": 0, "delta": {"content": word + " "}} if chat else {"index": 0, "text": word + " "}
-            await resp.write(f"data: {json.dumps({'choices': [choice]})}\n\n".encode())
-        last: dict[str, object] = {"index": 0, "finish_reason": "length"}
-        if chat:
-            last["delta"] = {}
-        else:
-            last["text"] = ""
-        await resp.write(f"data: {json.dumps({'choices': [last]})}\n\n".encode())
-        usage = {"prompt_tokens": 5, "completion_tokens": len(words), "total_tokens": 5 + len(words)}
-        await resp.write(f"data: {json.dumps({'choices': [], 'usage': usage})}\n\n".encode())
-        await resp.write(b"data: [DONE]\n\n")
-        return resp
-
-    app = web.Application()
-    app.add_routes([web.get("/health", health), web.get("/v1/models", models)])
-    app.add_routes([web.post("/v1/completions", complete), web.post("/v1/chat/completions", complete)])
+    app = fake_app(names, max_model_len=known.max_model_len)
     web.run_app(app, host=known.host, port=known.port, print=None)
 
 

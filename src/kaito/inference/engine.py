@@ -11,8 +11,9 @@ EngineError(status, message, type, param, code)   what the app turns into {"erro
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
+from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass, field
-from typing import Any, Literal, Protocol
+from typing import Any, Literal, Protocol, runtime_checkable
 
 
 class EngineError(Exception):
@@ -105,3 +106,13 @@ class Engine(Protocol):
         ...
 
     async def close(self) -> None: ...
+
+
+@runtime_checkable
+class EventSource(Protocol):
+    """An engine that runs an OpenAI server of its own: its SSE stream can reach the client as it comes."""
+
+    def open_events(self, request: Request) -> AbstractAsyncContextManager[AsyncIterator[bytes]]:
+        """The upstream's raw SSE bytes for a streamed `request`: OpenAI chunk events, then one usage-only event,
+        then `data: [DONE]`. Entering raises EngineError subclasses for refused requests, before any byte."""
+        ...

@@ -1,4 +1,8 @@
-"""The routes that generate: OpenAI chat and text completions (whole or streamed) and the legacy `/chat`."""
+"""The routes that generate: OpenAI chat and text completions (whole or streamed) and the legacy `/chat`.
+
+An engine with an OpenAI server of its own (an EventSource) streams its events to the client as they come
+(`relay.py`); every other answer is built here from the engine's Chunks.
+"""
 
 from __future__ import annotations
 
@@ -8,10 +12,11 @@ from collections.abc import AsyncGenerator
 
 from aiohttp import web
 
-from kaito.inference.engine import Chunk, EngineError, Request, UnknownModel
+from kaito.inference.engine import Chunk, EngineError, EventSource, Request, UnknownModel
 from kaito.inference.legacy import parse_legacy
 from kaito.inference.openai_api import ApiCall, parse_body, parse_chat, parse_completion
 from kaito.inference.openai_shapes import Reply
+from kaito.inference.relay import relay_events
 from kaito.inference.sse import EventStream
 from kaito.inference.state import STATE, ServerState
 
@@ -47,6 +52,8 @@ async def legacy_chat(request: web.Request) -> web.StreamResponse:
 
 async def _answer(request: web.Request, state: ServerState, call: ApiCall, *, chat: bool) -> web.StreamResponse:
     _check_model(state, call.request.model)
+    if call.stream and isinstance(state.engine, EventSource):
+        return await relay_events(request, state, state.engine, call)
     reply = Reply.new(chat=chat, model=call.request.model)
     if call.stream:
         return await _stream(request, state, call, reply)
@@ -86,7 +93,7 @@ async def _stream(request: web.Request, state: ServerState, call: ApiCall, reply
         except ConnectionResetError:
             log.info("client went away mid-stream; generation stopped")
         except Exception as exc:
-            await _fail_stream(events, exc)
+            await events.fail(exc)
     return events.response
 
 
@@ -106,15 +113,3 @@ async def _relay(
     if include_usage:
         await events.send(reply.usage_chunk(final))
     await events.done()
-
-
-async def _fail_stream(events: EventStream, exc: Exception) -> None:
-    """The status line is long gone: report the failure as a last event, as OpenAI does, then end the stream."""
-    if isinstance(exc, EngineError):
-        error = exc
-    else:
-        log.exception("generation failed mid-stream")
-        error = EngineError("The server had an error while generating the response")
-    with contextlib.suppress(ConnectionResetError):
-        await events.send(error.body())
-        await events.done()

@@ -58,6 +58,7 @@ class ServeOptions:
     max_num_seqs: int | None
     max_queue: int
     dtype: str | None
+    engine_url: str | None = None
 
 
 def add_serve_arguments(parser: argparse.ArgumentParser) -> None:
@@ -79,6 +80,10 @@ def add_serve_arguments(parser: argparse.ArgumentParser) -> None:
     add("--max-lora-rank", type=int, help="vLLM only")
     add("--adapters-dir", help=f"LoRA adapters, a directory each (default: the config's, else {DEFAULT_ADAPTERS_DIR})")
     add("--leader-address", help="multi-node: the address of pod 0, passed to the vLLM engine")
+    add(
+        "--engine-url",
+        help="vLLM only: relay to the vLLM OpenAI server already running at this URL instead of starting one",
+    )
     add("--max-queue", type=int, default=32, help="requests waiting beyond the running ones before 429")
 
 
@@ -111,6 +116,7 @@ def resolve(args: argparse.Namespace, config: EngineConfig) -> ServeOptions:
         max_num_seqs=args.max_num_seqs,
         max_queue=args.max_queue,
         dtype=args.dtype,
+        engine_url=args.engine_url,
     )
 
 
@@ -138,6 +144,10 @@ def choose_engine(requested: str) -> str:
 
 
 def build_engine(options: ServeOptions, config: EngineConfig, args: argparse.Namespace) -> Engine:
+    if options.engine_url:
+        if options.engine not in ("auto", "vllm"):
+            raise ServeError(f"--engine-url relays to vLLM; it cannot be used with --engine {options.engine}")
+        return _vllm_engine(vllm_config(options, config, args), upstream=options.engine_url)
     kind = choose_engine(options.engine)
     if kind == "vllm":
         return _vllm_engine(vllm_config(options, config, args))
@@ -164,12 +174,12 @@ def _transformers_engine(options: ServeOptions, config: EngineConfig) -> Engine:
     )
 
 
-def _vllm_engine(config: EngineConfig) -> Engine:
+def _vllm_engine(config: EngineConfig, *, upstream: str | None = None) -> Engine:
     try:
         from kaito.inference.engines.vllm_engine import VllmEngine
     except ImportError as exc:
         raise ServeError(f"the vLLM engine is not available in this build: {exc}") from None
-    return VllmEngine(config)
+    return VllmEngine(config, upstream=upstream)
 
 
 @contextlib.asynccontextmanager

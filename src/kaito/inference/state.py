@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import time
-from collections.abc import AsyncGenerator, Callable
+from collections.abc import AsyncGenerator, Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Literal
 
@@ -34,29 +35,52 @@ class ServerState:
         if self.status == "failed":
             raise NotReady(f"The model failed to load: {self.error}")
 
+    @contextlib.contextmanager
+    def metering(self) -> Iterator[Metering]:
+        """One generation's metrics: it counts in the queue depth until the block ends."""
+        self.metrics.queue_depth.inc()
+        try:
+            yield Metering(self.metrics, self.clock, self.clock())
+        finally:
+            self.metrics.queue_depth.dec()
+
     async def generate(self, request: Request) -> AsyncGenerator[Chunk, None]:
         """The engine's stream, measured; closing this closes the engine's stream, which stops generation."""
-        m = self.metrics
-        began = self.clock()
-        first, last = True, None
+        last = None
         inner = self.engine.generate(request)
-        m.queue_depth.inc()
-        try:
-            async for chunk in inner:
-                if first and (chunk.text or chunk.finish_reason):
-                    m.time_to_first_token.observe(self.clock() - began)
-                    first = False
-                last = chunk
-                yield chunk
-        finally:
-            m.queue_depth.dec()
-            # An early exit (client gone, error) must reach the engine now, not when the GC gets to it.
-            aclose = getattr(inner, "aclose", None)
-            if aclose is not None:
-                await aclose()
-            if last is not None:
-                m.prompt_tokens.inc(last.prompt_tokens)
-                m.generation_tokens.inc(last.completion_tokens)
+        with self.metering() as metering:
+            try:
+                async for chunk in inner:
+                    if chunk.text or chunk.finish_reason:
+                        metering.first_output()
+                    last = chunk
+                    yield chunk
+            finally:
+                # An early exit (client gone, error) must reach the engine now, not when the GC gets to it.
+                aclose = getattr(inner, "aclose", None)
+                if aclose is not None:
+                    await aclose()
+                if last is not None:
+                    metering.tokens(last.prompt_tokens, last.completion_tokens)
+
+
+@dataclass
+class Metering:
+    """Time to first output and token counts of one generation, observed once each."""
+
+    metrics: InferenceMetrics
+    clock: Callable[[], float]
+    began: float
+    waiting: bool = True  # for the first output
+
+    def first_output(self) -> None:
+        if self.waiting:
+            self.waiting = False
+            self.metrics.time_to_first_token.observe(self.clock() - self.began)
+
+    def tokens(self, prompt: int, completion: int) -> None:
+        self.metrics.prompt_tokens.inc(prompt)
+        self.metrics.generation_tokens.inc(completion)
 
 
 STATE = web.AppKey("kaito_state", ServerState)

@@ -24,6 +24,7 @@ from kaito.api.engine import EngineConfig
 from kaito.inference.engine import BadParameter, Chunk, EngineError, NotReady, Overloaded, Request, UnknownModel
 from kaito.inference.engines.adapter_files import find_adapters, with_strength
 from kaito.inference.engines.vllm_args import INTERNAL_HOST, INTERNAL_PORT, vllm_args
+from kaito.inference.sse import EventCutter, payloads
 
 log = logging.getLogger(__name__)
 VLLM_MODULE = "vllm.entrypoints.openai.api_server"
@@ -39,8 +40,13 @@ class VllmEngine:
         port: int = INTERNAL_PORT,
         command: Sequence[str] | None = None,
         startup_timeout: float = 3600.0,
+        upstream: str | None = None,
     ) -> None:
-        """`config` is what vLLM runs (model, plan, adapters); vLLM itself listens on 127.0.0.1:`port`."""
+        """`config` is what vLLM runs (model, plan, adapters); vLLM itself listens on 127.0.0.1:`port`.
+
+        With `upstream` (a base URL such as http://127.0.0.1:8000), no child is started: the engine relays to a vLLM
+        OpenAI server that is already running there, and its adapters are the ones that server lists.
+        """
         if not config.model:
             raise ValueError("the vLLM engine needs a model")
         self.config = config
@@ -50,6 +56,7 @@ class VllmEngine:
         self.port = port
         self.command = list(command or [sys.executable, "-m", VLLM_MODULE])
         self.startup_timeout = startup_timeout
+        self.upstream = upstream.rstrip("/") if upstream else None
         self.process: asyncio.subprocess.Process | None = None
         self.log_tail: deque[str] = deque(maxlen=50)
         self._adapter_names: list[str] = []
@@ -59,7 +66,7 @@ class VllmEngine:
 
     @property
     def base_url(self) -> str:
-        return f"http://{INTERNAL_HOST}:{self.port}"
+        return self.upstream or f"http://{INTERNAL_HOST}:{self.port}"
 
     def models(self) -> list[str]:
         return [self.served_model_name, *self._adapter_names]
@@ -72,15 +79,22 @@ class VllmEngine:
         return [*self.command, *vllm_args(self.config, port=self.port, lora_modules=modules)]
 
     async def load(self) -> None:
-        argv = self.launch_args()
-        log.info("starting vLLM: %s", " ".join(argv))
-        self.process = await asyncio.create_subprocess_exec(
-            *argv, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT
+        if self.upstream is None:
+            argv = self.launch_args()
+            log.info("starting vLLM: %s", " ".join(argv))
+            self.process = await asyncio.create_subprocess_exec(
+                *argv, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT
+            )
+            self._log_task = asyncio.create_task(self._pump_logs(), name="vllm-logs")
+        else:
+            log.info("relaying to the vLLM server at %s", self.upstream)
+        # No cap on connections (aiohttp's default is 100): vLLM queues what it cannot run yet, and a cap here
+        # would hold requests back before vLLM ever saw them.
+        self._session = aiohttp.ClientSession(
+            connector=aiohttp.TCPConnector(limit=0), timeout=aiohttp.ClientTimeout(total=None, sock_connect=5)
         )
-        self._log_task = asyncio.create_task(self._pump_logs(), name="vllm-logs")
-        self._session = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=None, sock_connect=5))
         await asyncio.wait_for(self._until_healthy(), self.startup_timeout)
-        await self._discover_max_model_len()
+        await self._discover_models()
         async for _ in self.generate(Request(model=self.served_model_name, prompt="Hello")):
             pass
 
@@ -92,9 +106,9 @@ class VllmEngine:
             log.info("vllm: %s", line)
 
     async def _until_healthy(self) -> None:
-        assert self._session is not None and self.process is not None
+        assert self._session is not None
         while True:
-            if self.process.returncode is not None:
+            if self.process is not None and self.process.returncode is not None:
                 if self._log_task is not None:
                     await asyncio.wait({self._log_task}, timeout=5)  # the last lines say why it died
                 tail = "\n".join(list(self.log_tail)[-15:])
@@ -105,29 +119,49 @@ class VllmEngine:
                         return
             await asyncio.sleep(1.0)
 
-    async def _discover_max_model_len(self) -> None:
+    async def _discover_models(self) -> None:
+        """The context length vLLM settled on; for a server kaito did not start, also the adapters it serves."""
         assert self._session is not None
         async with self._session.get(f"{self.base_url}/v1/models") as resp:
             body = await resp.json()
-        for model in body.get("data") or []:
-            if model.get("id") == self.served_model_name and model.get("max_model_len"):
+        listed = [model for model in body.get("data") or [] if model.get("id")]
+        for model in listed:
+            if model["id"] == self.served_model_name and model.get("max_model_len"):
                 self.max_model_len = int(model["max_model_len"])
+        if self.upstream is not None:
+            self._adapter_names = [str(m["id"]) for m in listed if m["id"] != self.served_model_name]
+
+    @property
+    def running(self) -> bool:
+        if self._session is None:
+            return False
+        return self.upstream is not None or (self.process is not None and self.process.returncode is None)
 
     async def generate(self, request: Request) -> AsyncIterator[Chunk]:
+        chat = request.messages is not None
+        async with self._post(request) as resp:
+            async for chunk in _sse_chunks(_Body(resp), chat=chat):
+                yield chunk
+
+    @contextlib.asynccontextmanager
+    async def open_events(self, request: Request) -> AsyncIterator[AsyncIterator[bytes]]:
+        async with self._post(request) as resp:
+            yield _Body(resp)
+
+    @contextlib.asynccontextmanager
+    async def _post(self, request: Request) -> AsyncIterator[aiohttp.ClientResponse]:
+        """vLLM's streamed answer to `request`, once it has accepted it (its refusals raise as EngineErrors)."""
         if request.model not in self.models():
             raise UnknownModel(
                 f"The model `{request.model}` does not exist; available: {', '.join(self.models())}", param="model"
             )
-        if self._session is None or self.process is None or self.process.returncode is not None:
+        if self._session is None or not self.running:
             raise NotReady("the vLLM engine is not running")
-        chat = request.messages is not None
-        path = "/v1/chat/completions" if chat else "/v1/completions"
-        body = _body(request)
-        async with self._session.post(f"{self.base_url}{path}", json=body) as resp:
+        path = "/v1/chat/completions" if request.messages is not None else "/v1/completions"
+        async with self._session.post(f"{self.base_url}{path}", json=_body(request)) as resp:
             if resp.status != 200:
                 raise _error(resp.status, await resp.text())
-            async for chunk in _sse_chunks(resp, chat=chat):
-                yield chunk
+            yield resp
 
     async def close(self) -> None:
         if self.process is not None and self.process.returncode is None:
@@ -163,26 +197,43 @@ def _body(request: Request) -> dict[str, Any]:
     return body
 
 
-async def _sse_chunks(resp: aiohttp.ClientResponse, *, chat: bool) -> AsyncIterator[Chunk]:
+class _Body:
+    """vLLM's response body as it arrives; a connection that breaks mid-stream is an EngineError."""
+
+    def __init__(self, resp: aiohttp.ClientResponse) -> None:
+        self._content = resp.content
+
+    def __aiter__(self) -> _Body:
+        return self
+
+    async def __anext__(self) -> bytes:
+        try:
+            data = await self._content.readany()
+        except aiohttp.ClientError as exc:
+            raise EngineError(f"vLLM's stream broke off: {exc}") from None
+        if not data:
+            raise StopAsyncIteration
+        return data
+
+
+async def _sse_chunks(body: AsyncIterator[bytes], *, chat: bool) -> AsyncIterator[Chunk]:
     """vLLM's SSE stream as Chunks; the usage-only final event carries the token counts."""
     finish: str | None = None
-    async for raw in resp.content:
-        line = raw.decode().strip()
-        if not line.startswith("data:"):
-            continue
-        data = line[5:].strip()
-        if data == "[DONE]":
-            break
-        event = json.loads(data)
-        for choice in event.get("choices") or []:
-            text = (choice.get("delta") or {}).get("content") if chat else choice.get("text")
-            finish = choice.get("finish_reason") or finish
-            if text:
-                yield Chunk(text=text, prompt_tokens=0, completion_tokens=0)
-        usage = event.get("usage")
-        if usage:
-            tokens = (usage.get("prompt_tokens", 0), usage.get("completion_tokens", 0))
-            yield Chunk("", *tokens, finish_reason="length" if finish == "length" else "stop")
+    cutter = EventCutter()
+    async for data in body:
+        for payload in payloads(cutter.feed(data)):
+            if payload == b"[DONE]":
+                return
+            event = json.loads(payload)
+            for choice in event.get("choices") or []:
+                text = (choice.get("delta") or {}).get("content") if chat else choice.get("text")
+                finish = choice.get("finish_reason") or finish
+                if text:
+                    yield Chunk(text=text, prompt_tokens=0, completion_tokens=0)
+            usage = event.get("usage")
+            if usage:
+                tokens = (usage.get("prompt_tokens", 0), usage.get("completion_tokens", 0))
+                yield Chunk("", *tokens, finish_reason="length" if finish == "length" else "stop")
 
 
 def _error(status: int, text: str) -> EngineError:
