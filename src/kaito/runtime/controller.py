@@ -116,6 +116,7 @@ class Controller:
         active.inc()
         try:
             result = await self.reconcile(key)
+            self.cache.check_mutations()  # a reconciler that changed a shared cached object is a bug
         except asyncio.CancelledError:
             raise
         except Exception as exc:
