@@ -91,6 +91,16 @@ async def test_label_selector_bounds_what_is_cached(kclient: Client, namespace: 
         assert informer.store.keys() == [f"{namespace}/wanted"]
 
 
+async def test_label_selector_watch_keeps_the_store_to_what_matches(kclient: Client, namespace: str) -> None:
+    informer = Informer(kclient, CONFIG_MAP, selectors=Selectors(namespace=namespace, label_selector="team"))
+    async with running(informer):
+        await kclient.create(CONFIG_MAP, configmap(namespace, "plain"))
+        await kclient.patch(CONFIG_MAP, "plain", {"metadata": {"labels": {"team": "ml"}}}, namespace=namespace)
+        await eventually(lambda: informer.store.keys() == [f"{namespace}/plain"])
+        await kclient.patch(CONFIG_MAP, "plain", {"metadata": {"labels": {"team": None}}}, namespace=namespace)
+        await eventually(lambda: informer.store.keys() == [], message="an object that stops matching leaves")
+
+
 async def test_expired_watch_relists_without_losing_or_duplicating(
     sim: SimServer, kclient: Client, namespace: str
 ) -> None:

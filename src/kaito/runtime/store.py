@@ -3,9 +3,10 @@
 Reads hand out the stored objects themselves, never copies: client-go's listers do the same under a
 do-not-mutate contract, and copying was most of a reconcile's cost (a reconcile reads a few objects
 but used to copy every object of the kind it filtered). A caller that wants to change what it read
-copies it first (`objects.deep_copy`). Read-only views were the alternative: a recursive
-`MappingProxyType` wrapper costs about as much as the copy it replaces and is not a `dict`, so every
-reader's types would change. The contract is enforced in tests by `mutation.MutationDetector`.
+copies it first (`objects.deep_copy`). Read-only views were the alternative, but building a
+recursive `MappingProxyType` view of a 2.7 KB pod takes 36 us against 43 us for the deep copy (and
+0.02 us to share it), and a view is not a `dict`, so every reader's types would change. The
+contract is enforced in tests by `mutation.MutationDetector`.
 
 A label index maps the values of a few label keys to object keys, so `list(labels=...)` with an
 exact-match selector touches only the objects that can match; `visited` counts every object a read
