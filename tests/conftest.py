@@ -7,7 +7,7 @@ import json
 import os
 import shutil
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -15,8 +15,21 @@ from typing import Any
 import pytest
 from kubernetes_asyncio import client, config
 
+from kaito.runtime import mutation
 from kaito.runtime.client import Client
 from kaito_sim.server import SimServer
+
+# Every cache built in the suite (the e2e operator's included) keeps private copies of what it holds,
+# so a reconciler that mutates a shared cached object fails the test that made it do so.
+os.environ.setdefault(mutation.ENV, "1")
+
+
+@pytest.fixture(autouse=True)
+def no_cache_mutations() -> Iterator[None]:
+    mutation.clear()
+    yield
+    found = mutation.clear()
+    assert not found, f"objects read from the cache were mutated: {[str(m) for m in found]}"
 
 
 @dataclass

@@ -8,11 +8,15 @@ import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from kaito.api.nodeclaim import LABEL_NODECLAIM
+from kaito.api.workspace import LABEL_WORKSPACE
 from kaito.controllers import setup as workspace_controller
 from kaito.controllers.context import DEFAULT_IMAGE, Settings
 from kaito.presets.catalogsource import CatalogSource
 from kaito.provisioner.cloud import CloudProvider
 from kaito.runtime.client import Client
+from kaito.runtime.informer import Selectors
+from kaito.runtime.kinds import NODE, POD, Kind
 from kaito.runtime.manager import Manager, ManagerOptions
 from kaito.runtime.tasks import Runnable
 from kaito.webhook.certs import write_serving_cert
@@ -40,8 +44,22 @@ class OperatorOptions:
     nodeclaim_retry_interval: float = 30.0
 
 
+def cache_selectors(*, bring_your_own_nodes: bool) -> dict[Kind, Selectors]:
+    """What the cache lists and watches, so its size follows kaito's objects rather than the cluster's.
+
+    Pods: only workspace pods. Nodes: only those kaito provisioned (each carries its NodeClaim's name),
+    except with bring-your-own nodes, where every workspace matches nodes by its own label selector
+    and any node may be one. Other kinds are cached whole (users' ConfigMaps are read by name).
+    """
+    selectors = {POD: Selectors(label_selector=LABEL_WORKSPACE)}
+    if not bring_your_own_nodes:
+        selectors[NODE] = Selectors(label_selector=LABEL_NODECLAIM)
+    return selectors
+
+
 def build(client: Client, provider: CloudProvider | None, options: OperatorOptions) -> Manager:
     """A manager with everything wired; `provider` None means bring-your-own-nodes (nothing provisioned)."""
+    settings = Settings(image=options.image, bring_your_own_nodes=provider is None or options.bring_your_own_nodes)
     manager = Manager(
         client,
         options=ManagerOptions(
@@ -50,10 +68,10 @@ def build(client: Client, provider: CloudProvider | None, options: OperatorOptio
             leader_election=options.leader_election,
             leader_election_id="kaito-manager-lock",
             leader_election_namespace=options.namespace,
+            cache_selectors=cache_selectors(bring_your_own_nodes=settings.bring_your_own_nodes),
         ),
     )
     catalog = CatalogSource(manager.cache, namespace=options.namespace)
-    settings = Settings(image=options.image, bring_your_own_nodes=provider is None or options.bring_your_own_nodes)
     workspace_controller.setup(manager, catalog=catalog, cloud=options.catalog_cloud, settings=settings)
     if provider is not None and not settings.bring_your_own_nodes:
         from kaito.provisioner import controller as nodeclaim_controller

@@ -6,6 +6,7 @@ import asyncio
 from collections.abc import AsyncGenerator, AsyncIterator
 from contextlib import asynccontextmanager
 
+from kaito.runtime import mutation
 from kaito.runtime.client import Client, WatchEvent
 from kaito.runtime.informer import Event, EventType, Informer, Selectors
 from kaito.runtime.kinds import CONFIG_MAP, Kind
@@ -67,15 +68,17 @@ async def test_informer_sees_creates_updates_deletes_in_order(kclient: Client, n
     assert informer.store.keys() == [f"{namespace}/before"]
 
 
-async def test_store_reads_are_copies(kclient: Client, namespace: str) -> None:
+async def test_store_reads_are_shared_and_a_mutation_is_detected(kclient: Client, namespace: str) -> None:
     await kclient.create(CONFIG_MAP, configmap(namespace, "c", a="1"))
-    informer = Informer(kclient, CONFIG_MAP, selectors=Selectors(namespace=namespace))
+    informer = Informer(kclient, CONFIG_MAP, selectors=Selectors(namespace=namespace), detect_mutations=True)
     async with running(informer):
         got = informer.store.get(f"{namespace}/c")
-        assert got is not None
+        assert got is not None and informer.store.get(f"{namespace}/c") is got
+        assert informer.store.check_mutations() == []
         got["data"]["a"] = "changed locally"
-        again = informer.store.get(f"{namespace}/c")
-        assert again is not None and again["data"] == {"a": "1"}
+        found = informer.store.check_mutations()
+    assert [m.key for m in found] == [f"{namespace}/c"]
+    assert [m.key for m in mutation.clear()] == [f"{namespace}/c"]
 
 
 async def test_label_selector_bounds_what_is_cached(kclient: Client, namespace: str) -> None:
@@ -86,6 +89,16 @@ async def test_label_selector_bounds_what_is_cached(kclient: Client, namespace: 
     informer = Informer(kclient, CONFIG_MAP, selectors=Selectors(namespace=namespace, label_selector="team=ml"))
     async with running(informer):
         assert informer.store.keys() == [f"{namespace}/wanted"]
+
+
+async def test_label_selector_watch_keeps_the_store_to_what_matches(kclient: Client, namespace: str) -> None:
+    informer = Informer(kclient, CONFIG_MAP, selectors=Selectors(namespace=namespace, label_selector="team"))
+    async with running(informer):
+        await kclient.create(CONFIG_MAP, configmap(namespace, "plain"))
+        await kclient.patch(CONFIG_MAP, "plain", {"metadata": {"labels": {"team": "ml"}}}, namespace=namespace)
+        await eventually(lambda: informer.store.keys() == [f"{namespace}/plain"])
+        await kclient.patch(CONFIG_MAP, "plain", {"metadata": {"labels": {"team": None}}}, namespace=namespace)
+        await eventually(lambda: informer.store.keys() == [], message="an object that stops matching leaves")
 
 
 async def test_expired_watch_relists_without_losing_or_duplicating(

@@ -7,11 +7,13 @@ from typing import Any
 
 from kaito.api.nodeclaim import NODECLAIM
 from kaito.api.workspace import LABEL_WORKSPACE, LABEL_WORKSPACE_NAMESPACE
+from kaito.controllers import revisions
 from kaito.controllers.context import Settings
 from kaito.controllers.kinds import CONTROLLER_REVISION, WORKSPACE
 from kaito.controllers.workspace import WorkspaceReconciler
 from kaito.presets.catalog import Catalog
 from kaito.runtime.builder import Builder
+from kaito.runtime.cache import Cache
 from kaito.runtime.controller import Controller
 from kaito.runtime.events import EventRecorder
 from kaito.runtime.handler import enqueue_mapped
@@ -30,8 +32,16 @@ def _by_workspace_labels(obj: dict[str, Any]) -> list[ObjectKey]:
     return [ObjectKey(str(namespace), name)] if name and namespace else []
 
 
+def add_indexes(cache: Cache) -> None:
+    """The label indexes the reconciler's lists go through, so a read touches one workspace's objects only."""
+    for kind in (NODECLAIM, POD):
+        cache.add_label_index(kind, LABEL_WORKSPACE, LABEL_WORKSPACE_NAMESPACE)
+    cache.add_label_index(CONTROLLER_REVISION, revisions.LABEL)
+
+
 def setup(manager: Manager, *, catalog: Callable[[], Catalog], cloud: str, settings: Settings) -> Controller:
     cache = manager.cache
+    add_indexes(cache)
     recorder = EventRecorder(
         manager.client, controller=EVENT_CONTROLLER, instance=manager.options.identity, clock=manager.clock
     )

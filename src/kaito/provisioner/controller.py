@@ -38,6 +38,7 @@ from kaito.provisioner.conditions import Conditions
 from kaito.provisioner.events import transition_events
 from kaito.provisioner.launches import Launches, retry_delay, retry_result
 from kaito.provisioner.nodeclaims import (
+    add_indexes,
     claim_nodes,
     claim_of_node,
     gpu_resource,
@@ -85,6 +86,7 @@ def setup(
     recorder = EventRecorder(
         manager.client, controller=EVENT_CONTROLLER, instance=manager.options.identity, clock=manager.clock
     )
+    add_indexes(manager.cache)
     reconciler = NodeClaimReconciler(
         manager.client,
         cache=manager.cache,

@@ -78,8 +78,13 @@ def claim_of_node(node: Obj) -> list[ObjectKey]:
     return [ObjectKey("", name)] if name else []
 
 
+def add_indexes(cache: Cache) -> None:
+    """Nodes by the claim they serve, so `claim_nodes` touches only the claim's own Node."""
+    cache.add_label_index(NODE, LABEL_NODECLAIM)
+
+
 def claim_nodes(cache: Cache, claim_name: str) -> list[Obj]:
-    """The cached Nodes labelled as serving the claim (normally one), by name."""
+    """The cached Nodes labelled as serving the claim (normally one), by name, through `add_indexes`' index."""
     nodes = cache.list(NODE, labels={LABEL_NODECLAIM: claim_name})
     return sorted(nodes, key=lambda node: str(node["metadata"]["name"]))
 

@@ -1,4 +1,8 @@
-"""The shared cache: one informer per kind however many controllers watch it, and cached reads for reconcilers."""
+"""The shared cache: one informer per kind however many controllers watch it, and cached reads for reconcilers.
+
+Reads return the cached objects themselves, shared with every other reader: never mutate them, copy
+first (`objects.deep_copy`). See `store` for why, and `mutation` for how tests catch a mutation.
+"""
 
 from __future__ import annotations
 
@@ -8,11 +12,11 @@ import logging
 from collections.abc import Mapping
 from typing import TYPE_CHECKING
 
-from kaito.runtime import errors
+from kaito.runtime import errors, mutation
 from kaito.runtime.clock import REAL_CLOCK, Clock
 from kaito.runtime.informer import Informer, Selectors
 from kaito.runtime.kinds import Kind
-from kaito.runtime.objects import Obj, ObjectKey, labels_of
+from kaito.runtime.objects import Obj, ObjectKey
 from kaito.runtime.store import IndexFunc
 from kaito.runtime.tasks import CrashRecorder, spawn
 
@@ -34,13 +38,20 @@ class Cache:
         default_namespace: str | None = None,
         crashes: CrashRecorder | None = None,
         relist_backoff: tuple[float, float] = (0.8, 30.0),
+        detect_mutations: bool | None = None,
     ) -> None:
+        """`selectors` bound what each kind's informer lists and watches (controller-runtime's `ByObject`).
+
+        `detect_mutations` keeps a private copy of each cached object to catch readers that mutate
+        shared objects (see `mutation`); None follows the `KAITO_CACHE_MUTATION_DETECTOR` variable.
+        """
         self.client = client
         self.clock = clock
         self._selectors = dict(selectors or {})
         self._default_namespace = default_namespace
         self._crashes = crashes
         self._relist_backoff = relist_backoff
+        self.detect_mutations = mutation.enabled_by_env() if detect_mutations is None else detect_mutations
         self._informers: dict[Kind, Informer] = {}
         self._group: asyncio.TaskGroup | None = None
         self._stop: asyncio.Event | None = None
@@ -53,7 +64,12 @@ class Cache:
                 namespace=self._default_namespace if kind.namespaced else None
             )
             informer = Informer(
-                self.client, kind, selectors=selectors, clock=self.clock, relist_backoff=self._relist_backoff
+                self.client,
+                kind,
+                selectors=selectors,
+                clock=self.clock,
+                relist_backoff=self._relist_backoff,
+                detect_mutations=self.detect_mutations,
             )
             self._informers[kind] = informer
             if self._group is not None and self._stop is not None:
@@ -66,6 +82,11 @@ class Cache:
 
     def add_index(self, kind: Kind, name: str, func: IndexFunc) -> None:
         self.informer(kind).store.add_indexer(name, func)
+
+    def add_label_index(self, kind: Kind, *keys: str) -> str:
+        """Index `kind` by the values of label `keys`; `list(kind, labels=...)` uses it whenever it covers the
+        selector. Adding the same index twice is a no-op, so each controller can ask for what it reads."""
+        return self.informer(kind).store.add_label_index(*keys)
 
     async def run(self, stop: asyncio.Event) -> None:
         """Run every informer (and any added later) until `stop` is set."""
@@ -97,7 +118,7 @@ class Cache:
     # ----- reads
 
     def get(self, kind: Kind, name: str, *, namespace: str | None = None) -> Obj:
-        """A copy of the cached object; raises `errors.NotFound` like the API would."""
+        """The cached object (shared: do not mutate); raises `errors.NotFound` like the API would."""
         key = str(ObjectKey(namespace or "", name)) if kind.namespaced else name
         obj = self._synced_informer(kind).store.get(key)
         if obj is None:
@@ -114,14 +135,27 @@ class Cache:
     def list(
         self, kind: Kind, *, namespace: str | None = None, labels: Mapping[str, str] | None = None
     ) -> builtins.list[Obj]:
-        """Copies of cached objects, optionally in one namespace and carrying all of `labels`."""
-        objs = self._synced_informer(kind).store.list(namespace=namespace)
-        if labels:
-            objs = [obj for obj in objs if _has_labels(obj, labels)]
-        return objs
+        """Cached objects (shared), optionally in one namespace and carrying all of `labels` (exact matches).
+
+        A label index covering some of `labels` narrows the search first; otherwise the namespace index.
+        """
+        return self._synced_informer(kind).store.list(namespace=namespace, labels=labels)
 
     def by_index(self, kind: Kind, index: str, value: str) -> builtins.list[Obj]:
         return self._synced_informer(kind).store.by_index(index, value)
+
+    @property
+    def objects_visited(self) -> int:
+        """How many cached objects reads have looked at so far, across kinds: what a read costs."""
+        return sum(informer.store.visited for informer in self._informers.values())
+
+    def check_mutations(self) -> None:
+        """Raise `mutation.CacheMutated` when a reader mutated a cached object (a no-op unless detecting)."""
+        if not self.detect_mutations:
+            return
+        found = [m for informer in self._informers.values() for m in informer.store.check_mutations()]
+        if found:
+            raise found[0]
 
     def _synced_informer(self, kind: Kind) -> Informer:
         informer = self.informer(kind)
@@ -129,8 +163,3 @@ class Cache:
             # Reading an unsynced store would report objects as missing; callers must wait_for_sync first.
             raise RuntimeError(f"cache for {kind} has not synced; call wait_for_sync first")
         return informer
-
-
-def _has_labels(obj: Obj, wanted: Mapping[str, str]) -> bool:
-    have = labels_of(obj)
-    return all(have.get(key) == value for key, value in wanted.items())

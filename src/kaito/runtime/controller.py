@@ -4,6 +4,8 @@ The one place that maps reconcile outcomes to queue actions and metric labels:
 success -> forget; `requeue_after` -> forget, then re-add after the delay; `requeue` or an error ->
 rate-limited retry; a 409 Conflict -> quiet rate-limited retry (the cache was stale);
 `TerminalError` -> logged and counted, not retried. Nothing a reconciler raises kills a worker.
+With mutation detection on (see `mutation`), a reconcile after which a cached object was found
+changed in place fails like a panic.
 """
 
 from __future__ import annotations
@@ -116,6 +118,7 @@ class Controller:
         active.inc()
         try:
             result = await self.reconcile(key)
+            self.cache.check_mutations()  # a reconciler that changed a shared cached object is a bug
         except asyncio.CancelledError:
             raise
         except Exception as exc:

@@ -22,6 +22,7 @@ import aiohttp
 from kaito.runtime import errors
 from kaito.runtime.clock import REAL_CLOCK, Clock, sleep_until_stopped
 from kaito.runtime.kinds import Kind
+from kaito.runtime.mutation import MutationDetector
 from kaito.runtime.objects import Obj, key_of, resource_version
 from kaito.runtime.store import IndexFunc, Store
 from kaito.runtime.tasks import Backoff
@@ -99,6 +100,7 @@ class Informer:
         *,
         selectors: Selectors | None = None,
         indexers: dict[str, IndexFunc] | None = None,
+        detect_mutations: bool = False,
         clock: Clock = REAL_CLOCK,
         relist_backoff: tuple[float, float] = (0.8, 30.0),
         watch_timeout: tuple[int, int] = (300, 600),
@@ -107,7 +109,8 @@ class Informer:
         self.client = client
         self.kind = kind
         self.selectors = selectors or Selectors()
-        self.store = Store(indexers)
+        detector = MutationDetector(f"{kind.plural}.{kind.group}".rstrip(".")) if detect_mutations else None
+        self.store = Store(indexers, detector=detector)
         self.clock = clock
         self._backoff = Backoff(initial=relist_backoff[0], cap=relist_backoff[1])
         self._watch_timeout = watch_timeout
@@ -124,7 +127,7 @@ class Informer:
         """Subscribe; a handler added after the first list is first replayed the current objects as adds."""
         listener = _Listener(handler, name or f"informer-{self.kind.plural}-handler-{len(self._listeners)}")
         if self._synced.is_set():
-            for obj in self.store.peek_all():
+            for obj in self.store.snapshot().values():
                 listener.queue.put_nowait(Event(EventType.ADDED, obj, initial=True))
         self._listeners.append(listener)
         if self._running:
@@ -188,7 +191,7 @@ class Informer:
         self._synced.set()
 
     def _apply_relist(self, items: list[Obj]) -> None:
-        previous = {key: self.store.peek(key) for key in self.store.keys()}  # noqa: SIM118
+        previous = self.store.snapshot()
         for tombstone in self.store.replace(items):
             self._dispatch(Event(EventType.DELETED, tombstone.obj, tombstone=True))
         for obj in items:

@@ -56,6 +56,7 @@ class ManagerOptions:
     namespace: str | None = None  # restrict every namespaced informer to one namespace
     cache_selectors: Mapping[Kind, Selectors] = field(default_factory=dict)
     relist_backoff: tuple[float, float] = (0.8, 30.0)
+    detect_mutations: bool | None = None  # see `Cache`; None follows KAITO_CACHE_MUTATION_DETECTOR
 
 
 @dataclass
@@ -93,6 +94,7 @@ class Manager:
             default_namespace=opts.namespace,
             crashes=self.crashes,
             relist_backoff=opts.relist_backoff,
+            detect_mutations=opts.detect_mutations,
         )
         self.elector: LeaderElector | None = None
         if opts.leader_election:
