@@ -51,15 +51,17 @@ def peak_rss_mib(pid: int) -> float:
     return 0.0
 
 
+def write_target(record: RequestRecord) -> str:
+    """`VERB resource[/status]` of one write, from its path (`.../<resource>[/<name>[/status]]`)."""
+    parts = record.path.strip("/").split("/")
+    if parts[-1] == "status":
+        return f"{record.method} {parts[-3]}/status"
+    return f"{record.method} {parts[-1] if record.method == 'POST' else parts[-2]}"
+
+
 def breakdown(records: list[RequestRecord]) -> Counter[str]:
-    """Manager writes by verb and resource (the last path segments), for finding waste."""
-    counts: Counter[str] = Counter()
-    for record in records:
-        if record.user_agent.startswith(MANAGER_AGENT) and record.is_write:
-            parts = record.path.strip("/").split("/")
-            resource = parts[-2] if parts[-1] == "status" else (parts[-1] if record.method == "POST" else parts[-2])
-            counts[f"{record.method} {resource}{'/status' if parts[-1] == 'status' else ''}"] += 1
-    return counts
+    """Manager writes by verb and resource, for finding waste."""
+    return Counter(write_target(r) for r in records if r.user_agent.startswith(MANAGER_AGENT) and r.is_write)
 
 
 def manager_requests(records: list[RequestRecord]) -> Counter[str]:
@@ -121,7 +123,8 @@ async def main() -> int:
             await asyncio.sleep(args.idle_seconds)
             idle = manager_requests(sim.requests[idle_start:])
             if args.breakdown:
-                print("writes while busy:", dict(breakdown(sim.requests[first:idle_start]).most_common()))
+                busy_writes = breakdown(sim.requests[first:idle_start]).most_common()
+                print("writes per workspace while busy:", {k: round(v / args.workspaces, 2) for k, v in busy_writes})
                 print("writes while idle:", [(r.method, r.path) for r in sim.requests[idle_start:] if r.is_write][:10])
             proc.terminate()
             await proc.wait()
@@ -133,6 +136,7 @@ async def main() -> int:
         f"writes {busy['writes']} ({busy['writes'] / n:.1f} per workspace), reads {busy['reads']}, "
         f"watches {busy['watches']}"
     )
+    print(f"manager writes per workspace, apply to Ready (Events included): {busy['writes'] / n:.1f}")
     print(f"manager peak RSS: {rss:.0f} MiB")
     print(
         f"idle {args.idle_seconds:.0f}s afterwards: {idle['total']} requests, {idle['writes']} writes, "

@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from kaito.api.nodeclaim import FINALIZER, NODECLAIM
+from kaito.api.nodeclaim import FINALIZER, LABEL_INSTANCE_TYPE, NODECLAIM
 from kaito.provisioner import cloud
 from kaito.provisioner.cloud import InstanceRequest, InstanceState
 from kaito.provisioner.controller import NodeClaimReconciler, setup
@@ -27,6 +27,7 @@ from tests.provisioner.conftest import (
     claim_name,
     condition,
     counted,
+    gpu_node,
     joiner,
     nodeclaim,
     options,
@@ -142,6 +143,42 @@ async def test_ready_claim_makes_no_writes_and_no_cloud_calls(
         await asyncio.sleep(2.0)
         assert sum(r.is_write for r in sim.requests) == writes
         assert len(fake.calls) == calls
+
+
+async def test_instance_up_at_once_is_one_status_write_telling_every_transition(
+    sim: SimServer, kclient: Client, namespace: str, kubectl: Kubectl
+) -> None:
+    fake = FakeCloudProvider(auto_finish=True)  # the instance is up at the first look after creating it
+    name = claim_name("quick", namespace)
+    claim = nodeclaim(name, namespace=namespace)
+    claim["metadata"]["finalizers"] = [FINALIZER]  # as the workspace controller creates its claims
+    claim["metadata"]["labels"][LABEL_INSTANCE_TYPE] = SKU
+    clock = FakeClock()  # the held write's fallback requeue stays in the future
+    manager = manager_with(kclient, namespace, fake, clock=clock)
+    [controller] = manager.controllers
+    key = ObjectKey("", name)
+
+    def launched() -> bool:
+        return fake.count("get") >= 1 and not controller.queue.is_processing(key) and not controller.queue.is_dirty(key)
+
+    def claim_writes() -> list[tuple[str, str]]:
+        return [(r.method, r.path.rsplit("/", 1)[-1]) for r in sim.requests if f"/nodeclaims/{name}" in r.path]
+
+    async with running(manager):
+        await kclient.create(NODECLAIM, claim)
+        await eventually(launched)
+        assert [w for w in claim_writes() if w[0] != "GET"] == []  # launched, the write waiting for the Node
+        # Its kubelet registers the Node: Ready with its GPU by the time it is labelled as the claim's.
+        [instance] = await fake.list()
+        node = gpu_node(instance)
+        node_name, labels = node["metadata"]["name"], node["metadata"].pop("labels")
+        await kclient.create(NODE, node)
+        await kclient.patch_status(NODE, node_name, {"status": node["status"]})
+        await kclient.patch(NODE, node_name, {"metadata": {"labels": labels}})
+        await until(lambda: read_claim(kclient, name), has("Ready", "True"))
+        events = await until(lambda: claim_events(kubectl, name), lambda found: len(found) >= 3)
+    assert events == [("Normal", "Launched"), ("Normal", "Registered"), ("Normal", "Ready")]
+    assert [w for w in claim_writes() if w[0] != "GET"] == [("PATCH", "status")]
 
 
 async def test_node_without_gpus_yet_is_not_initialized(kclient: Client, namespace: str) -> None:

@@ -32,11 +32,14 @@ async def ensure(
     await client.apply(kind, desired, field_manager=FIELD_MANAGER, force=True)
 
 
-async def add_finalizer(client: Client, obj: dict[str, Any], finalizer: str, kind: Kind | None = None) -> None:
+async def add_finalizer(
+    client: Client, obj: dict[str, Any], finalizer: str, kind: Kind | None = None
+) -> dict[str, Any]:
+    """Returns the object as patched, so the rest of the pass works on the version it made."""
     meta = obj["metadata"]
     finalizers = [*(meta.get("finalizers") or []), finalizer]
     patch = {"metadata": {"finalizers": finalizers, "resourceVersion": meta["resourceVersion"]}}
-    await client.patch(kind or WORKSPACE, meta["name"], patch, namespace=meta.get("namespace"))
+    return await client.patch(kind or WORKSPACE, meta["name"], patch, namespace=meta.get("namespace"))
 
 
 async def remove_finalizer(client: Client, obj: dict[str, Any], finalizer: str, kind: Kind | None = None) -> None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 from typing import Any
 
-from kaito.api.nodeclaim import GPU_TAINT, LABEL_INSTANCE_TYPE, NODECLAIM
+from kaito.api.nodeclaim import FINALIZER, GPU_TAINT, LABEL_INSTANCE_TYPE, NODECLAIM
 from kaito.controllers.context import Target
 from kaito.controllers.kinds import LABEL_NODEPOOL, NODEPOOL
 from kaito.runtime.objects import content_hash
@@ -38,6 +38,8 @@ def build_nodeclaims(target: Target) -> list[dict[str, Any]]:
                 "name": nodeclaim_name(target, index),
                 "labels": labels,
                 "annotations": {"karpenter.sh/do-not-disrupt": "true"},
+                # The provisioner's own finalizer, set at creation so it need not patch the claim to add it.
+                "finalizers": [FINALIZER],
             },
             "spec": {
                 "nodeClassRef": {"group": "kaito.sh", "kind": "KaitoNodeClass", "name": "default"},

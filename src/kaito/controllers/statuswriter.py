@@ -1,7 +1,13 @@
-"""Writing a workspace's status: conditions with honest transition times, one patch only when something changed."""
+"""Writing a workspace's status: conditions with honest transition times, one patch only when something changed.
+
+The cache shows our own status patch a watch round trip later; a pass that runs in between would
+write the same status (and announce the same transitions) again. So the writer remembers, per
+workspace, the version it patched and what it wrote, and skips that exact repeat.
+"""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 from kaito.api.nodeclaim import AWAITING_INITIALIZATION, AWAITING_REGISTRATION
@@ -13,10 +19,14 @@ from kaito.runtime import errors
 from kaito.runtime.client import Client
 from kaito.runtime.clock import Clock, api_time
 from kaito.runtime.events import NORMAL, WARNING, EventRecorder, EventSpec
+from kaito.runtime.objects import ObjectKey, resource_version
 
 Obj = dict[str, Any]
 ACTION = "Reconcile"  # the Events' action: every transition is found by a reconcile
-ANNOUNCED = frozenset({"ResourceReady", "InferenceReady", "JobStarted", "WorkspaceSucceeded"})
+# The milestones a reader of `kubectl describe workspace` wants: GPU nodes up (the model loads next), the job
+# started, the workspace done. InferenceReady turns True in the same pass as WorkspaceSucceeded, so it is
+# not announced twice.
+ANNOUNCED = frozenset({"ResourceReady", "JobStarted", "WorkspaceSucceeded"})
 # Waiting is not news: these reasons mean "in progress", not "wrong".
 QUIET_REASONS = frozenset(
     {
@@ -31,11 +41,23 @@ QUIET_REASONS = frozenset(
 )
 
 
+@dataclass(frozen=True)
+class _Written:
+    """A status patch the cache may not show yet: the workspace version it was made over, and what it set."""
+
+    base: str
+    status: Obj
+
+
 class StatusWriter:
     def __init__(self, client: Client, *, clock: Clock, recorder: EventRecorder) -> None:
         self.client = client
         self.clock = clock
         self.events = recorder
+        self._written: dict[ObjectKey, _Written] = {}
+
+    def forget(self, key: ObjectKey) -> None:
+        self._written.pop(key, None)
 
     async def write(self, ws: Obj, observed: Observed, *, tuning: bool, plan: PlanStatus | None = None) -> None:
         status: Obj = dict(ws.get("status") or {})
@@ -56,13 +78,23 @@ class StatusWriter:
             desired["tuning"] = observed.tuning_output
         desired = {k: v for k, v in desired.items() if v is not None}
         metrics.record(ws, state)
+        meta = ws["metadata"]
+        key = ObjectKey(meta["namespace"], meta["name"])
+        written = self._written.pop(key, None)
         if desired == status:
             return
-        meta = ws["metadata"]
+        base = resource_version(ws)
+        if written is not None and written.base == base and written.status == desired:
+            self._written[key] = written  # the cache has not caught up with this very patch yet
+            return
         try:
-            await self.client.patch_status(WORKSPACE, meta["name"], {"status": desired}, namespace=meta["namespace"])
+            updated = await self.client.patch_status(
+                WORKSPACE, meta["name"], {"status": desired}, namespace=meta["namespace"]
+            )
         except errors.NotFound:
             return
+        if resource_version(updated) != base:
+            self._written[key] = _Written(base, desired)
         await self._announce(ws, conds, previous)
 
     def _condition(self, cond: Cond, before: Obj | None, generation: int | None) -> Obj:
@@ -82,7 +114,12 @@ class StatusWriter:
         return out
 
     async def _announce(self, ws: Obj, conds: list[Cond], previous: dict[str, Obj]) -> None:
-        """One Event per meaningful transition: a summary condition turning True, or any real failure."""
+        """One Event per meaningful transition: a milestone turning True, or a real failure, told once.
+
+        A failure shows in several conditions at once (ResourceReady repeats its blocker's message,
+        WorkspaceSucceeded a failed job's); it is one Warning, with the first condition's reason.
+        """
+        failures: set[str] = set()
         for cond in conds:
             before = previous.get(cond.type)
             status = "True" if cond.status else "False"
@@ -91,5 +128,6 @@ class StatusWriter:
             message = f"{cond.type}: {cond.message}"
             if cond.status and cond.type in ANNOUNCED:
                 await self.events.emit(WORKSPACE, ws, EventSpec(NORMAL, f"{cond.type}True", ACTION, message))
-            elif not cond.status and cond.reason not in QUIET_REASONS:
+            elif not cond.status and cond.reason not in QUIET_REASONS and cond.message not in failures:
+                failures.add(cond.message)
                 await self.events.emit(WORKSPACE, ws, EventSpec(WARNING, cond.reason, ACTION, message))

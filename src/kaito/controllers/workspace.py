@@ -63,11 +63,12 @@ class WorkspaceReconciler:
         raw = self.cache.find(WORKSPACE, key.name, namespace=key.namespace)
         if raw is None:
             metrics.forget(key.namespace, key.name)
+            self.status.forget(key)
             return Result()
         if is_deleting(raw):
             return await self._finalize(raw)
         if FINALIZER not in (raw["metadata"].get("finalizers") or []):
-            await apply.add_finalizer(self.client, raw, FINALIZER)
+            raw = await apply.add_finalizer(self.client, raw, FINALIZER)
         try:
             planned = validate_and_plan(
                 raw, catalog=self.catalog(), cloud=self.cloud, config_lookup=self._config_data, sizing=self.sizing

@@ -4,7 +4,10 @@ A live claim runs a short pipeline, each step either handing on or ending the pa
 finalizer and instance-type label -> launch (create) -> await the instance (poll `get`) -> register
 (find the Node labelled `kaito.sh/nodeclaim=<claim>`) -> initialize (Ready, GPUs advertised). The
 status is then written with one merge patch, only when it changed, and each condition transition
-becomes one Event. A deleting claim waits for its instance to be gone, deletes its Node and lets go.
+becomes one Event. Two writes are spared: a launch whose instance is already up waits (one poll
+interval at most) for its Node, so launch and registration are one write; and no pass writes over
+a version of the claim older than its own last patch (the write would only conflict). A deleting
+claim waits for its instance to be gone, deletes its Node and lets go.
 """
 
 from __future__ import annotations
@@ -119,6 +122,9 @@ class Pass:
     node: Obj | None
     status: dict[str, Any]
     conditions: Conditions
+    launched_now: bool = False  # this pass created the instance
+    instance_up: bool = False  # the cloud reports the instance running
+    hold: bool = False  # the status write waits for the Node that is about to register
 
     @property
     def name(self) -> str:
@@ -155,6 +161,8 @@ class NodeClaimReconciler:
         self.retry_interval = retry_interval
         self.catalog = catalog or Catalog.builtin()
         self.launches = Launches()
+        # Per claim: the resourceVersion our last status patch was made over, until the cache shows a newer one.
+        self._patched_over: dict[str, str] = {}
         self.terminator = Terminator(
             client, cache=cache, provider=provider, poll_interval=poll_interval, retry_interval=retry_interval
         )
@@ -162,12 +170,10 @@ class NodeClaimReconciler:
 
     async def reconcile(self, key: ObjectKey) -> Result:
         claim = self.cache.find(NODECLAIM, key.name)
-        if claim is None:
+        if claim is None or is_deleting(claim):
             self.launches.forget(key.name)
-            return DONE
-        if is_deleting(claim):
-            self.launches.forget(key.name)
-            return await self.terminator.terminate(claim)
+            self._patched_over.pop(key.name, None)
+            return DONE if claim is None else await self.terminator.terminate(claim)
         work = await self._begin(claim)
         steps: tuple[Step, ...] = (self._launch, self._await_instance, self._register, self._initialize)
         result = DONE
@@ -231,6 +237,7 @@ class NodeClaimReconciler:
             return Result(requeue_after=self.poll_interval)  # the previous, failed instance is still going away
         self.launches.remember(work.name, work.uid)
         work.conditions.set(LAUNCHED, "True", LAUNCHED)
+        work.launched_now = True
         return None
 
     async def _await_instance(self, work: Pass) -> Result | None:
@@ -246,6 +253,7 @@ class NodeClaimReconciler:
             return await self._instance_failed(work, instance)
         if instance.state is not InstanceState.SUCCEEDED:
             return Result(requeue_after=self.poll_interval)
+        work.instance_up = True
         if instance.provider_id:
             work.status["providerID"] = instance.provider_id
         return None
@@ -256,6 +264,9 @@ class NodeClaimReconciler:
             if not work.conditions.is_true(REGISTERED):
                 message = f"waiting for a node labelled {LABEL_NODECLAIM}={work.name}"
                 work.conditions.set(REGISTERED, "Unknown", AWAITING_REGISTRATION, message)
+            if work.launched_now and work.instance_up:
+                work.hold = True  # its kubelet is joining: launch and registration become one write
+                return Result(requeue_after=self.poll_interval)  # written then, if the Node is slow
             return DONE  # the Node watch brings us back when it joins
         work.status["nodeName"] = node["metadata"]["name"]
         if provider_id := (node.get("spec") or {}).get("providerID"):
@@ -278,14 +289,22 @@ class NodeClaimReconciler:
         return None
 
     async def _write_status(self, work: Pass) -> None:
+        base = resource_version(work.claim)
+        if self._patched_over.get(work.name) == base:
+            return  # the cache still shows the claim our last patch changed; that patch's watch event brings us back
+        self._patched_over.pop(work.name, None)
+        if work.hold:
+            return
         work.conditions.roll_up()
         old: Obj = work.claim.get("status") or {}
         new: Obj = {**work.status, "conditions": work.conditions.as_list()}
         patch = merge_patch(old, new)
         if not patch:
             return  # an idle cluster makes no writes
-        body = {"metadata": {"resourceVersion": resource_version(work.claim)}, "status": patch}
+        body = {"metadata": {"resourceVersion": base}, "status": patch}
         updated = await self.client.patch_status(NODECLAIM, work.name, body)
+        if resource_version(updated) != base:
+            self._patched_over[work.name] = base
         for event in transition_events(old, new):
             await self.events.emit(NODECLAIM, updated, event)
 

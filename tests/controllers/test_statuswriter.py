@@ -1,0 +1,75 @@
+"""The status writer patches a workspace's status once per change, even when the cache has not caught up with it."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from kaito.controllers.kinds import WORKSPACE
+from kaito.controllers.status import Observed
+from kaito.controllers.statuswriter import StatusWriter
+from kaito.runtime.client import Client
+from kaito.runtime.clock import FakeClock
+from kaito.runtime.events import EventRecorder
+from kaito.runtime.objects import ObjectKey
+from kaito_sim.server import SimServer
+from tests.api.test_crds import install_crds
+from tests.conftest import Kubectl
+from tests.controllers.test_workspace_sizing import create_example
+
+PENDING = Observed(target_nodes=1)
+INVALID = Observed(target_nodes=0, invalid="no such preset")
+
+
+@pytest.fixture
+async def crds(kubectl: Kubectl) -> None:
+    await install_crds(kubectl)
+
+
+def writer(kclient: Client) -> StatusWriter:
+    clock = FakeClock()
+    return StatusWriter(
+        kclient, clock=clock, recorder=EventRecorder(kclient, controller="t", instance="t", clock=clock)
+    )
+
+
+def writes(sim: SimServer, key: ObjectKey) -> list[str]:
+    """The status patches and Events sent about the workspace so far."""
+    status = f"/workspaces/{key.name}/status"
+    return [r.path for r in sim.requests if r.is_write and (r.path.endswith(status) or r.path.endswith("/events"))]
+
+
+@pytest.mark.usefixtures("crds")
+async def test_a_stale_read_does_not_write_or_announce_again(sim: SimServer, kclient: Client, namespace: str) -> None:
+    key = await create_example(kclient, namespace)
+    stale: dict[str, Any] = await kclient.get(WORKSPACE, key.name, namespace=namespace)
+    status = writer(kclient)
+
+    await status.write(stale, INVALID, tuning=False)
+    sent = writes(sim, key)
+    assert len(sent) == 2  # the status, and one Warning for InvalidWorkspace
+    await status.write(stale, INVALID, tuning=False)  # the cache still shows the workspace without it
+    assert writes(sim, key) == sent
+
+    await status.write(stale, PENDING, tuning=False)  # news since: written, though the read is as stale
+    assert len(writes(sim, key)) == len(sent) + 1
+
+    fresh = await kclient.get(WORKSPACE, key.name, namespace=namespace)
+    await status.write(fresh, PENDING, tuning=False)  # up to date: nothing to write
+    assert len(writes(sim, key)) == len(sent) + 1
+
+
+@pytest.mark.usefixtures("crds")
+async def test_someone_elses_status_change_is_put_right(sim: SimServer, kclient: Client, namespace: str) -> None:
+    key = await create_example(kclient, namespace)
+    status = writer(kclient)
+    await status.write(await kclient.get(WORKSPACE, key.name, namespace=namespace), PENDING, tuning=False)
+    before = len(writes(sim, key))
+    await kclient.patch_status(WORKSPACE, key.name, {"status": {"targetNodeCount": 7}}, namespace=namespace)
+
+    edited = await kclient.get(WORKSPACE, key.name, namespace=namespace)
+    await status.write(edited, PENDING, tuning=False)
+    after = await kclient.get(WORKSPACE, key.name, namespace=namespace)
+    assert after["status"]["targetNodeCount"] == 1
+    assert len(writes(sim, key)) == before + 2  # the test's edit and the writer's correction

@@ -1,0 +1,92 @@
+"""The manager's API writes for one inference workspace, counted at the simulated API server: few, none when idle."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+
+from kaito.api.nodeclaim import NODECLAIM
+from kaito.controllers.kinds import WORKSPACE
+from kaito.runtime.client import Client
+from kaito.runtime.objects import ObjectKey
+from kaito_sim.aks import SimulatedAks
+from kaito_sim.apiserver.http import RequestRecord
+from kaito_sim.demo.operator import install_crds
+from kaito_sim.server import SimServer
+from tests.conftest import Kubectl
+from tests.e2e.conftest import Operator, condition, wait_workspace
+
+ROOT = Path(__file__).resolve().parents[2]
+PHI3 = ROOT / "examples/inference/kaito_workspace_phi_3.yaml"
+NAME = "workspace-phi-3-mini"
+MANAGER_AGENT = "kaito-runtime"  # the manager's own client; the test's clients and kubectl say otherwise
+# Apply to Ready: the workspace's finalizer; its ControllerRevision, NodeClaim (created with its finalizer),
+# engine ConfigMap, two Services and Deployment; three workspace status patches (Pending, ResourceReady,
+# Ready) and two Events (ResourceReadyTrue, WorkspaceSucceededTrue); one NodeClaim status patch (launch and
+# registration together, the instance being up at once) and its three Events (Launched, Registered, Ready).
+WRITES_BUDGET = 16
+
+
+@pytest.fixture
+async def operator(sim: SimServer, kclient: Client) -> AsyncIterator[Operator]:
+    """The operator on its own client, so its requests are told apart by User-Agent; instances up at once."""
+    async with SimulatedAks(sim, provisioning_delay=0.0) as aks:
+        await install_crds(kclient, "kaito-system")
+        manager_client = await Client.from_config(kubeconfig=str(sim.kubeconfig_path))
+        op = Operator(aks=aks, client=manager_client)
+        await op.start()
+        yield op
+        await op.halt()
+        await manager_client.close()
+
+
+def manager_writes(records: list[RequestRecord]) -> list[str]:
+    return [f"{r.method} {r.path}" for r in records if r.user_agent.startswith(MANAGER_AGENT) and r.is_write]
+
+
+async def event_reasons(kubectl: Kubectl) -> set[str]:
+    listing = await kubectl("get", "events", "--field-selector", f"involvedObject.name={NAME}", "-o", "json")
+    return {e["reason"] for e in listing.json()["items"]}
+
+
+async def test_inference_workspace_to_ready_within_the_write_budget_then_idle(
+    sim: SimServer, kubectl: Kubectl, namespace: str, operator: Operator
+) -> None:
+    for _ in range(100):  # start-up's own write, the webhook's registration, comes before the workspace
+        if (await kubectl("get", "validatingwebhookconfigurations", "-o", "name", namespaced=False)).stdout:
+            break
+        await asyncio.sleep(0.1)
+    first = len(sim.requests)
+    await kubectl("apply", "-f", str(PHI3))
+    await wait_workspace(kubectl, NAME, "WorkspaceSucceeded", "True")
+    for _ in range(100):  # the last Event follows the status patch that made the workspace Ready
+        if "WorkspaceSucceededTrue" in await event_reasons(kubectl):
+            break
+        await asyncio.sleep(0.1)
+    writes = manager_writes(sim.requests[first:])
+    assert len(writes) <= WRITES_BUDGET, f"{len(writes)} writes:\n" + "\n".join(writes)
+    assert len([w for w in writes if "/events" in w]) == 5, writes  # one per transition, none repeated
+
+    assert operator.manager is not None
+    cache = operator.manager.cache
+
+    def settled() -> bool:
+        ws = cache.find(WORKSPACE, NAME, namespace=namespace)
+        return ws is not None and condition(ws, "WorkspaceSucceeded").get("status") == "True"
+
+    for _ in range(100):  # the manager's cache catches up with its last writes
+        if settled():
+            break
+        await asyncio.sleep(0.1)
+    assert settled()
+    claims = [str(c["metadata"]["name"]) for c in cache.list(NODECLAIM)]
+    reconcilers = {c.name: c.reconcile for c in operator.manager.controllers}
+    idle = len(sim.requests)
+    for _ in range(3):  # what a resync, or any unrelated event, would make the manager do
+        await reconcilers["workspace"](ObjectKey(namespace, NAME))
+        for claim in claims:
+            await reconcilers["nodeclaim"](ObjectKey("", claim))
+    assert claims and manager_writes(sim.requests[idle:]) == []
