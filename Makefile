@@ -39,6 +39,7 @@ demo-tuning: install system-deps
 	$(BIN)/kaito demo-tuning
 
 bench: install
+	$(BIN)/python benchmarks/startup_bench.py
 	$(BIN)/python benchmarks/sim_bench.py
 	$(BIN)/python benchmarks/runtime_bench.py
 	$(BIN)/python benchmarks/sizing_grid.py --quiet

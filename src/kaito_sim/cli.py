@@ -51,7 +51,6 @@ def process_pods(args: argparse.Namespace) -> ProcessPods | None:
 
 async def serve_sim(args: argparse.Namespace, *, kubeconfig: Path) -> int:
     """The simulated cluster (with the operator and a simulated Azure when asked) until SIGINT/SIGTERM."""
-    from kaito_sim.demo.operator import embedded_operator
     from kaito_sim.server import SimServer
 
     stop = asyncio.Event()
@@ -67,6 +66,8 @@ async def serve_sim(args: argparse.Namespace, *, kubeconfig: Path) -> int:
     )
     async with sim:
         if args.with_manager:
+            from kaito_sim.demo.operator import embedded_operator  # the operator's imports, only when asked
+
             async with embedded_operator(
                 sim,
                 provisioning_delay=args.provisioning_delay,

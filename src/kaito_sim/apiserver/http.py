@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import datetime
 import json
 import logging
@@ -47,6 +48,7 @@ BODY_TYPES = ("application/json", "application/yaml", PROTOBUF, "")
 PUBLIC_PATHS = ("/version", "/healthz", "/readyz", "/livez")
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 REQUEST_LOG_SIZE = 200_000
+LIST_CHUNK = 200  # list items encoded (or Table rows rendered) between turns of the loop
 
 
 @dataclass(frozen=True)
@@ -79,6 +81,20 @@ def json_response(
         escaped = warning.replace("\\", "\\\\").replace('"', '\\"')
         resp.headers.add("Warning", f'299 - "{escaped}"')
     return resp
+
+
+async def list_response(head: JsonObj, items: list[JsonObj]) -> web.Response:
+    """`{**head, "items": items}` as one JSON body, encoded a chunk of items at a time with the loop free in
+    between; the bytes are those of encoding it whole."""
+    opening = json.dumps({**head, "items": []}, separators=(",", ":"))[:-2]  # up to and with `"items":[`
+    parts = [opening.encode()]
+    for start in range(0, len(items), LIST_CHUNK):
+        if start:
+            await asyncio.sleep(0)
+            parts.append(b",")
+        parts.append(json.dumps(items[start : start + LIST_CHUNK], separators=(",", ":"))[1:-1].encode())
+    parts.append(b"]}")
+    return web.Response(body=b"".join(parts), headers={"Content-Type": "application/json"})
 
 
 def error_response(exc: errors.ApiError) -> web.Response:
@@ -246,9 +262,27 @@ class ApiServer:
         accept = request.headers.get("Accept", "")
         return "as=Table" in accept
 
+    async def _list_table(
+        self, request: web.Request, target: Target, items: list[JsonObj], *, rv: str, token: str | None
+    ) -> web.Response:
+        """A list as a Table, its rows rendered a chunk at a time with the loop free in between."""
+        rows: list[JsonObj] = []
+        table: JsonObj = {}
+        for start in range(0, max(len(items), 1), LIST_CHUNK):
+            if start:
+                await asyncio.sleep(0)
+            table = self._table_body(request, target, items[start : start + LIST_CHUNK], rv=rv, token=token)
+            rows += table["rows"]
+        return json_response({**table, "rows": rows}, content_type=TABLE_TYPE)
+
     def _table(
         self, request: web.Request, target: Target, items: list[JsonObj], *, rv: str, token: str | None
     ) -> web.Response:
+        return json_response(self._table_body(request, target, items, rv=rv, token=token), content_type=TABLE_TYPE)
+
+    def _table_body(
+        self, request: web.Request, target: Target, items: list[JsonObj], *, rv: str, token: str | None
+    ) -> JsonObj:
         include = request.query.get("includeObject", "Metadata")
         now = datetime.datetime.now(datetime.UTC)
         rt = target.rt
@@ -265,16 +299,14 @@ class ApiServer:
             table = tables.builtin_table(
                 rt.kind, items, list_rv=rv, continue_token=token, include_object=include, now=now
             )
-        return json_response(table, content_type=TABLE_TYPE)
+        return table
 
-    def _render_for_watch(self, request: web.Request, target: Target) -> Callable[[JsonObj, bool], JsonObj]:
+    def _render_for_watch(self, request: web.Request, target: Target) -> Callable[[JsonObj, bool], JsonObj] | None:
         if not self._accepts_table(request):
-            return lambda obj, _first: obj
+            return None
 
         def render(obj: JsonObj, first: bool) -> JsonObj:
-            resp = self._table(request, target, [obj], rv=obj["metadata"]["resourceVersion"], token=None)
-            assert resp.body is not None and isinstance(resp.body, bytes)
-            table: JsonObj = json.loads(resp.body)
+            table = self._table_body(request, target, [obj], rv=obj["metadata"]["resourceVersion"], token=None)
             if not first:
                 table["columnDefinitions"] = []
             return table
@@ -308,21 +340,15 @@ class ApiServer:
                 continue_token=q.get("continue", ""),
             )
             if self._accepts_table(request):
-                return self._table(
+                return await self._list_table(
                     request, target, page.items, rv=page.resource_version, token=page.continue_token or None
                 )
             meta: JsonObj = {"resourceVersion": page.resource_version}
             if page.continue_token:
                 meta["continue"] = page.continue_token
                 meta["remainingItemCount"] = page.remaining
-            return json_response(
-                {
-                    "kind": f"{rt.kind}List",
-                    "apiVersion": rt.group_version,
-                    "metadata": meta,
-                    "items": page.items,
-                }
-            )
+            head = {"kind": f"{rt.kind}List", "apiVersion": rt.group_version, "metadata": meta}
+            return await list_response(head, page.items)
         ns = target.namespace or ""
         if target.subresource == "log":
             return await serve_log(request, self.cluster, self.cluster.get(rt, ns, target.name))

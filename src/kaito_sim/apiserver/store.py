@@ -8,7 +8,7 @@ resourceVersion before committing.
 from __future__ import annotations
 
 import asyncio
-from collections import deque
+from collections import OrderedDict, deque
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -57,6 +57,9 @@ class Store:
         self.rv = 1
         self.compacted_rv = 0  # watches must start at or after this resourceVersion
         self.changed = asyncio.Event()  # set after every write; the garbage collector waits on it
+        # Watch lines already encoded, by (resourceVersion, event type, apiVersion): each change is encoded once
+        # however many watchers send it. Bounded: only the latest changes are still being fanned out.
+        self.encoded: OrderedDict[tuple[int, str, str], bytes] = OrderedDict()
 
     def set_history_size(self, size: int) -> None:
         self._history = deque(self._history, maxlen=max(1, size))

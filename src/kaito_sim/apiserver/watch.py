@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import time
+from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -19,6 +20,9 @@ from kaito_sim.apiserver.resources import ResourceType
 from kaito_sim.apiserver.store import CLOSE, WatchEvent
 
 Render = Callable[[JsonObj, bool], JsonObj]  # (object, first event?) -> what the event carries
+EncodedLines = OrderedDict[tuple[int, str, str], bytes]
+YIELD_EVERY = 100  # initial events sent between turns of the loop, so a large replay never holds it
+ENCODED_KEPT = 1024  # recent changes whose encoded lines are kept for the other watchers
 
 
 @dataclass
@@ -29,7 +33,7 @@ class WatchRequest:
     resource_version: str
     timeout_seconds: float
     bookmarks: bool
-    render: Render
+    render: Render | None  # None: the object itself
 
 
 def _start_rv(cluster: Cluster, rv: str) -> int | None:
@@ -46,13 +50,28 @@ def _start_rv(cluster: Cluster, rv: str) -> int | None:
 
 
 class _Stream:
-    def __init__(self, resp: web.StreamResponse, req: WatchRequest) -> None:
+    def __init__(self, resp: web.StreamResponse, req: WatchRequest, *, encoded: EncodedLines) -> None:
         self.resp, self.req, self.first = resp, req, True
+        self.encoded = encoded
 
-    async def send(self, kind: str, obj: JsonObj) -> None:
-        payload = self.req.render(as_version(obj, self.req.rt.group_version), self.first)
-        self.first = False
-        await self.resp.write(json.dumps({"type": kind, "object": payload}, separators=(",", ":")).encode() + b"\n")
+    async def send(self, kind: str, obj: JsonObj, *, shared: bool = False) -> None:
+        """Write one event; a `shared` one (a stored change, sent as is) is encoded once for every watcher."""
+        version = self.req.rt.group_version
+        if self.req.render is not None:
+            payload = self.req.render(as_version(obj, version), self.first)
+            self.first = False
+            await self.resp.write(_line(kind, payload))
+            return
+        if not shared:
+            await self.resp.write(_line(kind, as_version(obj, version)))
+            return
+        cache, key = self.encoded, (int(obj["metadata"]["resourceVersion"]), kind, version)
+        line = cache.get(key)
+        if line is None:
+            line = cache[key] = _line(kind, as_version(obj, version))
+            if len(cache) > ENCODED_KEPT:
+                cache.popitem(last=False)
+        await self.resp.write(line)
 
     async def bookmark(self, rv: int) -> None:
         obj = {
@@ -68,19 +87,24 @@ class _Stream:
         ns = self.req.namespace
         return (ns is None or obj["metadata"].get("namespace", "") == ns) and self.req.flt.matches(obj)
 
-    async def deliver(self, event: WatchEvent) -> None:
+    async def deliver(self, event: WatchEvent, *, stored: bool = True) -> None:
+        """Send what `event` means to this watcher; `stored`: a change the store recorded (not a listing's ADDED)."""
         now, before = self._visible(event.obj), self._visible(event.old)
         if event.type == "DELETED":
             if now or before:
-                await self.send("DELETED", event.obj)
+                await self.send("DELETED", event.obj, shared=stored)
         elif now and before:
-            await self.send("MODIFIED", event.obj)
+            await self.send("MODIFIED", event.obj, shared=stored)
         elif now:
-            await self.send("ADDED", event.obj)
+            await self.send("ADDED", event.obj, shared=stored)
         elif before and event.old is not None:
             # Left the selection: clients see the last state they matched, at the new resourceVersion.
             meta = {**event.old["metadata"], "resourceVersion": event.obj["metadata"]["resourceVersion"]}
             await self.send("DELETED", {**event.old, "metadata": meta})
+
+
+def _line(kind: str, payload: JsonObj) -> bytes:
+    return json.dumps({"type": kind, "object": payload}, separators=(",", ":")).encode() + b"\n"
 
 
 async def serve_watch(
@@ -106,9 +130,11 @@ async def serve_watch(
     resp.enable_chunked_encoding()
     try:
         await resp.prepare(request)
-        stream = _Stream(resp, req)
-        for event in initial:
-            await stream.deliver(event)
+        stream = _Stream(resp, req, encoded=store.encoded)
+        for sent, event in enumerate(initial, 1):
+            await stream.deliver(event, stored=start is not None)
+            if sent % YIELD_EVERY == 0:
+                await asyncio.sleep(0)
         await _pump(stream, sub.queue, store_rv=lambda: store.rv, req=req, interval=bookmark_interval)
     except (ConnectionResetError, asyncio.CancelledError):
         pass

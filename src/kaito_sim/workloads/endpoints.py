@@ -68,6 +68,12 @@ def _port_list(ports: tuple[Port, ...], *, keep_empty_name: bool) -> list[JsonOb
     ]
 
 
+def _selects(service: JsonObj, labels: JsonObj) -> bool:
+    """Whether the Service's selector (a non-empty one) picks pods with these labels."""
+    selector = (service.get("spec") or {}).get("selector") or {}
+    return bool(selector) and all(labels.get(k) == v for k, v in selector.items())
+
+
 class EndpointsController(Loop):
     """Keeps Endpoints (`endpoint-controller`) and EndpointSlices (`endpointslice-controller`) in step with pods."""
 
@@ -81,10 +87,16 @@ class EndpointsController(Loop):
         self._managed: set[Key] = set()
 
     def keys_for(self, event: WatchEvent) -> Iterable[Key]:
+        """A Service's own changes, and for a pod the Services that select it now or selected it before."""
         if event.storage_key == SERVICES:
             return [key_of(event.obj)]
         ns = event.obj["metadata"].get("namespace", "")
-        return [key_of(s) for s in self.api.items(SERVICES, ns) if (s.get("spec") or {}).get("selector")]
+        labels = [(pod["metadata"].get("labels") or {}) for pod in (event.obj, event.old) if pod is not None]
+        return [
+            key_of(service)
+            for service in self.api.items(SERVICES, ns)
+            if any(_selects(service, pod_labels) for pod_labels in labels)
+        ]
 
     async def reconcile(self, key: Key) -> float | None:
         service = self.api.get(SERVICES, *key)
@@ -100,10 +112,9 @@ class EndpointsController(Loop):
         publish = bool(service["spec"].get("publishNotReadyAddresses"))
         members = []
         for pod in self.api.items(PODS, key[0]):
-            labels = pod["metadata"].get("labels") or {}
             if not is_active(pod) or not (pod.get("status") or {}).get("podIP"):
                 continue
-            if any(labels.get(k) != v for k, v in selector.items()):
+            if not _selects(service, pod["metadata"].get("labels") or {}):
                 continue
             ports = _ports(service, pod)
             if ports or not service["spec"].get("ports"):

@@ -97,6 +97,7 @@ class Loop(abc.ABC):
                 key = next(iter(self._dirty))
                 del self._dirty[key]
                 await self._reconcile_guarded(key)
+                await asyncio.sleep(0)  # a reconcile that never suspends must not hold the loop for the whole queue
 
     async def _reconcile_guarded(self, key: Key) -> None:
         try:
