@@ -11,8 +11,10 @@ import pytest
 
 from kaito.runtime import errors
 from kaito.runtime.builder import Builder
+from kaito.runtime.cache import Cache
 from kaito.runtime.client import Client
 from kaito.runtime.clock import FakeClock
+from kaito.runtime.controller import Controller
 from kaito.runtime.handler import generation_changed
 from kaito.runtime.kinds import CONFIG_MAP, DEPLOYMENT
 from kaito.runtime.manager import Manager, ManagerOptions
@@ -267,3 +269,25 @@ async def test_custom_rate_limiter(kclient: Client, namespace: str) -> None:
         await clock.step(5)
         await eventually(lambda: len(attempts) == 3)
     assert [round(b - a, 3) for a, b in itertools.pairwise(attempts)] == [1.0, 2.0]
+
+
+async def test_a_worker_hands_the_loop_back_between_reconciles(kclient: Client) -> None:
+    """Reconciles that never suspend must not hold the loop for a whole queue (probes and leases starve)."""
+    done: list[ObjectKey] = []
+    seen_by_others: list[int] = []
+
+    async def reconcile(key: ObjectKey) -> Result:
+        done.append(key)  # reads only: nothing here suspends
+        return Result()
+
+    controller = Controller("busy", reconcile, cache=Cache(kclient), metrics=RuntimeMetrics())
+    for index in range(50):
+        controller.queue.add(ObjectKey("ns", f"k{index}"))
+    stop = asyncio.Event()
+    task = asyncio.create_task(controller.run(stop))
+    while len(done) < 50:
+        seen_by_others.append(len(done))
+        await asyncio.sleep(0)
+    stop.set()
+    await asyncio.wait_for(task, 10)
+    assert len(set(seen_by_others)) > 25, f"the loop came back only at {sorted(set(seen_by_others))}"

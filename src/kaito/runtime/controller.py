@@ -111,6 +111,10 @@ class Controller:
                 await self._reconcile_one(key)
             finally:
                 self.queue.done(key)
+            # A reconcile that only reads the cache never suspends, and neither does `get` on a full queue:
+            # without this, one worker drains hundreds of keys while health checks, lease renewals and
+            # the watch streams that fill the cache wait for the loop.
+            await asyncio.sleep(0)
 
     async def _reconcile_one(self, key: ObjectKey) -> None:
         started = self.clock.now()
