@@ -1,6 +1,7 @@
 """Benchmark of the operator on the simulated AKS cluster: many workspaces at once, then an idle minute.
 
-Run: `python benchmarks/operator_bench.py --workspaces 200 --idle-seconds 60`. The API server and ARM
+Run: `python benchmarks/operator_bench.py --workspaces 200 --idle-seconds 60` (add `--unrelated-pods 5000
+--unrelated-nodes 500` for a busy cluster whose objects kaito must not pay for). The API server and ARM
 simulators run in this process; `kaito manager` runs as its own process, so its peak RSS is its own.
 Requests are counted at the simulated API server, attributed by User-Agent.
 """
@@ -19,13 +20,15 @@ from typing import Any
 
 from kaito.controllers.kinds import WORKSPACE
 from kaito.runtime.client import Client
-from kaito.runtime.kinds import NAMESPACE
+from kaito.runtime.kinds import NAMESPACE, NODE, POD
 from kaito_sim.aks import SimulatedAks
 from kaito_sim.apiserver.http import RequestRecord
 from kaito_sim.demo.operator import install_crds
 from kaito_sim.server import SimServer
 
 NS = "bench"
+OTHER_NS = "elsewhere"
+DEFAULT_QPS, DEFAULT_BURST = 50.0, 100  # `kaito manager --kube-api-qps/--kube-api-burst` defaults
 MANAGER_AGENT = "kaito-runtime"
 
 
@@ -73,6 +76,38 @@ def manager_requests(records: list[RequestRecord]) -> Counter[str]:
     return counts
 
 
+def cpu_seconds(pid: int) -> float:
+    """User plus system CPU time the process has used so far."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+async def add_unrelated(client: Client, *, pods: int, nodes: int) -> None:
+    """Objects kaito has no business with, as a busy cluster has: pods no scheduler here binds, plain nodes."""
+    await client.create(NAMESPACE, {"metadata": {"name": OTHER_NS}})
+    pod_spec = {"schedulerName": "someone-else", "containers": [{"name": "app", "image": "nginx:1.27"}]}
+    for start in range(0, pods, 100):
+        await asyncio.gather(
+            *(
+                client.create(
+                    POD,
+                    {
+                        "metadata": {"name": f"app-{i:05d}", "namespace": OTHER_NS, "labels": {"app": "web"}},
+                        "spec": pod_spec,
+                    },
+                )
+                for i in range(start, min(start + 100, pods))
+            )
+        )
+    for start in range(0, nodes, 100):
+        await asyncio.gather(
+            *(
+                client.create(NODE, {"metadata": {"name": f"other-{i:04d}", "labels": {"pool": "cpu"}}})
+                for i in range(start, min(start + 100, nodes))
+            )
+        )
+
+
 async def start_manager(sim: SimServer, aks: SimulatedAks, tmp: Path) -> asyncio.subprocess.Process:
     target = aks.azure
     args = [
@@ -91,6 +126,8 @@ async def main() -> int:
     parser.add_argument("--workspaces", type=int, default=200)
     parser.add_argument("--idle-seconds", type=float, default=60.0)
     parser.add_argument("--breakdown", action="store_true", help="also print the manager's writes by kind")
+    parser.add_argument("--unrelated-pods", type=int, default=0, help="pods in the cluster that are not kaito's")
+    parser.add_argument("--unrelated-nodes", type=int, default=0, help="nodes in the cluster that are not kaito's")
     args = parser.parse_args()
     print(f"machine: {os.cpu_count()} cores, python {sys.version.split()[0]}")
     with tempfile.TemporaryDirectory() as tmp:
@@ -99,8 +136,10 @@ async def main() -> int:
             client = await Client.from_config(kubeconfig=str(sim.kubeconfig_path), user_agent="kaito-bench")
             await install_crds(client, "kaito-system")
             await client.create(NAMESPACE, {"metadata": {"name": NS}})
+            await add_unrelated(client, pods=args.unrelated_pods, nodes=args.unrelated_nodes)
             proc = await start_manager(sim, aks, Path(tmp))
             await asyncio.sleep(3)  # let the manager sync its caches before the load arrives
+            cpu_before = cpu_seconds(proc.pid)
             first = len(sim.requests)
             began = time.perf_counter()
             names = [f"ws-{i:04d}" for i in range(args.workspaces)]
@@ -116,6 +155,7 @@ async def main() -> int:
                     break
                 await asyncio.sleep(0.5)
             elapsed = time.perf_counter() - began
+            cpu = cpu_seconds(proc.pid) - cpu_before
             busy = manager_requests(sim.requests[first:])
             rss = peak_rss_mib(proc.pid or 0)
             await asyncio.sleep(5)  # let the last events of the rush land before the idle window opens
@@ -130,6 +170,11 @@ async def main() -> int:
             await proc.wait()
             await client.close()
     n = args.workspaces
+    print(
+        f"cluster: {args.unrelated_pods} unrelated pods, {args.unrelated_nodes} unrelated nodes; "
+        f"manager client QPS {DEFAULT_QPS:g} (burst {DEFAULT_BURST}), its defaults"
+    )
+    print(f"manager CPU from first apply to all Ready: {cpu:.2f}s ({cpu / n * 1000:.0f} ms per workspace)")
     print(f"{n} workspaces created in {created:.1f}s; all WORKSPACEREADY after {elapsed:.1f}s (provisioning delay 0)")
     print(
         f"manager API requests: {busy['total']} ({busy['total'] / n:.1f} per workspace), "
