@@ -7,7 +7,6 @@ An engine with an OpenAI server of its own (an EventSource) streams its events t
 from __future__ import annotations
 
 import contextlib
-import logging
 from collections.abc import AsyncGenerator
 
 from aiohttp import web
@@ -19,8 +18,6 @@ from kaito.inference.openai_shapes import Reply
 from kaito.inference.relay import relay_events
 from kaito.inference.sse import EventStream
 from kaito.inference.state import STATE, ServerState
-
-log = logging.getLogger(__name__)
 
 
 async def chat_completions(request: web.Request) -> web.StreamResponse:
@@ -88,12 +85,7 @@ async def _stream(request: web.Request, state: ServerState, call: ApiCall, reply
         if first is None:
             raise EngineError("The engine finished without producing a result")
         events = await EventStream.open(request)
-        try:
-            await _relay(events, reply, first, chunks, include_usage=call.include_usage)
-        except ConnectionResetError:
-            log.info("client went away mid-stream; generation stopped")
-        except Exception as exc:
-            await events.fail(exc)
+        await events.guard(_relay(events, reply, first, chunks, include_usage=call.include_usage))
     return events.response
 
 

@@ -9,7 +9,6 @@ usage-only last event (token counts), which is dropped again unless the client a
 from __future__ import annotations
 
 import json
-import logging
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -20,7 +19,6 @@ from kaito.inference.openai_api import ApiCall
 from kaito.inference.sse import EventCutter, EventStream, payloads
 from kaito.inference.state import Metering, ServerState
 
-log = logging.getLogger(__name__)
 USAGE_KEY = b'"usage"'  # a key: inside a JSON string the quotes would be escaped
 LAST_EVENT = b"\n\ndata: [DONE]\n\n"
 
@@ -32,12 +30,7 @@ async def relay_events(
         # Refusals (404, 400, 429) come before the first byte, so they keep their status code.
         async with source.open_events(call.request) as upstream:
             events = await EventStream.open(request)
-            try:
-                await _pass_on(events, upstream, metering, include_usage=call.include_usage)
-            except ConnectionResetError:
-                log.info("client went away mid-stream; generation stopped")
-            except Exception as exc:
-                await events.fail(exc)
+            await events.guard(_pass_on(events, upstream, metering, include_usage=call.include_usage))
     return events.response
 
 

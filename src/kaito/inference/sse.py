@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
+from collections.abc import Awaitable
 from typing import Any
 
 from aiohttp import web
@@ -42,6 +43,15 @@ class EventStream:
     async def done(self) -> None:
         await self.response.write(DONE)
         await self.response.write_eof()
+
+    async def guard(self, body: Awaitable[None]) -> None:
+        """Run what writes the stream: a client that leaves stops it quietly, any other failure ends it as `fail`."""
+        try:
+            await body
+        except ConnectionResetError:
+            log.info("client went away mid-stream; generation stopped")
+        except Exception as exc:
+            await self.fail(exc)
 
     async def fail(self, exc: Exception) -> None:
         """The status line is long gone: report the failure as a last event, as OpenAI does, then end the stream."""
