@@ -135,7 +135,8 @@ def pod_spec(target: Target) -> dict[str, Any]:
 
 
 def _server_container(target: Target) -> dict[str, Any]:
-    command = ["kaito", "serve", "--config", f"{CONFIG_DIR}/{ENGINE_KEY}"]
+    # Under vLLM, vLLM itself takes the serving port (the Service's target): OpenAI calls skip a relay hop.
+    command = ["kaito", "serve", "--config", f"{CONFIG_DIR}/{ENGINE_KEY}", "--openai-direct"]
     env: list[dict[str, Any]] = [{"name": "KAITO_WORKSPACE", "value": target.name}]
     if target.nodes > 1:
         leader = f"{target.name}-0.{headless_name(target)}.{target.namespace}.svc.cluster.local"

@@ -25,6 +25,7 @@ from kaito.inference.engine import Engine
 
 log = logging.getLogger("kaito.serve")
 DEFAULT_PORT = 5000
+DEFAULT_OWN_PORT = 5001  # with --openai-direct under vLLM: kaito's own routes, while vLLM has the public port
 DEFAULT_ADAPTERS_DIR = "/mnt/adapter"
 PLAN_FLAGS = (  # `kaito serve` flags that override the engine config's plan for vLLM
     "tensor_parallel_size",
@@ -59,6 +60,8 @@ class ServeOptions:
     max_queue: int
     dtype: str | None
     engine_url: str | None = None
+    openai_direct: bool = False
+    own_port: int = DEFAULT_OWN_PORT
 
 
 def add_serve_arguments(parser: argparse.ArgumentParser) -> None:
@@ -85,6 +88,13 @@ def add_serve_arguments(parser: argparse.ArgumentParser) -> None:
         help="vLLM only: relay to the vLLM OpenAI server already running at this URL instead of starting one",
     )
     add("--max-queue", type=int, default=32, help="requests waiting beyond the running ones before 429")
+    add(
+        "--openai-direct",
+        action="store_true",
+        help="vLLM only: vLLM itself listens on --host/--port, so clients reach its OpenAI routes with no relay in "
+        "between; this server's own routes (/health, /metrics, /chat, and a relayed /v1) move to --own-port",
+    )
+    add("--own-port", type=int, default=DEFAULT_OWN_PORT, help="this server's port under --openai-direct")
 
 
 def load_config(path: str | None) -> EngineConfig:
@@ -117,6 +127,8 @@ def resolve(args: argparse.Namespace, config: EngineConfig) -> ServeOptions:
         max_queue=args.max_queue,
         dtype=args.dtype,
         engine_url=args.engine_url,
+        openai_direct=args.openai_direct,
+        own_port=args.own_port,
     )
 
 
@@ -149,9 +161,19 @@ def build_engine(options: ServeOptions, config: EngineConfig, args: argparse.Nam
             raise ServeError(f"--engine-url relays to vLLM; it cannot be used with --engine {options.engine}")
         return _vllm_engine(vllm_config(options, config, args), upstream=options.engine_url)
     kind = choose_engine(options.engine)
+    if kind == "vllm" and options.openai_direct:
+        if not options.port or options.port == options.own_port:
+            raise ServeError("--openai-direct gives vLLM --port: it needs a fixed port other than --own-port")
+        return _vllm_engine(vllm_config(options, config, args), host=options.host, port=options.port)
     if kind == "vllm":
         return _vllm_engine(vllm_config(options, config, args))
     return _transformers_engine(options, config)
+
+
+def own_port(options: ServeOptions, engine: Engine) -> int:
+    """Where this server listens: the public port, unless a vLLM child it started has it (--openai-direct)."""
+    direct = options.openai_direct and engine.name == "vllm" and not options.engine_url
+    return options.own_port if direct else options.port
 
 
 def _transformers_engine(options: ServeOptions, config: EngineConfig) -> Engine:
@@ -174,11 +196,15 @@ def _transformers_engine(options: ServeOptions, config: EngineConfig) -> Engine:
     )
 
 
-def _vllm_engine(config: EngineConfig, *, upstream: str | None = None) -> Engine:
+def _vllm_engine(
+    config: EngineConfig, *, upstream: str | None = None, host: str | None = None, port: int | None = None
+) -> Engine:
     try:
         from kaito.inference.engines.vllm_engine import VllmEngine
     except ImportError as exc:
         raise ServeError(f"the vLLM engine is not available in this build: {exc}") from None
+    if host is not None and port is not None:
+        return VllmEngine(config, host=host, port=port)
     return VllmEngine(config, upstream=upstream)
 
 
@@ -210,13 +236,16 @@ async def run_serve(args: argparse.Namespace) -> int:
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
     app = create_app(engine, max_model_len=options.max_model_len)
+    listen = own_port(options, engine)
     try:
-        async with serving(app, host=options.host, port=options.port) as port:
+        async with serving(app, host=options.host, port=listen) as port:
             where = f"http://{options.host}:{port}"
             print(f"kaito serve: {engine.name} engine, model {options.served_model_name}, on {where}", flush=True)
+            if listen != options.port:
+                print(f"kaito serve: vLLM serves the OpenAI routes on {options.host}:{options.port}", flush=True)
             await stop.wait()
     except OSError as exc:
-        print(f"kaito serve: cannot listen on {options.host}:{options.port}: {exc}", file=sys.stderr)
+        print(f"kaito serve: cannot listen on {options.host}:{listen}: {exc}", file=sys.stderr)
         return 1
     log.info("stopped")
     return 0

@@ -12,16 +12,21 @@ from kaito.api.engine import EngineConfig
 
 INTERNAL_PORT = 5001  # vLLM listens here; `kaito serve` owns the public port 5000
 INTERNAL_HOST = "127.0.0.1"
+WILDCARDS = ("0.0.0.0", "::", "")  # listening on every address; this pod reaches it on loopback
 DOWNLOAD_DIR = "/workspace/weights"
 
 
 def vllm_args(
-    config: EngineConfig, *, port: int = INTERNAL_PORT, lora_modules: Sequence[tuple[str, str]] = ()
+    config: EngineConfig,
+    *,
+    host: str = INTERNAL_HOST,
+    port: int = INTERNAL_PORT,
+    lora_modules: Sequence[tuple[str, str]] = (),
 ) -> list[str]:
     """The argument list for `python -m vllm.entrypoints.openai.api_server`; `lora_modules` are (name, path)."""
     local = bool(config.model) and Path(config.model or "").exists()
     return config.vllm_flags(
-        host=INTERNAL_HOST, port=port, download_dir=DOWNLOAD_DIR, local_model=local, lora_modules=lora_modules
+        host=host, port=port, download_dir=DOWNLOAD_DIR, local_model=local, lora_modules=lora_modules
     )
 
 
@@ -45,3 +50,10 @@ def check_with_vllm_parser(args: list[str]) -> ArgsCheck:
     except SystemExit as exc:
         return ArgsCheck(False, f"vLLM's parser exited with {exc.code}")
     return ArgsCheck(True, namespace=vars(namespace))
+
+
+def connect_host(host: str) -> str:
+    """Where this pod reaches a server listening on `host` (a wildcard address means loopback)."""
+    if host in WILDCARDS:
+        return INTERNAL_HOST
+    return f"[{host}]" if ":" in host else host

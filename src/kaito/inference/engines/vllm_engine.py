@@ -23,7 +23,7 @@ import aiohttp
 from kaito.api.engine import EngineConfig
 from kaito.inference.engine import BadParameter, Chunk, EngineError, NotReady, Overloaded, Request, UnknownModel
 from kaito.inference.engines.adapter_files import find_adapters, with_strength
-from kaito.inference.engines.vllm_args import INTERNAL_HOST, INTERNAL_PORT, vllm_args
+from kaito.inference.engines.vllm_args import INTERNAL_HOST, INTERNAL_PORT, connect_host, vllm_args
 from kaito.inference.sse import EventCutter, payloads
 
 log = logging.getLogger(__name__)
@@ -37,12 +37,14 @@ class VllmEngine:
         self,
         config: EngineConfig,
         *,
+        host: str = INTERNAL_HOST,
         port: int = INTERNAL_PORT,
         command: Sequence[str] | None = None,
         startup_timeout: float = 3600.0,
         upstream: str | None = None,
     ) -> None:
-        """`config` is what vLLM runs (model, plan, adapters); vLLM itself listens on 127.0.0.1:`port`.
+        """`config` is what vLLM runs (model, plan, adapters); vLLM itself listens on `host`:`port` (by default only
+        this pod reaches it; on the pod's public address, clients reach vLLM's OpenAI routes without a relay).
 
         With `upstream` (a base URL such as http://127.0.0.1:8000), no child is started: the engine relays to a vLLM
         OpenAI server that is already running there, and its adapters are the ones that server lists.
@@ -53,6 +55,7 @@ class VllmEngine:
         self.served_model_name = config.served_model_name or config.model
         self.max_model_len = config.max_model_len or 0
         self.adapters_dir = Path(config.adapters_dir) if config.adapters_dir else None
+        self.host = host
         self.port = port
         self.command = list(command or [sys.executable, "-m", VLLM_MODULE])
         self.startup_timeout = startup_timeout
@@ -66,7 +69,7 @@ class VllmEngine:
 
     @property
     def base_url(self) -> str:
-        return self.upstream or f"http://{INTERNAL_HOST}:{self.port}"
+        return self.upstream or f"http://{connect_host(self.host)}:{self.port}"
 
     def models(self) -> list[str]:
         return [self.served_model_name, *self._adapter_names]
@@ -76,7 +79,7 @@ class VllmEngine:
         adapters = find_adapters(self.adapters_dir, self.config.adapter_strengths) if self.adapters_dir else []
         self._adapter_names = [a.name for a in adapters]
         modules = [(a.name, str(with_strength(a, Path(self._scratch.name)))) for a in adapters]
-        return [*self.command, *vllm_args(self.config, port=self.port, lora_modules=modules)]
+        return [*self.command, *vllm_args(self.config, host=self.host, port=self.port, lora_modules=modules)]
 
     async def load(self) -> None:
         if self.upstream is None:
