@@ -10,6 +10,9 @@ Two workloads, each measured directly and through the relay in this one run: str
 (`--streams` at once, `--tokens` chunks each) and whole (non-streamed) completions of `--short-tokens` tokens.
 Printed: chunks/s, requests/s, time to first chunk and per-request latency (p50/p99), and the relay process's CPU
 per 1,000 chunks (from /proc, so it holds on a busy machine where wall-clock rates do not).
+
+In the pod the controller builds, `kaito serve --openai-direct` gives vLLM the serving port, so OpenAI clients get
+the `direct` figures; the `relay` ones are what a client pays that calls `kaito serve`'s own port (or --engine-url).
 """
 
 from __future__ import annotations
