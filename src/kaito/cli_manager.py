@@ -31,6 +31,9 @@ def add_manager_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--arm-url", default=env("ARM_URL", "https://management.azure.com"))
     parser.add_argument("--arm-ca", default=env("ARM_CA"), help="CA bundle for a simulated ARM endpoint")
     parser.add_argument("--arm-token", default=env("ARM_TOKEN"), help="static bearer token (simulated ARM only)")
+    parser.add_argument(
+        "--nodeclaim-poll-interval", type=float, default=5.0, help="seconds between polls of a pending cloud operation"
+    )
 
 
 def operator_options(args: argparse.Namespace) -> OperatorOptions:
@@ -50,6 +53,7 @@ def operator_options(args: argparse.Namespace) -> OperatorOptions:
         leader_election=args.leader_elect,
         webhook_address=None if args.no_webhook else args.webhook_bind_address,
         webhook_service=service,
+        nodeclaim_poll_interval=args.nodeclaim_poll_interval,
     )
 
 

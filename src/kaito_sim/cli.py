@@ -31,7 +31,11 @@ def add_sim_arguments(sim: argparse.ArgumentParser) -> None:
         default=DEFAULT_HISTORY,
         help="events retained for watches; older resourceVersions get 410 Expired",
     )
-    sim.add_argument("--with-manager", action="store_true", help="also run the kaito operator and a simulated Azure")
+    sim.add_argument(
+        "--with-manager",
+        action="store_true",
+        help="also run a simulated Azure and the kaito operator (`kaito manager`, as its own process)",
+    )
     sim.add_argument(
         "--process-pods",
         action="store_true",
@@ -66,9 +70,9 @@ async def serve_sim(args: argparse.Namespace, *, kubeconfig: Path) -> int:
     )
     async with sim:
         if args.with_manager:
-            from kaito_sim.demo.operator import embedded_operator  # the operator's imports, only when asked
+            from kaito_sim.demo.manager_process import manager_process  # the CRDs' imports, only when asked
 
-            async with embedded_operator(
+            async with manager_process(
                 sim,
                 provisioning_delay=args.provisioning_delay,
                 metrics_address=args.metrics_bind_address,

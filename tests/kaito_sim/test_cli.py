@@ -64,3 +64,38 @@ def test_kaito_sim_without_the_manager_loads_no_operator_module(tmp_path: Path) 
     assert "kaito sim: serving" in out
     loaded: list[str] = json.loads(out.splitlines()[-1])
     assert loaded == ["kaito.commands"]
+
+
+WORKSPACE = Path(__file__).resolve().parents[2] / "examples" / "inference" / "kaito_workspace_phi_3.yaml"
+
+
+async def _kubectl(env: dict[str, str], *args: str) -> str:
+    proc = await asyncio.create_subprocess_exec("kubectl", *args, env=env, stdout=asyncio.subprocess.PIPE)
+    out, _ = await asyncio.wait_for(proc.communicate(), 30)
+    assert proc.returncode == 0, args
+    return out.decode()
+
+
+async def test_with_the_manager_a_workspace_applied_at_once_becomes_ready(tmp_path: Path) -> None:
+    kubeconfig = tmp_path / "kubeconfig"
+    argv = ["sim", "--with-manager", "--provisioning-delay", "0", "--port", "0", "--kubeconfig", str(kubeconfig)]
+    addresses = ["--metrics-bind-address", "127.0.0.1:0", "--health-probe-bind-address", "127.0.0.1:0"]
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "kaito.cli", *argv, *addresses, stdout=asyncio.subprocess.PIPE
+    )
+    assert proc.stdout is not None
+    line = (await asyncio.wait_for(proc.stdout.readline(), 30)).decode()
+    assert line.startswith("kaito sim: serving https://127.0.0.1:") and line.rstrip().endswith("with the kaito manager")
+    env = {**os.environ, "KUBECONFIG": str(kubeconfig), "KUBECACHEDIR": str(tmp_path / "cache")}
+    await _kubectl(env, "apply", "-f", str(WORKSPACE))
+    jsonpath = "jsonpath={.status.conditions[?(@.type=='WorkspaceSucceeded')].status}"
+    succeeded = ""
+    for _ in range(120):
+        succeeded = await _kubectl(env, "get", "workspace", "workspace-phi-3-mini", "-o", jsonpath)
+        if succeeded == "True":
+            break
+        await asyncio.sleep(0.5)
+    assert succeeded == "True"
+    assert len(json.loads(await _kubectl(env, "get", "nodeclaims", "-o", "json"))["items"]) == 1
+    proc.send_signal(signal.SIGTERM)
+    assert await asyncio.wait_for(proc.wait(), 20) == 0

@@ -179,7 +179,7 @@ class ArmApp:
                 raise ArmError(
                     400, "InvalidRequestContent", "The request content was invalid and could not be deserialized."
                 ) from None
-            record, operation, created = self.pools.put(name, body)
+            record, operation, created = await self.pools.put(name, body)
             return web.json_response(
                 record.body(cluster), status=201 if created else 200, headers=self._lro_headers(request, operation)
             )

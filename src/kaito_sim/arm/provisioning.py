@@ -12,7 +12,7 @@ import asyncio
 import contextlib
 import logging
 import uuid
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 
 from kaito.presets.catalog import Catalog
 from kaito.runtime.clock import Clock
@@ -31,7 +31,7 @@ class AgentPools:
         self,
         *,
         cluster: Cluster,
-        catalog: Catalog,
+        catalog: Callable[[], Awaitable[Catalog]],
         faults: Faults,
         node_hook: NodeHook | None,
         clock: Clock,
@@ -39,7 +39,7 @@ class AgentPools:
         ready_after: Callable[[], float] = lambda: 0.0,
     ) -> None:
         self.cluster = cluster
-        self.catalog = catalog
+        self.catalog = catalog  # awaited by the first create or update: loading it never delays start-up
         self.faults = faults
         self.node_hook = node_hook
         self.clock = clock
@@ -55,9 +55,9 @@ class AgentPools:
             raise not_found(self.cluster, name)
         return record
 
-    def put(self, name: str, body: object) -> tuple[PoolRecord, Operation, bool]:
+    async def put(self, name: str, body: object) -> tuple[PoolRecord, Operation, bool]:
         """Start a create or update; returns the pool, its operation and whether it was created."""
-        spec = parse_spec(name, body, catalog=self.catalog, cluster=self.cluster)
+        spec = parse_spec(name, body, catalog=await self.catalog(), cluster=self.cluster)
         record = self.pools.get(name)
         if record is not None:
             self._check_update(record, spec.vm_size.name)

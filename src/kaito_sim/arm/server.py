@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import ssl
 import tempfile
 from collections.abc import Mapping
@@ -51,9 +52,11 @@ class ArmSimulator:
         self.node_ready_after = node_ready_after  # seconds a booted node stays NotReady (NodeSpec.ready_after)
         self.faults = Faults()
         self.requests = RequestLog()
+        self._catalog = catalog
+        self._catalog_loading: asyncio.Task[Catalog] | None = None
         self._pools = AgentPools(
             cluster=self.cluster,
-            catalog=catalog or Catalog.builtin(),
+            catalog=self._loaded_catalog,
             faults=self.faults,
             node_hook=node_hook,
             clock=clock,
@@ -91,6 +94,17 @@ class ArmSimulator:
         record = self._pools.pools.get(pool)
         return [record.nodes[i] for i in sorted(record.nodes)] if record else []
 
+    async def _loaded_catalog(self) -> Catalog:
+        """The catalog given, or the packaged one, read on a worker thread while the endpoint already serves."""
+        if self._catalog is None:
+            self._catalog = await asyncio.shield(self._load_in_background())
+        return self._catalog
+
+    def _load_in_background(self) -> asyncio.Task[Catalog]:
+        if self._catalog_loading is None:
+            self._catalog_loading = asyncio.create_task(asyncio.to_thread(Catalog.builtin), name="arm-catalog")
+        return self._catalog_loading
+
     async def start(self) -> ArmSimulator:
         ca = make_ca("kaito-arm-sim-ca")
         cert = make_server_cert(ca, [self.host, "localhost", "127.0.0.1"])
@@ -108,9 +122,14 @@ class ArmSimulator:
         site = web.TCPSite(self._runner, self.host, self.requested_port, ssl_context=context)
         await site.start()
         self.port = int(self._runner.addresses[0][1])
+        if self._catalog is None:
+            self._load_in_background()
         return self
 
     async def stop(self) -> None:
+        if self._catalog_loading is not None:
+            await self._catalog_loading  # a worker thread cannot be cancelled; let it finish
+            self._catalog_loading = None
         await self._pools.close()
         if self._runner is not None:
             await self._runner.cleanup()
