@@ -27,7 +27,7 @@ def test_render_explains_the_readme_example(capsys: pytest.CaptureFixture[str]) 
     assert "bfloat16 needs compute capability 8.0+" in out
     assert "--gpu-memory-utilization=0.93" in out
     assert "NodeClaim workspace-phi-3-mini-" in out and "Deployment workspace-phi-3-mini" in out
-    assert "Service workspace-phi-3-mini-headless" in out
+    assert "Service workspace-phi-3-mini" in out and "workspace-phi-3-mini-headless" not in out
 
 
 def test_render_json_carries_the_status_plan(capsys: pytest.CaptureFixture[str]) -> None:
@@ -38,7 +38,7 @@ def test_render_json_carries_the_status_plan(capsys: pytest.CaptureFixture[str])
     assert plan["tensorParallelSize"] == 1 and plan["kvCacheTokens"] >= 2 * plan["maxModelLen"]
     assert "--max-model-len=4096" in item["vllmArgs"]
     kinds = [obj["kind"] for obj in item["objects"]]
-    assert kinds == ["NodeClaim", "ConfigMap", "Service", "Service", "Deployment"]
+    assert kinds == ["NodeClaim", "ConfigMap", "Service", "Deployment"]
 
 
 def test_render_auto_picks_an_instance_type_and_says_why(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -119,3 +119,20 @@ def test_render_sizes_each_manifest_once() -> None:
     )
     assert code == 0 and len(json.loads(out.getvalue())) == 2
     assert sizing.runs == 2
+
+
+def test_render_of_a_multi_node_plan_adds_the_headless_service(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    manifest = tmp_path / "ws.yaml"
+    manifest.write_text(
+        "apiVersion: kaito.sh/v1beta1\nkind: Workspace\nmetadata: {name: big}\n"
+        "resource: {instanceType: Standard_NC4as_T4_v3, labelSelector: {matchLabels: {a: b}}}\n"
+        "inference: {preset: {name: llama-3.1-8b-instruct, presetOptions: {modelAccessSecret: hf}}}\n"
+    )
+    assert main(["render", "-f", str(manifest), "-o", "json"]) == 0
+    [item] = json.loads(capsys.readouterr().out)
+    services = [obj for obj in item["objects"] if obj["kind"] == "Service"]
+    assert [s["metadata"]["name"] for s in services] == ["big", "big-headless"]
+    assert services[1]["spec"]["clusterIP"] == "None"
+    assert [obj["kind"] for obj in item["objects"]][-1] == "StatefulSet"

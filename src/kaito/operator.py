@@ -19,8 +19,9 @@ from kaito.runtime.informer import Selectors
 from kaito.runtime.kinds import NODE, POD, Kind
 from kaito.runtime.manager import Manager, ManagerOptions
 from kaito.runtime.tasks import Runnable
+from kaito.webhook import finalizer
 from kaito.webhook.certs import write_serving_cert
-from kaito.webhook.registration import ensure_validating_webhook
+from kaito.webhook.registration import ServiceRef, ensure_mutating_webhook, ensure_validating_webhook
 from kaito.webhook.server import WebhookServer
 from kaito.webhook.workspace import PATH, RULES, WEBHOOK_NAME, workspace_validator
 
@@ -37,7 +38,7 @@ class OperatorOptions:
     health_address: str | None = ":8081"
     leader_election: bool = True
     webhook_address: str | None = ":9443"
-    webhook_url: str | None = None  # register the webhook by URL (the sim) ...
+    webhook_url: str | None = None  # register the webhooks by URL, this base plus each path (the sim) ...
     webhook_service: tuple[str, str, int] | None = None  # ... or by Service (namespace, name, port) in a cluster
     webhook_hosts: list[str] = field(default_factory=lambda: ["localhost", "127.0.0.1"])
     nodeclaim_poll_interval: float = 5.0
@@ -98,15 +99,23 @@ def _webhook_runnable(client: Client, catalog: CatalogSource, options: OperatorO
                 names += [f"{name}.{namespace}.svc", f"{name}.{namespace}.svc.cluster.local"]
             ca_pem, cert, key = write_serving_cert(Path(tmp), names, ips)
             validator = workspace_validator(catalog=catalog, cloud=options.catalog_cloud, client=client)
+            handlers = {PATH: validator, finalizer.PATH: finalizer.workspace_finalizer_mutator()}
             address = options.webhook_address or ":9443"
-            server = WebhookServer({PATH: validator}, address=address, cert_file=cert, key_file=key)
+            server = WebhookServer(handlers, address=address, cert_file=cert, key_file=key)
             await server.start()
             try:
-                url = options.webhook_url or (server.url(PATH) if options.webhook_service is None else None)
-                service = None
-                if options.webhook_service:
-                    namespace, name, port = options.webhook_service
-                    service = (namespace, name, port, PATH)
+                # Mutating first: once the validating webhook is registered, both are.
+                url, service = _webhook_target(server, options, finalizer.PATH)
+                await ensure_mutating_webhook(
+                    client,
+                    name=finalizer.CONFIGURATION_NAME,
+                    webhook_name=finalizer.WEBHOOK_NAME,
+                    ca_pem=ca_pem,
+                    url=url,
+                    service=service,
+                    rules=finalizer.RULES,
+                )
+                url, service = _webhook_target(server, options, PATH)
                 await ensure_validating_webhook(
                     client,
                     name="kaito-validating-webhook-configuration",
@@ -116,9 +125,19 @@ def _webhook_runnable(client: Client, catalog: CatalogSource, options: OperatorO
                     service=service,
                     rules=RULES,
                 )
-                log.info("admission webhook registered (%s)", url or service)
+                log.info("admission webhooks registered (%s)", url or service)
                 await stop.wait()
             finally:
                 await server.stop()
 
     return run
+
+
+def _webhook_target(server: WebhookServer, options: OperatorOptions, path: str) -> tuple[str | None, ServiceRef | None]:
+    """The URL or the Service through which the API server reaches `path` on `server`."""
+    if options.webhook_url:
+        return options.webhook_url.rstrip("/") + path, None
+    if options.webhook_service:
+        namespace, name, port = options.webhook_service
+        return None, (namespace, name, port, path)
+    return server.url(path), None

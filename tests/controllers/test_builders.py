@@ -58,10 +58,9 @@ def test_single_node_plan_builds_a_valid_deployment_and_services() -> None:
     assert {"apps", "kaito.sh/workspace", "kaito.sh/workspacenamespace"} <= keys
     assert {v["name"] for v in pod["volumes"]} >= {"dshm", "engine-config"}
     assert server["startupProbe"]["failureThreshold"] * 10 >= 30 * 60  # download + load of 7 GiB
-    service, headless = build_services(target)
+    [service] = build_services(target)  # one pod needs no headless Service
     assert service["spec"]["ports"] == [{"name": "http", "port": 80, "targetPort": 5000, "protocol": "TCP"}]
-    assert headless["spec"]["clusterIP"] == "None"
-    assert all(o["metadata"]["ownerReferences"][0]["uid"] == "1111-2222" for o in [workload, service, headless])
+    assert all(o["metadata"]["ownerReferences"][0]["uid"] == "1111-2222" for o in [workload, service])
 
 
 def test_engine_config_carries_the_plan() -> None:
@@ -87,8 +86,13 @@ def test_multi_node_plan_builds_a_statefulset_led_by_pod_zero() -> None:
     server = workload["spec"]["template"]["spec"]["containers"][0]
     assert "--leader-address" in server["command"]
     assert {"name": "HF_TOKEN", "valueFrom": {"secretKeyRef": {"name": "hf", "key": "HF_TOKEN"}}} in server["env"]
-    service = build_services(target)[0]
+    service, headless = build_services(target)
     assert service["spec"]["selector"]["statefulset.kubernetes.io/pod-name"] == "phi-0"
+    assert headless["metadata"]["name"] == workload["spec"]["serviceName"]
+    assert headless["spec"]["clusterIP"] == "None" and headless["spec"]["publishNotReadyAddresses"] is True
+    for obj in (service, headless):
+        valid(obj)
+        assert obj["metadata"]["ownerReferences"][0]["uid"] == "1111-2222"
     claims = build_nodeclaims(target)
     assert len(claims) == target.nodes and len({c["metadata"]["name"] for c in claims}) == target.nodes
 

@@ -135,3 +135,11 @@ def test_invalid_workspace_says_why() -> None:
     )
     assert state == "Failed"
     assert by_type(conds)["ResourceReady"].reason == "InvalidWorkspace"
+
+
+def test_a_workload_not_cached_yet_reads_as_the_one_that_arrives() -> None:
+    applied_now = Observed(target_nodes=1, provisioning=False, nodes=[node("n")])
+    cached = Observed(target_nodes=1, provisioning=False, nodes=[node("n")], workload=workload(0))
+    before, after = (compute(o, tuning=False, previous_state="Pending") for o in (applied_now, cached))
+    assert before == after
+    assert by_type(before[0])["InferenceReady"].message == "0 of 1 replicas ready"

@@ -12,10 +12,12 @@ from kaito.controllers.statuswriter import StatusWriter
 from kaito.runtime.client import Client
 from kaito.runtime.clock import FakeClock
 from kaito.runtime.events import EventRecorder
+from kaito.runtime.kinds import EVENTS_V1
 from kaito.runtime.objects import ObjectKey
 from kaito_sim.server import SimServer
 from tests.api.test_crds import install_crds
 from tests.conftest import Kubectl
+from tests.controllers.test_status import node, pod, workload
 from tests.controllers.test_workspace_sizing import create_example
 
 PENDING = Observed(target_nodes=1)
@@ -73,3 +75,57 @@ async def test_someone_elses_status_change_is_put_right(sim: SimServer, kclient:
     after = await kclient.get(WORKSPACE, key.name, namespace=namespace)
     assert after["status"]["targetNodeCount"] == 1
     assert len(writes(sim, key)) == before + 2  # the test's edit and the writer's correction
+
+
+async def events_about(kclient: Client, key: ObjectKey) -> list[tuple[str, str]]:
+    listed = await kclient.list(EVENTS_V1, namespace=key.namespace)
+    return [(e["type"], e["reason"]) for e in listed.items if e["regarding"]["name"] == key.name]
+
+
+@pytest.mark.parametrize(
+    ("tuning", "steps", "done"),
+    [
+        pytest.param(
+            False,
+            [
+                Observed(target_nodes=1, provisioning=False, nodes=[node("n", ready=False)]),
+                Observed(target_nodes=1, provisioning=False, nodes=[node("n")], workload=workload(0)),
+                Observed(target_nodes=1, provisioning=False, nodes=[node("n")], workload=workload(1)),
+            ],
+            "Ready",
+            id="inference",
+        ),
+        pytest.param(
+            True,
+            [
+                Observed(target_nodes=1, provisioning=False, nodes=[node("n", ready=False)]),
+                Observed(target_nodes=1, provisioning=False, nodes=[node("n")], job={"status": {"active": 1}}),
+                Observed(target_nodes=1, provisioning=False, nodes=[node("n")], job={"status": {"succeeded": 1}}),
+            ],
+            "Succeeded",
+            id="tuning",
+        ),
+    ],
+)
+@pytest.mark.usefixtures("crds")
+async def test_only_the_workspace_done_is_a_normal_event(
+    kclient: Client, namespace: str, tuning: bool, steps: list[Observed], done: str
+) -> None:
+    key = await create_example(kclient, namespace)
+    status = writer(kclient)
+    for observed in steps:  # a node starting, up (ResourceReady, JobStarted turn True), then done
+        await status.write(await kclient.get(WORKSPACE, key.name, namespace=namespace), observed, tuning=tuning)
+    ws = await kclient.get(WORKSPACE, key.name, namespace=namespace)
+    conditions = {c["type"]: c["status"] for c in ws["status"]["conditions"]}
+    assert ws["status"]["state"] == done and conditions["ResourceReady"] == "True"
+    assert await events_about(kclient, key) == [("Normal", "WorkspaceSucceededTrue")]
+
+
+@pytest.mark.usefixtures("crds")
+async def test_failures_are_still_warnings(kclient: Client, namespace: str) -> None:
+    key = await create_example(kclient, namespace)
+    status = writer(kclient)
+    crashing = pod(containerStatuses=[{"name": "server", "state": {"waiting": {"reason": "CrashLoopBackOff"}}}])
+    broken = Observed(target_nodes=1, provisioning=False, nodes=[node("n")], workload=workload(0), pods=[crashing])
+    await status.write(await kclient.get(WORKSPACE, key.name, namespace=namespace), broken, tuning=False)
+    assert await events_about(kclient, key) == [("Warning", "ContainerCrashLoopBackOff")]

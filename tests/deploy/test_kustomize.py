@@ -13,6 +13,7 @@ import yaml
 
 from kaito.api.tuningconfig import CONFIG_KEY, method_defaults, parse_training_config
 from kaito.cli_manager import add_manager_arguments, operator_options
+from kaito.webhook import finalizer
 from kaito.webhook.workspace import PATH, RULES, WEBHOOK_NAME
 from kaito_sim import aks
 from tests.conftest import Kubectl
@@ -25,6 +26,7 @@ CLUSTER_SCOPED = {
     "ClusterRole",
     "ClusterRoleBinding",
     "ValidatingWebhookConfiguration",
+    "MutatingWebhookConfiguration",
 }
 POD = {"metadata.namespace": "kaito-system", "metadata.name": "kaito-manager-7d9f-abcde"}
 WEBHOOK_CONFIGURATION = "kaito-validating-webhook-configuration"  # the name kaito.operator applies
@@ -62,6 +64,7 @@ def test_every_rendered_object_validates_against_kubernetes_1_32(overlay: str) -
     objs = render(f"overlays/{overlay}")
     kinds = {o["kind"] for o in objs}
     assert {"Namespace", "CustomResourceDefinition", "Deployment", "ValidatingWebhookConfiguration"} <= kinds
+    assert "MutatingWebhookConfiguration" in kinds
     for obj in objs:
         assert not obj["apiVersion"].startswith(OUR_GROUPS), "custom resources are checked by applying them"
         kubernetes_validate.validate(obj, desired_version="1.32", strict=True)
@@ -100,6 +103,10 @@ def test_rbac_has_no_wildcards_and_binds_the_manager(overlay: str) -> None:
         r for r in find(objs, "ClusterRole")["rules"] if "validatingwebhookconfigurations" in r["resources"]
     )
     assert webhook_rule["resourceNames"] == [WEBHOOK_CONFIGURATION]
+    mutating_rule = next(
+        r for r in find(objs, "ClusterRole")["rules"] if "mutatingwebhookconfigurations" in r["resources"]
+    )
+    assert mutating_rule["resourceNames"] == [finalizer.CONFIGURATION_NAME]
     lease_rules = find(objs, "Role")["rules"]
     assert [r.get("resourceNames") for r in lease_rules] == [None, [LEASE]]
     assert find(objs, "Deployment")["spec"]["template"]["spec"]["serviceAccountName"] == "kaito-manager"
@@ -149,6 +156,10 @@ def test_webhook_registration_matches_what_the_manager_serves(overlay: str, monk
         443,
         PATH,
     )
+    [mutating] = find(objs, "MutatingWebhookConfiguration", finalizer.CONFIGURATION_NAME)["webhooks"]
+    assert mutating["name"] == finalizer.WEBHOOK_NAME and mutating["rules"] == finalizer.RULES
+    assert "caBundle" not in mutating["clientConfig"]
+    assert mutating["clientConfig"]["service"] == {**service, "path": finalizer.PATH}
     args = _manager_args(objs, monkeypatch, {"ARM_URL": "https://127.0.0.1:1", "ARM_TOKEN": "t"})
     options = operator_options(args)
     assert options.webhook_service == ("kaito-system", "kaito-webhook", 443)
@@ -200,6 +211,7 @@ async def test_sim_overlay_applies_to_the_sim_with_kubectl(kubectl: Kubectl) -> 
         "customresourcedefinition.apiextensions.k8s.io/workspaces.kaito.sh",
         "deployment.apps/kaito-manager",
         f"validatingwebhookconfiguration.admissionregistration.k8s.io/{WEBHOOK_CONFIGURATION}",
+        f"mutatingwebhookconfiguration.admissionregistration.k8s.io/{finalizer.CONFIGURATION_NAME}",
     } <= created
     again = await kubectl("apply", "-k", overlay, namespaced=False)
     assert all(line.endswith(" unchanged") for line in again.stdout.splitlines()), again.stdout

@@ -55,6 +55,7 @@ def build_engine_configmap(target: Target) -> dict[str, Any]:
 
 
 def build_services(target: Target) -> list[dict[str, Any]]:
+    """The ClusterIP Service users call; with several nodes also the headless one the StatefulSet's pods join over."""
     selector = dict(target.labels)
     if target.nodes > 1:
         selector["statefulset.kubernetes.io/pod-name"] = f"{target.name}-0"
@@ -68,6 +69,8 @@ def build_services(target: Target) -> list[dict[str, Any]]:
             "ports": [{"name": "http", "port": 80, "targetPort": SERVE_PORT, "protocol": "TCP"}],
         },
     }
+    if target.nodes == 1:
+        return [service]
     headless = {
         "apiVersion": "v1",
         "kind": "Service",

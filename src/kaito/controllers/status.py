@@ -123,7 +123,9 @@ def _container_problem(cs: Obj) -> tuple[str, str] | None:
 
 def inference_condition(observed: Observed, resource_ready: bool) -> Cond:
     workload = observed.workload or {}
-    wanted = int((workload.get("spec") or {}).get("replicas") or 0)
+    # A workload the cache does not show yet (applied in this very pass) will have one replica per node: counting
+    # those from the start keeps its arrival in the cache from reading as a new state worth a status patch.
+    wanted = int((workload.get("spec") or {}).get("replicas") or 0) if workload else observed.target_nodes
     ready = int((workload.get("status") or {}).get("readyReplicas") or 0)
     if resource_ready and workload and ready >= wanted > 0:
         return Cond("InferenceReady", True, "WorkspaceInferenceStatusSuccess", "inference service is ready")

@@ -23,10 +23,9 @@ from kaito.runtime.objects import ObjectKey, resource_version
 
 Obj = dict[str, Any]
 ACTION = "Reconcile"  # the Events' action: every transition is found by a reconcile
-# The milestones a reader of `kubectl describe workspace` wants: GPU nodes up (the model loads next), the job
-# started, the workspace done. InferenceReady turns True in the same pass as WorkspaceSucceeded, so it is
-# not announced twice.
-ANNOUNCED = frozenset({"ResourceReady", "JobStarted", "WorkspaceSucceeded"})
+# The one milestone a user waits for, announced as a Normal Event: the workspace done (ready to serve, or its
+# tuning finished). Every step before it is in the conditions; an Event each would only add API writes.
+ANNOUNCED = frozenset({"WorkspaceSucceeded"})
 # Waiting is not news: these reasons mean "in progress", not "wrong".
 QUIET_REASONS = frozenset(
     {
@@ -114,7 +113,7 @@ class StatusWriter:
         return out
 
     async def _announce(self, ws: Obj, conds: list[Cond], previous: dict[str, Obj]) -> None:
-        """One Event per meaningful transition: a milestone turning True, or a real failure, told once.
+        """One Event per meaningful transition: the milestone turning True, or a real failure, told once.
 
         A failure shows in several conditions at once (ResourceReady repeats its blocker's message,
         WorkspaceSucceeded a failed job's); it is one Warning, with the first condition's reason.

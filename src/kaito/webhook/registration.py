@@ -15,6 +15,13 @@ VALIDATING_WEBHOOK_CONFIGURATION = Kind(
     "validatingwebhookconfigurations",
     namespaced=False,
 )
+MUTATING_WEBHOOK_CONFIGURATION = Kind(
+    "admissionregistration.k8s.io",
+    "v1",
+    "MutatingWebhookConfiguration",
+    "mutatingwebhookconfigurations",
+    namespaced=False,
+)
 
 ServiceRef = tuple[str, str, int, str]
 """(namespace, name, port, path) of the Service in front of the webhook server."""
@@ -55,10 +62,66 @@ async def ensure_validating_webhook(
     forced: this manager is the authority on how its own webhook is reached, so a stale caBundle left
     by another field manager must not block startup.
     """
+    webhook = _webhook(
+        webhook_name,
+        client_config(ca_pem=ca_pem, url=url, service=service),
+        rules=rules,
+        failure_policy=failure_policy,
+        side_effects=side_effects,
+        timeout_seconds=timeout_seconds,
+        namespace_selector=namespace_selector,
+        object_selector=object_selector,
+    )
+    body = {"metadata": {"name": name}, "webhooks": [webhook]}
+    return await client.apply(VALIDATING_WEBHOOK_CONFIGURATION, body, field_manager=field_manager, force=True)
+
+
+async def ensure_mutating_webhook(
+    client: Client,
+    *,
+    name: str,
+    webhook_name: str,
+    ca_pem: bytes,
+    url: str | None = None,
+    service: ServiceRef | None = None,
+    rules: list[dict[str, Any]],
+    failure_policy: str = "Fail",
+    side_effects: str = "None",
+    timeout_seconds: int = 10,
+    field_manager: str = "kaito-webhook",
+) -> dict[str, Any]:
+    """Server-side apply the MutatingWebhookConfiguration `name` holding one webhook, as ensure_validating_webhook.
+
+    The webhook is called once per request (`reinvocationPolicy: Never`): what it adds no later webhook removes.
+    """
+    webhook = _webhook(
+        webhook_name,
+        client_config(ca_pem=ca_pem, url=url, service=service),
+        rules=rules,
+        failure_policy=failure_policy,
+        side_effects=side_effects,
+        timeout_seconds=timeout_seconds,
+    )
+    webhook["reinvocationPolicy"] = "Never"
+    body = {"metadata": {"name": name}, "webhooks": [webhook]}
+    return await client.apply(MUTATING_WEBHOOK_CONFIGURATION, body, field_manager=field_manager, force=True)
+
+
+def _webhook(
+    name: str,
+    config: dict[str, Any],
+    *,
+    rules: list[dict[str, Any]],
+    failure_policy: str,
+    side_effects: str,
+    timeout_seconds: int,
+    namespace_selector: dict[str, Any] | None = None,
+    object_selector: dict[str, Any] | None = None,
+) -> dict[str, Any]:
     webhook: dict[str, Any] = {
-        "name": webhook_name,
+        "name": name,
         "admissionReviewVersions": ["v1"],
-        "clientConfig": client_config(ca_pem=ca_pem, url=url, service=service),
+        "clientConfig": config,
         "rules": rules,
         "failurePolicy": failure_policy,
         "sideEffects": side_effects,
@@ -68,5 +131,4 @@ async def ensure_validating_webhook(
         webhook["namespaceSelector"] = namespace_selector
     if object_selector is not None:
         webhook["objectSelector"] = object_selector
-    body = {"metadata": {"name": name}, "webhooks": [webhook]}
-    return await client.apply(VALIDATING_WEBHOOK_CONFIGURATION, body, field_manager=field_manager, force=True)
+    return webhook

@@ -1,6 +1,7 @@
-"""The admission webhook server: AdmissionReview v1 over TLS in front of pure validation functions.
+"""The admission webhook server: AdmissionReview v1 over TLS in front of pure validation and mutation functions.
 
-Validators are plain async functions of an `AdmissionRequest`; this module owns the wire format, TLS
+Validators (and mutators, which are validators whose verdict carries a patch) are plain async functions of
+an `AdmissionRequest`; this module owns the wire format, TLS
 (with certificate hot-reload, for cert-manager rotations) and turning a validator's crash into a 500
 denial. That denial fails closed whatever the configuration's failurePolicy, which governs only calls
 that get no valid answer (unreachable server, timeout, HTTP errors such as the 400 for a malformed review).
@@ -9,6 +10,7 @@ that get no valid answer (unreachable server, timeout, HTTP errors such as the 4
 from __future__ import annotations
 
 import asyncio
+import base64
 import ipaddress
 import json
 import logging
@@ -51,10 +53,14 @@ class AdmissionRequest:
 
 @dataclass(frozen=True)
 class Verdict:
-    """A validator's answer: errors deny the request; warnings reach the user either way."""
+    """A validator's answer: errors deny the request; warnings reach the user either way.
+
+    `patch` (RFC 6902 operations) is a mutating webhook's change to the object, sent only when allowed.
+    """
 
     errors: tuple[FieldError, ...] = ()
     warnings: tuple[str, ...] = ()
+    patch: tuple[dict[str, Any], ...] = ()
 
     @property
     def allowed(self) -> bool:
@@ -115,6 +121,8 @@ def review_response(
 ) -> dict[str, Any]:
     """The AdmissionReview v1 answering `uid`; a denial carries a 422 Invalid status whose message lists the errors.
 
+    An allowed verdict with a patch carries it as `patchType: JSONPatch` and the base64 of its JSON.
+
     `causes` adds `details.causes`, one per error, for API clients. It is off by default because kubectl,
     given causes on an Invalid status, prints them in place of the message and so hides which webhook
     denied the request.
@@ -125,6 +133,9 @@ def review_response(
         if causes:
             status["details"] = _details(verdict, request)
         response["status"] = status
+    elif verdict.patch:
+        response["patchType"] = "JSONPatch"
+        response["patch"] = base64.b64encode(json.dumps(list(verdict.patch)).encode()).decode("ascii")
     if verdict.warnings:
         response["warnings"] = list(verdict.warnings)
     return {"apiVersion": REVIEW_API_VERSION, "kind": "AdmissionReview", "response": response}

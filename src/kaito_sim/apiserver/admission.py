@@ -1,16 +1,20 @@
-"""Validating admission webhooks, called the way kube-apiserver calls them, so operators' webhooks gate sim writes.
+"""Admission webhooks, called the way kube-apiserver calls them, so operators' webhooks shape and gate sim writes.
 
-For each ValidatingWebhookConfiguration (admissionregistration.k8s.io/v1) and each webhook in it, the
-request is matched against `rules`, `namespaceSelector` and `objectSelector`; a matching webhook gets an
-AdmissionReview v1 POSTed to its `clientConfig.url` over verified TLS. A `clientConfig.service` is resolved
-as the Service proxy resolves it (`kaito_sim.nodes.proxy`): a ready endpoint that is a process pod, called at its
-local port with the certificate verified for `NAME.NAMESPACE.svc`. Denials and call failures become the
-Status errors a real server answers with, and `response.warnings` are returned for `Warning` headers.
+For each MutatingWebhookConfiguration or ValidatingWebhookConfiguration (admissionregistration.k8s.io/v1)
+and each webhook in it, the request is matched against `rules`, `namespaceSelector` and `objectSelector`; a
+matching webhook gets an AdmissionReview v1 POSTed to its `clientConfig.url` over verified TLS. A
+`clientConfig.service` is resolved as the Service proxy resolves it (`kaito_sim.nodes.proxy`): a ready
+endpoint that is a process pod, called at its local port with the certificate verified for
+`NAME.NAMESPACE.svc`. Denials and call failures become the Status errors a real server answers with, and
+`response.warnings` are returned for `Warning` headers.
+A mutating webhook's `JSONPatch` (RFC 6902, base64 in `response.patch`) is applied to the object the next
+webhook sees; a validating webhook that returns a patch is refused.
 
 Differences from kube-apiserver: webhooks run one after another rather than in parallel (the first denial
 or failure wins); `matchPolicy: Equivalent` matches only the exact group/version/resource; `matchConditions`
 (CEL) are not evaluated; a `clientConfig.service` is reachable only when its endpoints are process pods (none
-without a resolver); warnings from a webhook that denies are dropped with the request.
+without a resolver); warnings from a webhook that denies are dropped with the request; mutating webhooks
+are called once each (`reinvocationPolicy` is ignored) and only for CREATE and UPDATE.
 """
 
 from __future__ import annotations
@@ -18,15 +22,17 @@ from __future__ import annotations
 import asyncio
 import base64
 import functools
+import json
 import ssl
 import uuid
-from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, replace
 from typing import Any
 
 import aiohttp
 
 from kaito_sim.apiserver.errors import ApiError, JsonObj, internal_error
+from kaito_sim.apiserver.patch import json_patch
 from kaito_sim.apiserver.selectors import label_selector_from_match
 
 SessionFactory = Callable[[ssl.SSLContext], aiohttp.ClientSession]
@@ -284,7 +290,7 @@ async def _post_within(
         raise _CallFailed(_CALL + _describe(target.shown, err)) from err
 
 
-def _verified_response(body: Any, uid: str) -> JsonObj:
+def _verified_response(body: Any, uid: str, *, mutating: bool) -> JsonObj:
     """The `response` of a well-formed AdmissionReview answer; raises _CallFailed otherwise."""
     if not isinstance(body, dict) or (body.get("apiVersion"), body.get("kind")) != (_REVIEW_VERSION, "AdmissionReview"):
         got = f"{body.get('apiVersion')}, Kind={body.get('kind')}" if isinstance(body, dict) else type(body).__name__
@@ -294,7 +300,7 @@ def _verified_response(body: Any, uid: str) -> JsonObj:
         raise _CallFailed(f"{_INVALID}webhook response was absent")
     if response.get("uid") != uid:
         raise _CallFailed(f"{_INVALID}expected response.uid={uid!r}, got {response.get('uid')!r}")
-    if response.get("patch") or response.get("patchType"):
+    if not mutating and (response.get("patch") or response.get("patchType")):
         raise _CallFailed(f"{_INVALID}validating webhooks may not return patches")
     return response
 
@@ -312,22 +318,99 @@ def _rejection(name: str, response: JsonObj) -> ApiError:
 
 
 async def _call(
-    webhook: JsonObj, attrs: AdmissionAttributes, factory: SessionFactory, services: ServiceResolver | None
-) -> list[str]:
-    """One webhook's verdict: its warnings when it allows; raises ApiError when it denies."""
+    webhook: JsonObj,
+    attrs: AdmissionAttributes,
+    factory: SessionFactory,
+    services: ServiceResolver | None,
+    *,
+    mutating: bool,
+) -> JsonObj:
+    """One webhook's answer when it allows the request; raises ApiError when it denies."""
     timeout = _timeout(webhook)
     target = _target(webhook, timeout, services)
     bundle = (webhook.get("clientConfig") or {}).get("caBundle")
     context = _ssl_context(bundle if isinstance(bundle, str) and bundle else None)
     uid = str(uuid.uuid4())
-    response = _verified_response(await _post_within(timeout, target, _review(attrs, uid), context, factory), uid)
+    body = await _post_within(timeout, target, _review(attrs, uid), context, factory)
+    response = _verified_response(body, uid, mutating=mutating)
     if response.get("allowed") is not True:
         raise _rejection(str(webhook.get("name", "")), response)
+    return response
+
+
+def _warnings(response: JsonObj) -> list[str]:
     warnings = response.get("warnings")
     return [str(w) for w in warnings] if isinstance(warnings, list) else []
 
 
+def _patch_operations(response: JsonObj) -> list[Any] | None:
+    """The RFC 6902 operations of a mutating webhook's answer, None when it has none; _CallFailed when unreadable."""
+    patch_type, encoded = response.get("patchType"), response.get("patch")
+    if not encoded:
+        return None
+    if patch_type != "JSONPatch":
+        raise _CallFailed(f'{_INVALID}unsupported patch type "{patch_type}"')
+    try:
+        operations = json.loads(base64.b64decode(str(encoded), validate=True))
+    except ValueError as err:  # bad base64, bad UTF-8 or bad JSON
+        raise _CallFailed(f"{_INVALID}the patch is not base64-encoded JSON: {err}") from err
+    if not isinstance(operations, list):
+        raise _CallFailed(f"{_INVALID}the patch is not a JSON array of operations")
+    return operations
+
+
+def _patched(name: str, obj: JsonObj, operations: list[Any]) -> JsonObj:
+    try:
+        return json_patch(obj, operations)
+    except ApiError as err:
+        message = f'admission webhook "{name}" returned a patch that cannot be applied: {err.message}'
+        raise internal_error(message) from err
+
+
+def _matching(configs: Sequence[JsonObj], attrs: AdmissionAttributes) -> Iterator[JsonObj]:
+    """The webhooks to call, in order; a dry run reaching one with side effects is refused with 400 when reached."""
+    for config in configs:
+        for webhook in config.get("webhooks") or []:
+            if not isinstance(webhook, dict) or not _webhook_matches(webhook, attrs):
+                continue
+            if attrs.dry_run and webhook.get("sideEffects") not in _DRY_RUN_SAFE:
+                name = str(webhook.get("name", ""))
+                raise ApiError(400, "BadRequest", f'admission webhook "{name}" does not support dry run')
+            yield webhook
+
+
 # ----------------------------------------------------------------------------------------------- entry
+async def mutate_admission(
+    configs: Sequence[JsonObj],
+    attrs: AdmissionAttributes,
+    *,
+    session_factory: SessionFactory | None = None,
+    services: ServiceResolver | None = None,
+) -> tuple[JsonObj | None, list[str]]:
+    """Run every matching mutating webhook in order, each seeing the object as the one before left it.
+
+    Returns the object as the last webhook left it (`attrs.obj` when none patched it) and their warnings.
+    Denials and failed calls raise as in `validate_admission`; a patch that is not base64 JSON or not of
+    type JSONPatch is a failed call, and one that does not apply to the object is 500 InternalError
+    whatever the failurePolicy.
+    """
+    factory = session_factory or _default_session
+    warnings: list[str] = []
+    for webhook in _matching(configs, attrs):
+        name = str(webhook.get("name", ""))
+        try:
+            response = await _call(webhook, attrs, factory, services, mutating=True)
+            operations = _patch_operations(response)
+        except _CallFailed as err:
+            if webhook.get("failurePolicy") == "Ignore":
+                continue
+            raise internal_error(f'failed calling webhook "{name}": {err}') from err
+        if operations is not None and attrs.obj is not None:
+            attrs = replace(attrs, obj=_patched(name, attrs.obj, operations))
+        warnings += _warnings(response)
+    return attrs.obj, warnings
+
+
 async def validate_admission(
     configs: Sequence[JsonObj],
     attrs: AdmissionAttributes,
@@ -344,17 +427,11 @@ async def validate_admission(
     """
     factory = session_factory or _default_session
     warnings: list[str] = []
-    for config in configs:
-        for webhook in config.get("webhooks") or []:
-            if not isinstance(webhook, dict) or not _webhook_matches(webhook, attrs):
+    for webhook in _matching(configs, attrs):
+        try:
+            warnings += _warnings(await _call(webhook, attrs, factory, services, mutating=False))
+        except _CallFailed as err:
+            if webhook.get("failurePolicy") == "Ignore":
                 continue
-            name = str(webhook.get("name", ""))
-            if attrs.dry_run and webhook.get("sideEffects") not in _DRY_RUN_SAFE:
-                raise ApiError(400, "BadRequest", f'admission webhook "{name}" does not support dry run')
-            try:
-                warnings += await _call(webhook, attrs, factory, services)
-            except _CallFailed as err:
-                if webhook.get("failurePolicy") == "Ignore":
-                    continue
-                raise internal_error(f'failed calling webhook "{name}": {err}') from err
+            raise internal_error(f'failed calling webhook "{webhook.get("name", "")}": {err}') from err
     return warnings

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from kaito_sim.apiserver import errors
-from kaito_sim.apiserver.admission import AdmissionAttributes, ServiceResolver, validate_admission
+from kaito_sim.apiserver.admission import AdmissionAttributes, ServiceResolver, mutate_admission, validate_admission
 from kaito_sim.apiserver.builtin_defaults import ClusterIPAllocator
 from kaito_sim.apiserver.conversion import as_version
 from kaito_sim.apiserver.errors import JsonObj
@@ -17,6 +17,7 @@ INITIAL_NAMESPACES = ("default", "kube-system", "kube-public", "kube-node-lease"
 NAMESPACES = ("", "namespaces")
 CRDS = ("apiextensions.k8s.io", "customresourcedefinitions")
 VALIDATING_WEBHOOKS = ("admissionregistration.k8s.io", "validatingwebhookconfigurations")
+MUTATING_WEBHOOKS = ("admissionregistration.k8s.io", "mutatingwebhookconfigurations")
 
 
 @dataclass
@@ -119,12 +120,36 @@ class Cluster:
     def validating_webhooks(self) -> list[JsonObj]:
         return self.store.items(VALIDATING_WEBHOOKS)
 
+    def mutating_webhooks(self) -> list[JsonObj]:
+        return self.store.items(MUTATING_WEBHOOKS)
+
     def type_for_storage(self, key: tuple[str, str]) -> ResourceType | None:
         """Any served type of a stored group/resource (for cleanup paths that lack a version)."""
         for rt in self.registry:
             if rt.storage_key == key:
                 return rt
         return None
+
+    async def mutate(
+        self,
+        rt: ResourceType,
+        operation: str,
+        *,
+        obj: JsonObj,
+        old: JsonObj | None,
+        opts: WriteOptions,
+        subresource: str = "",
+    ) -> JsonObj:
+        """Run matching mutating webhooks; returns the object as they left it, warnings are added to `opts`."""
+        if rt.group == "admissionregistration.k8s.io":
+            return obj  # webhooks never gate their own configuration, or a bad one could lock the cluster
+        configs = self.mutating_webhooks()
+        if not configs:
+            return obj
+        attrs = self._attributes(rt, operation, obj=obj, old=old, opts=opts, subresource=subresource)
+        mutated, warnings = await mutate_admission(configs, attrs, services=self.webhook_services)
+        opts.warnings.extend(warnings)
+        return obj if mutated is None else mutated
 
     async def admit(
         self,
@@ -142,11 +167,24 @@ class Cluster:
         configs = self.validating_webhooks()
         if not configs:
             return
+        attrs = self._attributes(rt, operation, obj=obj, old=old, opts=opts, subresource=subresource)
+        opts.warnings.extend(await validate_admission(configs, attrs, services=self.webhook_services))
+
+    def _attributes(
+        self,
+        rt: ResourceType,
+        operation: str,
+        *,
+        obj: JsonObj | None,
+        old: JsonObj | None,
+        opts: WriteOptions,
+        subresource: str,
+    ) -> AdmissionAttributes:
         target = obj if obj is not None else old
         assert target is not None
         meta = target["metadata"]
         ns = meta.get("namespace", "") if rt.namespaced else ""
-        attrs = AdmissionAttributes(
+        return AdmissionAttributes(
             operation=operation,
             group=rt.group,
             version=rt.version,
@@ -161,4 +199,3 @@ class Cluster:
             user=opts.user,
             dry_run=opts.dry_run,
         )
-        opts.warnings.extend(await validate_admission(configs, attrs, services=self.webhook_services))

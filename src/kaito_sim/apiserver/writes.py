@@ -1,8 +1,9 @@
 """Create, update and patch: the write pipeline every kind goes through, as the real server's registry does.
 
-Each write builds a candidate from a snapshot of the live object, validates it, runs admission
-webhooks (which await), then commits only if the live object is still the snapshot; otherwise
-the whole write is retried against the newer object, like the apiserver's GuaranteedUpdate.
+Each write builds a candidate from a snapshot of the live object, runs mutating admission webhooks on
+it, validates it, runs validating admission webhooks (both await), then commits only if the live object
+is still the snapshot; otherwise the whole write is retried against the newer object, like the
+apiserver's GuaranteedUpdate.
 """
 
 from __future__ import annotations
@@ -133,6 +134,11 @@ class Writer:
         self._place(rt, ns, meta)
         if not meta.get("name") and meta.get("generateName"):
             meta["name"] = generated_name(str(meta["generateName"]))
+        for key in SERVER_OWNED_META:
+            meta.pop(key, None)
+        obj = await self._mutate(rt, "CREATE", obj, None, opts)
+        meta = obj["metadata"]
+        self._place(rt, ns, meta)
         for key in SERVER_OWNED_META:
             meta.pop(key, None)
         meta.update(uid=new_uid(), creationTimestamp=now_rfc3339(), generation=1)
@@ -299,6 +305,8 @@ class Writer:
         managed: list[JsonObj] | None,
         patching: bool,
     ) -> JsonObj:
+        candidate = await self._mutate(rt, "UPDATE", candidate, old, opts, subresource=subresource)
+        self._check_identity(rt, old, candidate)
         candidate = self._carry_over(rt, old, candidate, subresource)
         validate_object(rt, candidate, opts, patching=patching)
         if causes := update_causes(rt, old, candidate):
@@ -388,6 +396,25 @@ class Writer:
             set_list=sets,
             subresource=subresource,
         )
+
+    async def _mutate(
+        self,
+        rt: ResourceType,
+        operation: str,
+        obj: JsonObj,
+        old: JsonObj | None,
+        opts: WriteOptions,
+        *,
+        subresource: str = "",
+    ) -> JsonObj:
+        """Mutating admission; what the webhooks return is checked again as a request body is."""
+        mutated = await self.cluster.mutate(rt, operation, obj=obj, old=old, opts=opts, subresource=subresource)
+        if old is not None:
+            meta = old["metadata"]
+            live = self.cluster.find(rt, meta.get("namespace", ""), meta["name"])
+            if live is None or live["metadata"]["resourceVersion"] != meta["resourceVersion"]:
+                raise _Retry()
+        return obj if mutated is obj else check_type_meta(rt, mutated)
 
     async def _admit(
         self,
