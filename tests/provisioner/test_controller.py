@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -10,7 +11,7 @@ import pytest
 from kaito.api.nodeclaim import FINALIZER, LABEL_INSTANCE_TYPE, NODECLAIM
 from kaito.provisioner import cloud
 from kaito.provisioner.cloud import InstanceRequest, InstanceState
-from kaito.provisioner.controller import NodeClaimReconciler, setup
+from kaito.provisioner.controller import REGISTRATION_HOLD_POLLS, NodeClaimReconciler, setup
 from kaito.provisioner.fake import FakeCloudProvider
 from kaito.provisioner.metrics import CloudProviderMetrics, MeteredCloudProvider
 from kaito.runtime import errors
@@ -38,6 +39,7 @@ from tests.provisioner.conftest import (
 from tests.runtime.conftest import eventually
 
 pytestmark = pytest.mark.usefixtures("crds")
+POLL = 0.05  # the manager's poll interval, in (virtual, where a test gives a FakeClock) seconds
 
 QUOTA_MESSAGE = (
     "Operation could not be completed as it results in exceeding approved standardNCSv3Family Cores quota. "
@@ -55,7 +57,7 @@ def manager_with(
     clock: Clock = REAL_CLOCK,
 ) -> Manager:
     manager = Manager(kclient, options=options(namespace), clock=clock)
-    setup(manager, provider, poll_interval=0.05, retry_interval=retry_interval, orphan_interval=orphan_interval)
+    setup(manager, provider, poll_interval=POLL, retry_interval=retry_interval, orphan_interval=orphan_interval)
     return manager
 
 
@@ -178,6 +180,43 @@ async def test_instance_up_at_once_is_one_status_write_and_no_event(
         events = await claim_events(kubectl, name)
     assert events == []
     assert [w for w in claim_writes() if w[0] != "GET"] == [("PATCH", "status")]
+
+
+async def test_launch_waits_a_few_polls_for_its_node_then_is_written_alone(
+    sim: SimServer, kclient: Client, namespace: str
+) -> None:
+    fake = FakeCloudProvider(auto_finish=True)  # up at the first look; no kubelet ever registers its Node
+    name = claim_name("slow-node", namespace)
+    claim = nodeclaim(name, namespace=namespace)
+    claim["metadata"]["finalizers"] = [FINALIZER]
+    claim["metadata"]["labels"][LABEL_INSTANCE_TYPE] = SKU
+    clock = FakeClock()
+    manager = manager_with(kclient, namespace, fake, clock=clock)
+    [controller] = manager.controllers
+    key = ObjectKey("", name)
+
+    def looked(times: int) -> Callable[[], bool]:
+        def done() -> bool:
+            idle = not controller.queue.is_processing(key) and not controller.queue.is_dirty(key)
+            return fake.count("get") >= times and idle
+
+        return done
+
+    def status_writes() -> int:
+        return sum(1 for r in sim.requests if r.is_write and r.path.endswith(f"/nodeclaims/{name}/status"))
+
+    async with running(manager):
+        await kclient.create(NODECLAIM, claim)
+        await eventually(looked(1))
+        for polls in range(2, REGISTRATION_HOLD_POLLS + 1):  # held: the Node may join any moment
+            await clock.step(POLL)
+            await eventually(looked(polls))
+            assert status_writes() == 0
+        # Past the hold, the claim says it is launched and waits for its Node.
+        registering = has("Registered", "Unknown", "AwaitingRegistration")
+        waiting = await until(lambda: read_claim(kclient, name), registering, clock=clock)
+    assert has("Launched", "True", "Launched")(waiting)
+    assert status_writes() == 1
 
 
 async def test_node_without_gpus_yet_is_not_initialized(kclient: Client, namespace: str) -> None:

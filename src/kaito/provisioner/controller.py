@@ -68,6 +68,9 @@ log = logging.getLogger(__name__)
 
 CONTROLLER_NAME = "nodeclaim"
 EVENT_CONTROLLER = "kaito.sh/provisioner"
+# A launched instance's first status write waits up to this many polls for its Node, so that launch and
+# registration land as one write; past that, the claim says it is launched and waiting for its Node.
+REGISTRATION_HOLD_POLLS = 3
 
 
 def setup(
@@ -122,7 +125,6 @@ class Pass:
     node: Obj | None
     status: dict[str, Any]
     conditions: Conditions
-    launched_now: bool = False  # this pass created the instance
     instance_up: bool = False  # the cloud reports the instance running
     hold: bool = False  # the status write waits for the Node that is about to register
 
@@ -235,9 +237,8 @@ class NodeClaimReconciler:
             )
         if instance.state is InstanceState.DELETING:
             return Result(requeue_after=self.poll_interval)  # the previous, failed instance is still going away
-        self.launches.remember(work.name, work.uid)
+        self.launches.remember(work.name, work.uid, at=self.clock.now())
         work.conditions.set(LAUNCHED, "True", LAUNCHED)
-        work.launched_now = True
         return None
 
     async def _await_instance(self, work: Pass) -> Result | None:
@@ -264,7 +265,7 @@ class NodeClaimReconciler:
             if not work.conditions.is_true(REGISTERED):
                 message = f"waiting for a node labelled {LABEL_NODECLAIM}={work.name}"
                 work.conditions.set(REGISTERED, "Unknown", AWAITING_REGISTRATION, message)
-            if work.launched_now and work.instance_up:
+            if work.instance_up and self._joining(work):
                 work.hold = True  # its kubelet is joining: launch and registration become one write
                 return Result(requeue_after=self.poll_interval)  # written then, if the Node is slow
             return DONE  # the Node watch brings us back when it joins
@@ -273,6 +274,11 @@ class NodeClaimReconciler:
             work.status["providerID"] = provider_id
         work.conditions.set(REGISTERED, "True", REGISTERED)
         return None
+
+    def _joining(self, work: Pass) -> bool:
+        """An instance up within the last few polls, whose Node is most likely about to register."""
+        launched = self.launches.created_since(work.name, work.uid)
+        return launched is not None and self.clock.now() - launched < REGISTRATION_HOLD_POLLS * self.poll_interval
 
     async def _initialize(self, work: Pass) -> Result | None:
         node = work.node

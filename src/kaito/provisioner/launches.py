@@ -12,6 +12,7 @@ from kaito.runtime.reconcile import Result
 class _Launch:
     uid: str  # a claim deleted and re-created under the same name is a different claim
     created: bool = False
+    created_at: float = 0.0
     retry_at: float = 0.0
 
 
@@ -28,8 +29,13 @@ class Launches:
     def __init__(self) -> None:
         self._by_name: dict[str, _Launch] = {}
 
-    def remember(self, name: str, uid: str) -> None:
-        self._by_name[name] = _Launch(uid, created=True)
+    def remember(self, name: str, uid: str, *, at: float) -> None:
+        self._by_name[name] = _Launch(uid, created=True, created_at=at)
+
+    def created_since(self, name: str, uid: str) -> float | None:
+        """When this process launched the claim's instance, while the cache does not show the launch yet."""
+        entry = self._by_name.get(name)
+        return entry.created_at if entry is not None and entry.uid == uid and entry.created else None
 
     def created(self, name: str, uid: str) -> bool:
         entry = self._by_name.get(name)
