@@ -68,8 +68,9 @@ log = logging.getLogger(__name__)
 
 CONTROLLER_NAME = "nodeclaim"
 EVENT_CONTROLLER = "kaito.sh/provisioner"
-# A launched instance's first status write waits up to this many polls for its Node, so that launch and
-# registration land as one write; past that, the claim says it is launched and waiting for its Node.
+# A launched instance's first status write waits up to this many polls for its Node to register and show its
+# GPUs, so that launch, registration and initialization land as one write; past that, the claim tells where
+# it is (launched and waiting for its Node, or registered and waiting for the GPUs).
 REGISTRATION_HOLD_POLLS = 3
 
 
@@ -276,7 +277,7 @@ class NodeClaimReconciler:
         return None
 
     def _joining(self, work: Pass) -> bool:
-        """An instance up within the last few polls, whose Node is most likely about to register."""
+        """An instance up within the last few polls, whose Node is most likely about to register and be ready."""
         launched = self.launches.created_since(work.name, work.uid)
         return launched is not None and self.clock.now() - launched < REGISTRATION_HOLD_POLLS * self.poll_interval
 
@@ -286,6 +287,9 @@ class NodeClaimReconciler:
         gap = unready_reason(node, gpu=gpu_resource(self.catalog, work.instance_type))
         if gap is not None and not work.conditions.is_true(INITIALIZED):
             work.conditions.set(INITIALIZED, "Unknown", AWAITING_INITIALIZATION, gap)
+            if self._joining(work):  # its Node exists, so its instance is up
+                work.hold = True  # its GPUs are about to show: launch to Ready becomes one write
+                return Result(requeue_after=self.poll_interval)
             return DONE  # node updates bring us back
         node_status = node.get("status") or {}
         for field in ("capacity", "allocatable"):
