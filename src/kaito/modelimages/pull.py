@@ -65,10 +65,15 @@ def pull_model(
     plain_http: bool = False,
     ca_file: Path | None = None,
     parallel: int = DEFAULT_PARALLEL,
+    range_part: int = RANGE_MIN_PART,
     metrics: TransferMetrics | None = None,
     clock: Callable[[], float] = time.monotonic,
 ) -> PulledModel:
-    """Pull image into the cache (downloading only what it lacks) and link its files into output."""
+    """Pull image into the cache (downloading only what it lacks) and link its files into output.
+
+    A blob of at least two range_part bytes is fetched in byte ranges (when the registry serves them) while
+    fewer large blobs than parallel streams remain to share them.
+    """
     ref = parse_reference(image)
     progress = Progress(direction="pull", image=str(ref), metrics=metrics, clock=clock)
     with SessionPool(ref, auth, plain_http=plain_http, ca_file=ca_file, purpose="pull") as pool:
@@ -85,7 +90,7 @@ def pull_model(
             missing = {d: size for d, size in record.blobs.items() if not cache.has_blob(d)}
             progress.expect(sum(missing.values()))
             cache.evict(room_for=sum(missing.values()))
-            fetched = _Downloader(pool, cache, progress, parallel=parallel).run(missing)
+            fetched = _Downloader(pool, cache, progress, parallel=parallel, range_part=range_part).run(missing)
             config = ModelImageConfig.from_blob(cache.blob_path(config_descriptor["digest"]).read_bytes())
             marker = json.dumps({"image": str(ref), "digest": digest}).encode()
             link = cache.link_into(output, [(layer.title, layer.digest) for layer in layers], marker=marker)
@@ -129,15 +134,18 @@ def _safe_title(title: str, image: str) -> str:
 class _Downloader:
     """Downloads blobs into the cache: several at once, a large one in byte ranges when there are few."""
 
-    def __init__(self, pool: SessionPool, cache: ModelCache, progress: Progress, *, parallel: int) -> None:
+    def __init__(
+        self, pool: SessionPool, cache: ModelCache, progress: Progress, *, parallel: int, range_part: int
+    ) -> None:
         self.pool, self.cache, self.progress = pool, cache, progress
+        self.range_part = max(1, range_part)
         self.parallel = max(1, parallel)
         self.streams = threading.Semaphore(self.parallel)
         self.parts = ThreadPoolExecutor(self.parallel, thread_name_prefix="model-part")
 
     def run(self, missing: dict[str, int]) -> int:
         """Download the missing blobs; returns how many this process fetched (others may have fetched some)."""
-        large = [d for d, size in missing.items() if size >= 2 * RANGE_MIN_PART]
+        large = [d for d, size in missing.items() if size >= 2 * self.range_part]
         per_blob = max(1, math.ceil(self.parallel / len(large))) if large else 1
         order = sorted(missing, key=lambda d: -missing[d])  # the largest first: they set the finish time
         try:
@@ -155,7 +163,7 @@ class _Downloader:
                 return 0
             partial = self.cache.partial_path(digest)
             try:
-                parts = min(parts, max(1, size // RANGE_MIN_PART))
+                parts = min(parts, max(1, size // self.range_part))
                 ranged = parts > 1 and self.pool.session().blob_exists(digest)[1]
                 if ranged:
                     self._ranged(digest, size, parts, partial)
