@@ -7,8 +7,8 @@ import contextlib
 import ctypes
 import datetime as dt
 import hashlib
-import re
 import json
+import re
 import secrets
 import signal
 import socket

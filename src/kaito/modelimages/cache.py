@@ -7,10 +7,10 @@ Layout under the root (a hostPath such as /var/lib/kaito/models):
                             the file's mtime is when the model was last pulled (the LRU clock)
   locks/                    flock(2) files: `cache` (records and eviction), `blob-<hex>`, `model-<hex>`
 
-A model is *in use*, and never evicted, while (a) a pull holds its model lock (shared), or (b) one of its blobs
-has a hard link outside the cache (st_nlink > 1: an output directory assembled from it still exists, e.g. a
-running pod's volume), or (c) an output it was symlinked into (when hard links were impossible) still links to
-it. Evicting a blob that is still hard-linked elsewhere would free nothing anyway.
+A model is *in use*, and never evicted, while (a) a pull holds its model lock (shared), or (b) an output
+directory it was linked into still holds the marker naming it (the pod's volume still exists: kubelet removes
+an emptyDir with its pod). Eviction deletes only blobs no remaining model references and nothing outside the
+cache hard-links (st_nlink == 1): deleting those would free no space.
 """
 
 from __future__ import annotations
@@ -179,15 +179,7 @@ class ModelCache:
         with _try_flock(lock, fcntl.LOCK_EX) as free:
             if not free:
                 return True  # a pull of it is running
-        blobs = [self.blob_path(d) for d in record.blobs]
-        if any(blob.exists() and blob.stat().st_nlink > 1 for blob in blobs):
-            return True
-        targets = {str(blob) for blob in blobs}
-        for output in record.outputs:
-            directory = Path(output)
-            if directory.is_dir() and any(p.is_symlink() and os.readlink(p) in targets for p in directory.rglob("*")):
-                return True
-        return False
+        return any(_marker_digest(Path(output)) == record.manifest for output in record.outputs)
 
     def _drop_blob(self, blob: Path) -> int:
         """Delete a blob nothing else links to; returns the bytes freed (0 when it is linked elsewhere)."""
@@ -230,6 +222,15 @@ class ModelCache:
 
     def _cache_lock(self) -> contextlib.AbstractContextManager[None]:
         return _flock(self._lock_file("cache"), fcntl.LOCK_EX)
+
+
+def _marker_digest(output: Path) -> str | None:
+    try:
+        body = json.loads((output / MARKER).read_bytes())
+    except (OSError, ValueError):
+        return None
+    digest = body.get("digest") if isinstance(body, dict) else None
+    return digest if isinstance(digest, str) else None
 
 
 def _hex(digest: str) -> str:
