@@ -56,7 +56,7 @@ def run_training(model: Path, data: Path, output: Path, *, steps: int, targets: 
 
 
 def registry_figures(adapter: Path, work: Path, repeats: int) -> None:
-    from tests.tuning.registry import Registry
+    from tests.registry import Registry
 
     with Registry(work / "registry", username="bench") as registry:
         assert registry.ca_file is not None

@@ -30,6 +30,11 @@ def test_importing_the_cli_loads_no_simulator_module() -> None:
         pytest.param("serve", ("kaito_sim", "kaito.operator", "kaito.controllers", "kaito.runtime"), id="serve"),
         pytest.param("manager", ("kaito_sim", "kaito.inference", "kaito.tuning"), id="manager"),
         pytest.param("tune", ("kaito_sim", "kaito.operator", "kaito.controllers"), id="tune"),
+        pytest.param(
+            "pull-model",
+            ("kaito_sim", "kaito.operator", "kaito.runtime", "kaito.inference", "kaito.tuning", "kaito.workspaces"),
+            id="pull-model",
+        ),
     ],
 )
 def test_a_command_loads_only_its_own_rooms(command: str, absent: tuple[str, ...]) -> None:

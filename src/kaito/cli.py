@@ -95,6 +95,19 @@ BUILTINS: dict[str, Builtin] = {
         "run_pull_adapter",
         "pull an adapter from an OCI registry for serving",
     ),
+    # The model image steps: packing a model directory, and the inference pod's weights init step.
+    "push-model": Builtin(
+        "kaito.modelimages.commands",
+        "add_push_model_arguments",
+        "run_push_model",
+        "push a model directory to an OCI registry as a model image",
+    ),
+    "pull-model": Builtin(
+        "kaito.modelimages.commands",
+        "add_pull_model_arguments",
+        "run_pull_model",
+        "pull a model image into the node's cache and link it into a directory",
+    ),
 }
 
 

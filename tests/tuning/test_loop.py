@@ -23,7 +23,7 @@ from aiohttp import web
 from openai.types.chat import ChatCompletionMessageParam
 
 from kaito.inference.tinymodel import make_tiny_model
-from tests.tuning.registry import Registry, free_port
+from tests.registry import Registry, free_port
 
 ANSWER = "The cat sees a big green tree and the river."
 TRAINING_CONFIG = """

@@ -42,7 +42,7 @@ from kaito.tuning.artifacts import (
     run_pull_data,
     run_push_adapter,
 )
-from tests.tuning.registry import Registry, free_port, require_registry_binary, sha256_digest
+from tests.registry import Registry, free_port, require_registry_binary, sha256_digest
 
 BASE_MODEL = "microsoft/Phi-3-mini-4k-instruct"
 DOCKER_LAYER = "application/vnd.docker.image.rootfs.diff.tar.gzip"

@@ -8,6 +8,7 @@ import ctypes
 import datetime as dt
 import hashlib
 import json
+import re
 import secrets
 import signal
 import socket
@@ -16,6 +17,7 @@ import sys
 import threading
 import time
 import urllib.parse
+from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any, Literal
@@ -35,6 +37,7 @@ from kaito.webhook.certs import generate_serving_cert
 REGISTRY_BINARY = Path("/usr/bin/docker-registry")
 TOKEN_SERVICE = "kaito-test-registry"
 TOKEN_ISSUER = "kaito-test-token-issuer"
+_ACCESS_LINE = re.compile(r'"([A-Z]+) (\S+) HTTP/[0-9.]+" ([0-9]{3}) ')
 AuthMode = Literal["htpasswd", "token", "none"]
 _PR_SET_PDEATHSIG = 1
 
@@ -75,6 +78,7 @@ class Registry:
         password: str = "",
         auth: AuthMode = "htpasswd",
         tls: bool = True,
+        access_log: bool = False,
     ) -> None:
         self.workdir = workdir
         self.username = username
@@ -82,6 +86,7 @@ class Registry:
         self.identity_token = secrets.token_urlsafe(24)
         self.auth = auth
         self.tls = tls
+        self.access_log = access_log
         self.host = "127.0.0.1"
         self.port = 0
         self.ca_file: Path | None = None
@@ -149,6 +154,12 @@ class Registry:
         path.write_text(json.dumps({"auths": {self.address: entry}}))
         return path
 
+    def requests_logged(self, method: str, path_part: str) -> int:
+        """How many requests the access log (access_log=True) shows answered (2xx/3xx) for this method and path part."""
+        log = self.workdir / "registry.log"
+        found = (_ACCESS_LINE.search(line) for line in log.read_text(errors="replace").splitlines())
+        return sum(1 for m in found if m and m[1] == method and path_part in m[2] and m[3] < "400")
+
     def _write_config(self) -> Path:
         if self.tls:
             bundle = generate_serving_cert(["localhost"], ["127.0.0.1"])
@@ -170,7 +181,7 @@ class Registry:
             http["tls"] = {"certificate": str(self.workdir / "tls.crt"), "key": str(self.workdir / "tls.key")}
         config: dict[str, Any] = {
             "version": 0.1,
-            "log": {"level": "warn", "accesslog": {"disabled": True}},
+            "log": {"level": "warn", "accesslog": {"disabled": not self.access_log}},
             "storage": {"filesystem": {"rootdirectory": str(self.workdir / "storage")}, "delete": {"enabled": True}},
             "http": http,
         }
@@ -325,3 +336,11 @@ def _b64url(data: bytes) -> str:
 
 def sha256_digest(data: bytes) -> str:
     return "sha256:" + hashlib.sha256(data).hexdigest()
+
+
+@pytest.fixture(scope="session")
+def registry(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Registry]:
+    """One real docker-registry (TLS, htpasswd auth) for the whole session; conftests re-export it."""
+    require_registry_binary()
+    with Registry(tmp_path_factory.mktemp("registry"), username="kaito") as running:
+        yield running

@@ -1,0 +1,223 @@
+"""Model images: the OCI artifact kaito packs a model directory into, and the sizing facts its config blob carries.
+
+A model image is an OCI image manifest with kaito's artifact type, one layer per file of the model directory
+(stored as is: weights do not compress, so no tar and no gzip; the file's path relative to the directory in
+the standard `org.opencontainers.image.title` annotation), and a config blob holding the architecture numbers
+the planner sizes a model from (the same numbers and names as a catalog preset), so an image sizes without a
+model hub. `describe_model` reads them from a model directory's config.json and safetensors headers.
+"""
+
+from __future__ import annotations
+
+import json
+import struct
+from pathlib import Path, PurePosixPath
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic.alias_generators import to_camel
+
+ARTIFACT_TYPE = "application/vnd.kaito.model.v1"
+CONFIG_MEDIA_TYPE = "application/vnd.kaito.model.config.v1+json"
+LAYER_SAFETENSORS = "application/vnd.kaito.model.layer.v1.safetensors"
+LAYER_JSON = "application/vnd.kaito.model.layer.v1+json"
+LAYER_FILE = "application/vnd.kaito.model.layer.v1"  # any other file (tokenizer.model, merges.txt, ...)
+LAYER_MEDIA_TYPES = frozenset({LAYER_SAFETENSORS, LAYER_JSON, LAYER_FILE})
+
+ANNOTATION_TITLE = "org.opencontainers.image.title"  # the file's path inside the model directory
+ANNOTATION_SOURCE = "org.opencontainers.image.source"  # where the model came from, e.g. https://huggingface.co/org/m
+ANNOTATION_REVISION = "org.opencontainers.image.revision"  # the source's revision (a commit) the files are from
+ANNOTATION_MODEL = "ai.kaito.model.repository"  # the model's hub id, e.g. microsoft/phi-4
+
+Dtype = Literal["bfloat16", "float16", "float32"]
+Quantization = Literal["fp8", "mxfp4", "awq", "gptq"]
+
+_SAFETENSORS_DTYPES: dict[str, Dtype] = {"BF16": "bfloat16", "F16": "float16", "F32": "float32"}
+_MAX_SAFETENSORS_HEADER = 100 * 1024 * 1024
+
+
+class ModelDescriptionError(ValueError):
+    """A model directory whose sizing facts cannot be read; the message names the file and the key."""
+
+
+class ModelImageConfig(BaseModel):
+    """The config blob: the numbers a preset carries (same names as the catalog's), plus where the files came from."""
+
+    model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True, extra="ignore", frozen=True)
+
+    schema_version: Literal[1] = 1
+    architectures: tuple[str, ...] = ()
+    model_type: str = ""
+    parameters_b: float = Field(gt=0)
+    weight_bytes: int = Field(gt=0)
+    layers: int = Field(gt=0)
+    attention_heads: int = Field(gt=0)
+    kv_heads: int = Field(gt=0)
+    head_dim: int = Field(gt=0)
+    hidden_size: int = Field(gt=0)
+    intermediate_size: int | None = Field(default=None, gt=0)
+    vocab_size: int | None = Field(default=None, gt=0)
+    max_position_embeddings: int = Field(gt=0)
+    dtype: Dtype = "bfloat16"
+    quantization: Quantization | None = None
+    kv_layout: Literal["standard", "mla"] = "standard"
+    kv_lora_rank: int | None = Field(default=None, gt=0)
+    qk_rope_head_dim: int | None = Field(default=None, gt=0)
+    sliding_window: int | None = Field(default=None, gt=0)
+    sliding_window_pattern: int | None = Field(default=None, ge=2)
+    source_repository: str = ""
+    revision: str = ""
+
+    def to_blob(self) -> bytes:
+        """The config blob's bytes: camelCase JSON, keys sorted, so one description always has one digest."""
+        return json.dumps(self.model_dump(by_alias=True, mode="json"), sort_keys=True, separators=(",", ":")).encode()
+
+    @classmethod
+    def from_blob(cls, body: bytes) -> ModelImageConfig:
+        try:
+            return cls.model_validate_json(body)
+        except ValidationError as exc:
+            raise ModelDescriptionError(f"not a kaito model config ({exc.error_count()} problems: {exc})") from exc
+
+    def sizing_fields(self) -> dict[str, Any]:
+        """The fields a catalog preset (kaito.presets.models.ModelSpec) takes, by its names."""
+        skip = {"schema_version", "model_type", "source_repository", "revision"}
+        return {key: value for key, value in self.model_dump().items() if key not in skip}
+
+
+def layer_media_type(title: str) -> str:
+    """The media type of the layer holding the file at `title`."""
+    name = PurePosixPath(title).name
+    if name.endswith(".safetensors"):
+        return LAYER_SAFETENSORS
+    return LAYER_JSON if name.endswith(".json") else LAYER_FILE
+
+
+def describe_model(directory: Path, *, source_repository: str = "", revision: str = "") -> ModelImageConfig:
+    """The sizing facts of a model directory: config.json's architecture numbers, the safetensors' bytes and dtype."""
+    config_file = directory / "config.json"
+    try:
+        raw = json.loads(config_file.read_bytes())
+    except (OSError, ValueError) as exc:
+        raise ModelDescriptionError(f"{config_file}: cannot read the model's config ({exc})") from exc
+    if not isinstance(raw, dict):
+        raise ModelDescriptionError(f"{config_file}: not a JSON object")
+    # Multimodal checkpoints keep the language model's numbers under text_config.
+    text = {**raw, **raw["text_config"]} if isinstance(raw.get("text_config"), dict) else raw
+    shards = sorted(directory.rglob("*.safetensors"))
+    if not shards:
+        raise ModelDescriptionError(f"{directory}: no *.safetensors files (kaito packs safetensors checkpoints)")
+    elements, dtypes = 0, set()
+    for shard in shards:
+        count, kinds = _safetensors_elements(shard)
+        elements += count
+        dtypes |= kinds
+    facts = _architecture(text, config_file)
+    facts.update(
+        architectures=tuple(str(a) for a in raw.get("architectures") or ()),
+        model_type=str(raw.get("model_type") or ""),
+        parameters_b=max(round(elements / 1e9, 3), 0.001),
+        weight_bytes=sum(shard.stat().st_size for shard in shards),
+        dtype=_dtype(text, dtypes, config_file),
+        quantization=_quantization(raw, config_file),
+        source_repository=source_repository,
+        revision=revision,
+    )
+    try:
+        return ModelImageConfig.model_validate(facts)
+    except ValidationError as exc:
+        raise ModelDescriptionError(f"{config_file}: {exc}") from exc
+
+
+def _first(config: dict[str, Any], *keys: str) -> Any:
+    return next((config[key] for key in keys if config.get(key) is not None), None)
+
+
+def _architecture(config: dict[str, Any], source: Path) -> dict[str, Any]:
+    layers = _first(config, "num_hidden_layers", "n_layer", "num_layers")
+    heads = _first(config, "num_attention_heads", "n_head")
+    hidden = _first(config, "hidden_size", "n_embd", "d_model")
+    missing = [name for name, value in (("layers", layers), ("heads", heads), ("hidden_size", hidden)) if not value]
+    if missing:
+        raise ModelDescriptionError(f"{source}: no {', '.join(missing)} (num_hidden_layers, num_attention_heads, ...)")
+    kv_heads = _first(config, "num_key_value_heads", "num_kv_heads")
+    if kv_heads is None:
+        kv_heads = 1 if config.get("multi_query") else heads
+    facts: dict[str, Any] = {
+        "layers": layers,
+        "attention_heads": heads,
+        "kv_heads": kv_heads,
+        "head_dim": _first(config, "head_dim") or hidden // heads,
+        "hidden_size": hidden,
+        "intermediate_size": _first(config, "intermediate_size", "ffn_dim", "n_inner"),
+        "vocab_size": _first(config, "vocab_size"),
+        "max_position_embeddings": _first(config, "max_position_embeddings", "n_positions", "seq_length"),
+    }
+    if config.get("kv_lora_rank"):
+        facts.update(
+            kv_layout="mla", kv_lora_rank=config["kv_lora_rank"], qk_rope_head_dim=config.get("qk_rope_head_dim")
+        )
+    window = config.get("sliding_window")
+    if isinstance(window, int) and window > 0 and config.get("use_sliding_window", True) is not False:
+        facts["sliding_window"] = window
+        facts["sliding_window_pattern"] = _window_pattern(config)
+    return facts
+
+
+def _window_pattern(config: dict[str, Any]) -> int | None:
+    """Every n-th layer attends globally: Gemma 3's sliding_window_pattern, or read off layer_types."""
+    pattern = config.get("sliding_window_pattern")
+    if isinstance(pattern, int) and pattern >= 2:
+        return pattern
+    types = config.get("layer_types")
+    if isinstance(types, list) and "full_attention" in types:
+        period = types.index("full_attention") + 1
+        regular = all((i + 1) % period == 0 for i, kind in enumerate(types) if kind == "full_attention")
+        return period if period >= 2 and regular else None
+    return None
+
+
+def _dtype(config: dict[str, Any], stored: set[str], source: Path) -> Dtype:
+    named = _first(config, "torch_dtype", "dtype")
+    if named in ("bfloat16", "float16", "float32"):
+        return named  # type: ignore[no-any-return]
+    floats = sorted({_SAFETENSORS_DTYPES[kind] for kind in stored if kind in _SAFETENSORS_DTYPES})
+    if len(floats) == 1:
+        return floats[0]
+    if named in (None, "auto"):
+        return "bfloat16"
+    raise ModelDescriptionError(f"{source}: torch_dtype {named!r} is not one of bfloat16, float16, float32")
+
+
+def _quantization(config: dict[str, Any], source: Path) -> Quantization | None:
+    quant = config.get("quantization_config")
+    if not isinstance(quant, dict):
+        return None
+    method = str(quant.get("quant_method", "")).lower()
+    if method in ("fp8", "mxfp4", "awq", "gptq"):
+        return method  # type: ignore[return-value]
+    raise ModelDescriptionError(
+        f"{source}: quantization_config.quant_method {method!r} is not one kaito sizes (fp8, mxfp4, awq, gptq)"
+    )
+
+
+def _safetensors_elements(path: Path) -> tuple[int, set[str]]:
+    """How many elements a safetensors file's tensors hold, and their dtypes, from its JSON header."""
+    try:
+        with path.open("rb") as handle:
+            (length,) = struct.unpack("<Q", handle.read(8))
+            if length > _MAX_SAFETENSORS_HEADER:
+                raise ModelDescriptionError(f"{path}: safetensors header of {length} bytes is not believable")
+            header = json.loads(handle.read(length))
+    except (OSError, ValueError, struct.error) as exc:
+        raise ModelDescriptionError(f"{path}: not a safetensors file ({exc})") from exc
+    count, kinds = 0, set()
+    for name, tensor in header.items():
+        if name == "__metadata__" or not isinstance(tensor, dict):
+            continue
+        elements = 1
+        for dim in tensor.get("shape", []):
+            elements *= int(dim)
+        count += elements
+        kinds.add(str(tensor.get("dtype", "")))
+    return count, kinds
