@@ -47,11 +47,14 @@ def set_up(pod: JsonObj, node_dir: Path) -> str | None:
 
 def _check(path: str, kind: str, node_dir: Path) -> str | None:
     local = node_path(node_dir, path)
-    if not local.exists() and kind in ("", "DirectoryOrCreate"):
-        local.mkdir(parents=True, exist_ok=True)  # unset type: the runtime creates a missing path as a directory
-    elif not local.exists() and kind == "FileOrCreate":
-        local.parent.mkdir(parents=True, exist_ok=True)
-        local.touch()
+    try:
+        if not local.exists() and kind in ("", "DirectoryOrCreate"):
+            local.mkdir(parents=True, exist_ok=True)  # unset type: the runtime creates a missing path as a directory
+        elif not local.exists() and kind == "FileOrCreate":
+            local.parent.mkdir(parents=True, exist_ok=True)
+            local.touch()
+    except OSError as exc:
+        return f"mkdir {path}: {exc.strerror or exc}"
     if kind not in _KINDS:
         return None
     test, what = _KINDS[kind]

@@ -151,7 +151,7 @@ class Processes:
         matches = [image_matches(str(c.get("image", "")), self.options.images) for c in inits + mains]
         if not any(matches):
             return []
-        found = [_Container(c, process=m, init=True) for c, m in zip(inits, matches, strict=False)]
+        found = [_Container(c, process=m, init=True) for c, m in zip(inits, matches[: len(inits)], strict=True)]
         return found + [_Container(c) for c, m in zip(mains, matches[len(inits) :], strict=True) if m]
 
     def sync(self, key: Key, pod: JsonObj) -> PodRun | None:
@@ -243,7 +243,9 @@ class Processes:
             self._changed(pod.key)
             return True
         if c.sidecar:
-            c.task = asyncio.create_task(self._lifecycle(pod, c, policy="Always"), name=f"pod-sidecar-{c.name}")
+            c.task = asyncio.create_task(
+                self._lifecycle(pod, c, policy="Always"), name=f"pod-sidecar-{pod.key[1]}-{c.name}"
+            )
             while not (c.run.started_at and c.run.started):
                 if pod.stopping:
                     return False

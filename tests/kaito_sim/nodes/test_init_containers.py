@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from kaito_sim.nodes.hostpath import node_path
+from kaito_sim.nodes.hostpath import node_path, set_up
 from kaito_sim.nodes.processes import ProcessPods
 from kaito_sim.server import SimServer
 from tests.conftest import Kubectl
@@ -241,6 +241,30 @@ async def test_a_missing_host_directory_holds_the_pod_until_it_exists(
     node_path(tmp_path / "nodes" / NODES[0], CACHE).mkdir(parents=True)
     await until(lambda: phase(sim, ns, "strict") == "Succeeded", "the pod to start once the directory exists")
     assert (await kubectl("logs", "strict")).stdout == "weights v1\n"
+
+
+@pytest.mark.parametrize(
+    ("kind", "made", "failure"),
+    [
+        pytest.param("", "dir", None, id="unset-creates-a-directory"),
+        pytest.param("DirectoryOrCreate", "dir", None, id="directory-or-create"),
+        pytest.param("FileOrCreate", "file", None, id="file-or-create"),
+        pytest.param("Directory", None, "is not a directory", id="directory-missing"),
+        pytest.param("File", None, "is not a file", id="file-missing"),
+        pytest.param("Socket", None, "is not a socket file", id="socket-missing"),
+    ],
+)
+def test_host_path_types_create_or_refuse_as_the_kubelet_does(
+    tmp_path: Path, kind: str, made: str | None, failure: str | None
+) -> None:
+    pod = {"spec": {"volumes": [{"name": "v", "hostPath": {"path": "/data/x", "type": kind}}]}}
+    message = set_up(pod, tmp_path)
+    local = tmp_path / "data" / "x"
+    if failure is None:
+        assert message is None and (local.is_dir() if made == "dir" else local.is_file())
+    else:
+        assert message == f'MountVolume.SetUp failed for volume "v" : hostPath type check failed: /data/x {failure}'
+        assert not local.exists()
 
 
 def test_a_host_path_never_leaves_its_node_directory(tmp_path: Path) -> None:
