@@ -42,6 +42,12 @@ def add_sim_arguments(sim: argparse.ArgumentParser) -> None:
         help="run kaito-runtime and kaito-manager pods as local processes (kaito serve on a tiny stand-in model), "
         "reachable through the Service proxy",
     )
+    sim.add_argument(
+        "--nodes-dir",
+        type=Path,
+        help="with --process-pods: where each node's hostPath volumes live (<dir>/<node name>), kept after exit; "
+        "default: a scratch directory removed on exit",
+    )
     sim.add_argument("--provisioning-delay", type=float, default=2.0, help="seconds a simulated agent pool takes")
     sim.add_argument("--metrics-bind-address", default=":8080")
     sim.add_argument("--health-probe-bind-address", default=":8081")
@@ -50,7 +56,9 @@ def add_sim_arguments(sim: argparse.ArgumentParser) -> None:
 def process_pods(args: argparse.Namespace) -> ProcessPods | None:
     from kaito_sim.nodes.processes import ProcessPods
 
-    return ProcessPods(images=("kaito-runtime", "kaito-manager")) if args.process_pods else None
+    if not args.process_pods:
+        return None
+    return ProcessPods(images=("kaito-runtime", "kaito-manager"), nodes_dir=args.nodes_dir)
 
 
 async def serve_sim(args: argparse.Namespace, *, kubeconfig: Path) -> int:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import json
 import os
@@ -9,6 +10,8 @@ import signal
 import subprocess
 import sys
 from pathlib import Path
+
+from kaito_sim.cli import add_sim_arguments, process_pods
 
 
 async def test_kaito_sim_serves_kubectl_and_stops_on_sigterm(tmp_path: Path) -> None:
@@ -99,3 +102,11 @@ async def test_with_the_manager_a_workspace_applied_at_once_becomes_ready(tmp_pa
     assert len(json.loads(await _kubectl(env, "get", "nodeclaims", "-o", "json"))["items"]) == 1
     proc.send_signal(signal.SIGTERM)
     assert await asyncio.wait_for(proc.wait(), 20) == 0
+
+
+def test_process_pods_keep_node_volumes_where_asked(tmp_path: Path) -> None:
+    parser = argparse.ArgumentParser()
+    add_sim_arguments(parser)
+    options = process_pods(parser.parse_args(["--process-pods", "--nodes-dir", str(tmp_path)]))
+    assert options is not None and options.nodes_dir == tmp_path
+    assert process_pods(parser.parse_args(["--nodes-dir", str(tmp_path)])) is None

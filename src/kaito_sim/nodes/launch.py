@@ -1,8 +1,11 @@
 """How a process pod's container becomes a local command: its volumes as files, its environment and its argv.
 
 The kubelet of a real node hands a container its volumes at their mount paths; a local process cannot have
-`/etc/kaito`, so each volume is written under a per-pod directory and every argument or environment value
-that names a mount path is rewritten to point there. `kaito ...` runs as this interpreter's `-m kaito.cli`, and
+`/etc/kaito`, so each volume is written under a per-pod directory (a hostPath volume is a path under the
+node's own directory, see `kaito_sim.nodes.hostpath`) and every argument or environment value that names a
+mount path is rewritten to point there. So is one naming the container's `terminationMessagePath` (default
+`/dev/termination-log`): it becomes a file in the pod's directory, whose content the kubelet reports as the
+terminated state's message. `kaito ...` runs as this interpreter's `-m kaito.cli`, and
 a container with no command runs its image's entrypoint (`kaito` for the kaito images) with its args.
 
 Listening addresses: every process shares this machine's ports, so the address flags of `kaito` subcommands
@@ -31,6 +34,7 @@ import yaml
 from kaito_sim.apiserver.errors import ApiError, JsonObj
 from kaito_sim.apiserver.kubeconfig import kubeconfig_dict, write_kubeconfig
 from kaito_sim.apiserver.store import StorageKey
+from kaito_sim.nodes.hostpath import node_path
 
 Getter = Callable[[StorageKey, str, str], JsonObj | None]  # (storage key, namespace, name) -> stored object
 CONFIGMAPS: StorageKey = ("", "configmaps")
@@ -48,6 +52,7 @@ PORT_FLAGS: dict[str, tuple[tuple[str, int], ...]] = {
         ("--webhook-bind-address", 9443),
     ),
 }
+TERMINATION_LOG = "/dev/termination-log"  # a container's terminationMessagePath when it names none
 TOKEN_SECONDS = 365 * 24 * 3600  # kube-apiserver extends kubelet-projected tokens to a year by default
 Issuer = Callable[[str, str], str]  # (namespace, service account) -> a bearer token; raises when it does not exist
 
@@ -67,12 +72,15 @@ class Launch:
     argv: list[str]
     env: dict[str, str]
     mounts: dict[str, Path] = field(default_factory=dict)  # mountPath -> local directory (or file, with subPath)
+    files: dict[str, Path] = field(default_factory=dict)  # single container paths -> local file (termination log)
 
     def local(self, value: str) -> str:
         """`value` with a leading mount path (or `--flag=` followed by one) replaced by its local directory."""
         prefix, sep, rest = value.partition("=")
         if sep and prefix.startswith("-"):
             return f"{prefix}={self.local(rest)}"
+        if value in self.files:
+            return str(self.files[value])
         for mount in sorted(self.mounts, key=len, reverse=True):
             if value == mount or value.startswith(mount.rstrip("/") + "/"):
                 return str(self.mounts[mount]) + value[len(mount.rstrip("/")) :]
@@ -119,7 +127,7 @@ def _write_keys(directory: Path, keys: dict[str, bytes], items: list[JsonObj] | 
 
 
 def _volume(get: Getter, ns: str, volume: JsonObj, directory: Path) -> None:
-    """Write one volume's files into `directory`; kinds with no local meaning (emptyDir, hostPath, PVCs) start empty."""
+    """Write one volume's files into `directory`; kinds with no local meaning (emptyDir, PVCs) start empty."""
     directory.mkdir(parents=True, exist_ok=True)
     sources = [volume] if "projected" not in volume else list((volume["projected"] or {}).get("sources") or [])
     for source in sources:
@@ -131,8 +139,13 @@ def _volume(get: Getter, ns: str, volume: JsonObj, directory: Path) -> None:
                     _write_keys(directory, keys, ref.get("items"), f'{kind} volume "{volume.get("name")}"')
 
 
-def materialise(get: Getter, pod: JsonObj, container: JsonObj, root: Path) -> dict[str, Path]:
-    """Write the volumes `container` mounts under `root`; returns mountPath -> local path."""
+def materialise(
+    get: Getter, pod: JsonObj, container: JsonObj, root: Path, *, node_dir: Path | None = None
+) -> dict[str, Path]:
+    """Write the volumes `container` mounts under `root`; returns mountPath -> local path.
+
+    With `node_dir`, a hostPath volume is its path under that node directory (checked by `hostpath.set_up`).
+    """
     ns = str(pod["metadata"].get("namespace", ""))
     volumes = {str(v.get("name")): v for v in (pod.get("spec") or {}).get("volumes") or [] if isinstance(v, dict)}
     mounts: dict[str, Path] = {}
@@ -140,8 +153,11 @@ def materialise(get: Getter, pod: JsonObj, container: JsonObj, root: Path) -> di
         name = str(mount.get("name"))
         if name not in volumes:
             raise LaunchError(f'volume "{name}" is not declared by the pod')
+        host = volumes[name].get("hostPath")
         directory = root / "volumes" / name
-        if not directory.exists():
+        if node_dir is not None and isinstance(host, dict):
+            directory = node_path(node_dir, str(host.get("path") or "/"))
+        elif not directory.exists():
             try:
                 _volume(get, ns, volumes[name], directory)
             except LaunchError:
@@ -210,8 +226,14 @@ def environment(get: Getter, pod: JsonObj, container: JsonObj) -> dict[str, str]
     return env
 
 
-def launch(get: Getter, pod: JsonObj, container: JsonObj, root: Path) -> Launch:
-    """The local command for `container` of `pod`, its volumes written under `root`."""
+def termination_log(container: JsonObj, root: Path) -> tuple[str, Path]:
+    """The container's terminationMessagePath and the local file that stands for it under `root`."""
+    path = str(container.get("terminationMessagePath") or TERMINATION_LOG)
+    return path, root / "termination" / str(container.get("name", ""))
+
+
+def launch(get: Getter, pod: JsonObj, container: JsonObj, root: Path, *, node_dir: Path | None = None) -> Launch:
+    """The local command for `container` of `pod`, its volumes written under `root` (hostPath ones under `node_dir`)."""
     command = [str(a) for a in container.get("command") or []]
     image = str(container.get("image", ""))
     command = command or next((list(e) for name, e in ENTRYPOINTS.items() if image_matches(image, (name,))), [])
@@ -219,7 +241,8 @@ def launch(get: Getter, pod: JsonObj, container: JsonObj, root: Path) -> Launch:
         raise LaunchError("the container has no command; the image's entrypoint is unknown to the simulated kubelet")
     env = environment(get, pod, container)
     argv = [expand(a, env) for a in command + [str(a) for a in container.get("args") or []]]
-    result = Launch(argv, env, materialise(get, pod, container, root))
+    path, local = termination_log(container, root)
+    result = Launch(argv, env, materialise(get, pod, container, root, node_dir=node_dir), {path: local})
     # Only the container's own paths are rewritten: this machine's interpreter may live under a mount path (/tmp).
     argv = [result.local(a) for a in argv]
     result.argv = [*KAITO, *argv[1:]] if argv[0] == "kaito" else argv

@@ -9,6 +9,12 @@ with back-off as the restart policy says. Its output is what `kubectl logs` show
 (`kaito_sim.nodes.proxy`) and admission webhook calls (`kaito_sim.apiserver.admission`) reach it at its local ports.
 `kaito serve` loads a tiny random model in place of the preset's weights (no GPU, no download): a real server
 whose answers are random tokens. Every process dies with its pod, with the `SimServer`, and with this process.
+
+Init containers run first, as a kubelet runs them: one after another in spec order, each to completion
+(restarted with back-off on failure unless the pod's restartPolicy is Never, which fails the pod), a sidecar
+(`restartPolicy: Always`) until it has started; only then do the other containers start. Init containers
+whose image is not a process image complete at once. hostPath volumes live in one directory per node
+(`kaito_sim.nodes.hostpath`), checked before anything starts.
 """
 
 from __future__ import annotations
@@ -30,7 +36,7 @@ from pathlib import Path
 
 from kaito_sim.apiserver.cluster import Cluster
 from kaito_sim.apiserver.errors import JsonObj
-from kaito_sim.nodes import children
+from kaito_sim.nodes import children, hostpath
 from kaito_sim.nodes.launch import (
     Issuer,
     Launch,
@@ -42,15 +48,17 @@ from kaito_sim.nodes.launch import (
     launch,
     serve_overrides,
     service_account_kubeconfig,
+    termination_log,
 )
 from kaito_sim.nodes.probes import Prober, follow
 from kaito_sim.nodes.standin import StandInModel
 from kaito_sim.workloads.common import Key
-from kaito_sim.workloads.podstatus import ContainerRun, Exit
+from kaito_sim.workloads.podstatus import ContainerRun, Exit, PodRun
 
 log = logging.getLogger(__name__)
 
 _MESSAGE_LINES, _MESSAGE_BYTES = 10, 2048  # how much of stderr becomes the termination message
+_TERMINATION_FILE_BYTES = 4096  # how much of the terminationMessagePath file the kubelet reads
 _MAX_BACKOFF = 300.0
 
 
@@ -63,6 +71,7 @@ class ProcessPods:
     probe_interval: float = 0.2  # seconds between probes while a container is not ready yet
     restart_backoff: float = 10.0  # the first restart's delay; it doubles per restart, up to five minutes
     max_grace: float = 10.0  # caps terminationGracePeriodSeconds between SIGTERM and SIGKILL
+    nodes_dir: Path | None = None  # hostPath volumes live in <nodes_dir>/<node name>; None: the cluster's scratch
 
 
 def _now() -> str:
@@ -79,23 +88,34 @@ def _free_port() -> int:
 class _Container:
     """One container: its current process, its local ports and what the kubelet reports about it."""
 
-    def __init__(self, spec: JsonObj) -> None:
-        self.spec = spec
+    def __init__(self, spec: JsonObj, *, process: bool = True, init: bool = False) -> None:
+        self.spec, self.process, self.init = spec, process, init
         self.name = str(spec.get("name", ""))
         self.proc: asyncio.subprocess.Process | None = None
         self.launch: Launch | None = None
         self.ports: dict[int, int] = {}  # container port -> local port
         self.any_port = False  # a command we did not rewrite listens where it likes: a port is itself
-        self.run = ContainerRun()
+        self.run = ContainerRun(waiting=("PodInitializing", "")) if init else ContainerRun()
         self.task: asyncio.Task[None] | None = None
+
+    @property
+    def sidecar(self) -> bool:
+        return self.init and self.spec.get("restartPolicy") == "Always"
 
 
 class _Pod:
-    def __init__(self, key: Key, pod: JsonObj, root: Path, containers: list[JsonObj]) -> None:
-        self.key, self.pod, self.root = key, pod, root
+    def __init__(self, key: Key, pod: JsonObj, root: Path, node_dir: Path, containers: list[_Container]) -> None:
+        self.key, self.pod, self.root, self.node_dir = key, pod, root, node_dir
         self.uid = str(pod["metadata"].get("uid", ""))
-        self.containers = {c.name: c for c in map(_Container, containers)}
+        self.containers = {c.name: c for c in containers}
         self.stopping = False
+        self.initialized = False
+        self.mount_error = ""
+        self.task: asyncio.Task[None] | None = None  # sets up volumes, runs the init containers, starts the rest
+
+    def report(self) -> PodRun:
+        runs = {name: c.run for name, c in self.containers.items()}
+        return PodRun(runs, initialized=self.initialized, mount_error=self.mount_error)
 
 
 class Processes:
@@ -123,28 +143,35 @@ class Processes:
         for listener in list(self._listeners):
             listener(key)
 
-    def matching(self, pod: JsonObj) -> list[JsonObj]:
-        containers = (pod.get("spec") or {}).get("containers") or []
-        return [
-            c for c in containers if isinstance(c, dict) and image_matches(str(c.get("image", "")), self.options.images)
-        ]
+    def _containers(self, pod: JsonObj) -> list[_Container]:
+        """The pod's init containers (all of them: they run in order) and its process containers."""
+        spec = pod.get("spec") or {}
+        inits = [c for c in spec.get("initContainers") or [] if isinstance(c, dict)]
+        mains = [c for c in spec.get("containers") or [] if isinstance(c, dict)]
+        matches = [image_matches(str(c.get("image", "")), self.options.images) for c in inits + mains]
+        if not any(matches):
+            return []
+        found = [_Container(c, process=m, init=True) for c, m in zip(inits, matches[: len(inits)], strict=True)]
+        return found + [_Container(c) for c, m in zip(mains, matches[len(inits) :], strict=True) if m]
 
-    def sync(self, key: Key, pod: JsonObj) -> dict[str, ContainerRun] | None:
+    def sync(self, key: Key, pod: JsonObj) -> PodRun | None:
         """Start `pod`'s processes unless they run already; what each of its process containers does now."""
         current = self._pods.get(key)
         if current is not None and current.uid != pod["metadata"].get("uid"):
             self.retire(key)
             current = None
         if current is None:
-            containers = self.matching(pod)
+            containers = self._containers(pod)
             if not containers:
                 return None
             root = Path(self._tmp.name) / f"{key[0]}_{key[1]}_{str(pod['metadata'].get('uid', ''))[:8]}"
-            current = self._pods[key] = _Pod(key, pod, root, containers)
+            nodes = self.options.nodes_dir or Path(self._tmp.name) / "nodes"
+            node_dir = nodes / str((pod.get("spec") or {}).get("nodeName") or "unscheduled")
+            current = self._pods[key] = _Pod(key, pod, root, node_dir, containers)
             for c in current.containers.values():
                 self.cluster.pod_logs.pop((key[0], key[1], c.name), None)  # a new pod, not its namesake's log
-                c.task = asyncio.create_task(self._lifecycle(current, c), name=f"pod-process-{key[1]}-{c.name}")
-        return {name: c.run for name, c in current.containers.items()}
+            current.task = asyncio.create_task(self._run(current), name=f"pod-processes-{key[1]}")
+        return current.report()
 
     def retire(self, key: Key) -> None:
         """Stop the processes run for `key` (the pod is gone, replaced, terminating, finished or under a fault)."""
@@ -187,11 +214,52 @@ class Processes:
         await self._prober.close()
         self._tmp.cleanup()
 
+    # ----- the pod's start: volumes, then init containers in order, then the rest
+
+    async def _run(self, pod: _Pod) -> None:
+        while (failure := hostpath.set_up(pod.pod, pod.node_dir)) is not None:
+            if pod.mount_error != failure:
+                pod.mount_error = failure
+                self._changed(pod.key)
+            await asyncio.sleep(1.0)  # tried again as the kubelet's volume manager comes round
+        if pod.mount_error:
+            pod.mount_error = ""
+            self._changed(pod.key)
+        for c in [c for c in pod.containers.values() if c.init]:
+            if not await self._initialise(pod, c):
+                return
+        pod.initialized = True
+        self._changed(pod.key)
+        for c in [c for c in pod.containers.values() if not c.init]:
+            c.task = asyncio.create_task(self._lifecycle(pod, c), name=f"pod-process-{pod.key[1]}-{c.name}")
+
+    async def _initialise(self, pod: _Pod, c: _Container) -> bool:
+        """Run one init container until it has completed (a sidecar: started); False when the pod goes no further."""
+        if not c.process:  # a simulated init container completes at once
+            now = _now()
+            done = Exit(0, "Completed", now, now)
+            sidecar = ContainerRun(started_at=now, ready=True, started=True)
+            c.run = sidecar if c.sidecar else ContainerRun(exited=done, final=True)
+            self._changed(pod.key)
+            return True
+        if c.sidecar:
+            c.task = asyncio.create_task(
+                self._lifecycle(pod, c, policy="Always"), name=f"pod-sidecar-{pod.key[1]}-{c.name}"
+            )
+            while not (c.run.started_at and c.run.started):
+                if pod.stopping:
+                    return False
+                await asyncio.sleep(self.options.probe_interval)
+            return True
+        never = (pod.pod.get("spec") or {}).get("restartPolicy") == "Never"
+        await self._lifecycle(pod, c, policy="Never" if never else "OnFailure")
+        return not pod.stopping and c.run.exited is not None and c.run.exited.code == 0
+
     # ----- one container's life
 
-    async def _lifecycle(self, pod: _Pod, c: _Container) -> None:
-        delay, policy = self.options.restart_backoff, (pod.pod.get("spec") or {}).get("restartPolicy", "Always")
-        attempt = 0
+    async def _lifecycle(self, pod: _Pod, c: _Container, *, policy: str | None = None) -> None:
+        delay, attempt = self.options.restart_backoff, 0
+        policy = policy or (pod.pod.get("spec") or {}).get("restartPolicy", "Always")
         while not pod.stopping:
             try:
                 await self._prepare(pod, c)
@@ -223,7 +291,7 @@ class Processes:
     async def _prepare(self, pod: _Pod, c: _Container) -> None:
         """Work out the command, write the volumes, and for `kaito serve` swap in the stand-in model and a port."""
         pod.root.mkdir(parents=True, exist_ok=True)  # the container's working directory
-        spec = launch(self.cluster.store.get, pod.pod, c.spec, pod.root)
+        spec = launch(self.cluster.store.get, pod.pod, c.spec, pod.root, node_dir=pod.node_dir)
         declared = set(declared_ports(c.spec).values())
         c.ports, c.any_port = {p: p for p in declared}, True
         if is_serve(spec.argv):
@@ -243,6 +311,9 @@ class Processes:
         assert c.launch is not None
         started = _now()
         env = {**os.environ, "HOSTNAME": pod.key[1], "PYTHONUNBUFFERED": "1", **c.launch.env}
+        message_file = termination_log(c.spec, pod.root)[1]
+        message_file.parent.mkdir(parents=True, exist_ok=True)
+        message_file.write_bytes(b"")  # a fresh, empty file for each instance, as the kubelet mounts one
         try:
             proc = await children.start(c.launch.argv, env, pod.root)
         except (OSError, ValueError) as exc:  # no such executable, no permission, a NUL in an argument
@@ -290,7 +361,7 @@ class Processes:
                 for reader in readers:
                     reader.cancel()
         code = children.exit_code(code)
-        message = "".join(tail)[-_MESSAGE_BYTES:]
+        message = _read_message(message_file) or "".join(tail)[-_MESSAGE_BYTES:]
         return Exit(code, "Completed" if code == 0 else "Error", started, _now(), message)
 
     def _update(self, pod: _Pod, c: _Container, *, started: bool | None = None, ready: bool | None = None) -> None:
@@ -313,6 +384,10 @@ class Processes:
         """SIGTERM every process of the pod, SIGKILL what still runs after `grace` seconds, then clean up."""
         pod.stopping = True
         await children.terminate([c.proc for c in pod.containers.values() if c.proc is not None], grace)
+        if pod.task is not None:
+            pod.task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await pod.task
         for c in pod.containers.values():
             if c.task is not None:
                 c.task.cancel()
@@ -322,6 +397,15 @@ class Processes:
                 children.send(c.proc, signal.SIGKILL)
                 await c.proc.wait()
         shutil.rmtree(pod.root, ignore_errors=True)
+
+
+def _read_message(path: Path) -> str:
+    """What the container wrote to its terminationMessagePath (the kubelet reads at most 4 KiB)."""
+    try:
+        with path.open("rb") as file:
+            return file.read(_TERMINATION_FILE_BYTES).decode(errors="replace")
+    except OSError:
+        return ""
 
 
 def _termination_grace(pod: JsonObj) -> float:

@@ -62,6 +62,15 @@ class ContainerRun:
     final: bool = False  # exited for good: the restart policy starts no new instance
 
 
+@dataclass(frozen=True)
+class PodRun:
+    """A pod whose containers (init ones included) run as real local processes, as its supervisor last saw it."""
+
+    containers: dict[str, ContainerRun]  # by name: the pod's process containers and its init containers
+    initialized: bool = False  # every init container has completed (a sidecar: started), so the others run
+    mount_error: str = ""  # why its volumes cannot be set up (a FailedMount event); "" once they are
+
+
 @dataclass
 class Report:
     status: JsonObj
@@ -172,12 +181,14 @@ class _Builder:
         }
         return self.status(c, state={"waiting": wait}, last=last_try, extra=step), False
 
-    def inits(self) -> tuple[list[JsonObj], bool, bool]:
+    def inits(self, runs: PodRun | None) -> tuple[list[JsonObj], bool, bool]:
         """Init container statuses, whether initialization finished, and whether it failed for good."""
         inits = [c for c in self.spec.get("initContainers") or [] if isinstance(c, dict)]
         if self.mode == "InitFailure" and inits:
             first, failed = self.crash(inits[0], 1, "Error", init=True)
             return [first, *(self.waiting(c, "PodInitializing") for c in inits[1:])], False, failed
+        if runs is not None and self.ep.fault is None:
+            return self.init_runs(inits, runs)
         out = []
         for c in inits:
             if c.get("restartPolicy") == "Always":  # a sidecar: it starts and keeps running
@@ -185,6 +196,19 @@ class _Builder:
             else:
                 out.append(self.status(c, state=_terminated(0, "Completed", self.at(), self.at()), ready=True))
         return out, True, False
+
+    def init_runs(self, inits: list[JsonObj], runs: PodRun) -> tuple[list[JsonObj], bool, bool]:
+        """Init containers run one after another as processes: each waits, runs, completes or fails as it did."""
+        out, failed = [], False
+        for c in inits:
+            run = runs.containers.get(str(c.get("name", ""))) or ContainerRun(waiting=("PodInitializing", ""))
+            status = self.from_run(c, run, init=True)
+            completed = run.final and run.exited is not None and run.exited.code == 0
+            sidecar = c.get("restartPolicy") == "Always"
+            status["ready"] = run.ready and bool(run.started_at) if sidecar else completed
+            failed = failed or (run.final and not completed)
+            out.append(status)
+        return out, runs.initialized, failed
 
     def mains(self, *, is_job: bool, runs: dict[str, ContainerRun]) -> tuple[list[JsonObj], str]:
         containers = [c for c in self.spec.get("containers") or [] if isinstance(c, dict)]
@@ -223,7 +247,7 @@ class _Builder:
             return out, "Succeeded" if all(r.exited is not None and r.exited.code == 0 for r in ran) else "Failed"
         return out, "Running" if any(r.started_at or r.exited for r in ran) else "Pending"
 
-    def from_run(self, c: JsonObj, run: ContainerRun) -> JsonObj:
+    def from_run(self, c: JsonObj, run: ContainerRun, *, init: bool = False) -> JsonObj:
         def terminated(end: Exit) -> JsonObj:
             return _terminated(end.code, end.reason, end.started_at, end.finished_at, end.message)
 
@@ -237,9 +261,10 @@ class _Builder:
         name = str(c.get("name", ""))
         if reason == "CrashLoopBackOff":
             ns, pod, uid = self.meta.get("namespace", ""), self.meta["name"], self.meta.get("uid", "")
-            self.event("BackOff", f"Back-off restarting failed container {name} in pod {pod}_{ns}({uid})", name)
+            backoff = f"Back-off restarting failed container {name} in pod {pod}_{ns}({uid})"
+            self.event("BackOff", backoff, name, init=init)
         elif message:
-            self.event("Failed", f"Error: {message}", name)
+            self.event("Failed", f"Error: {message}", name, init=init)
         waiting: JsonObj = {"reason": reason, **({"message": message} if message else {})}
         return self.status(c, state={"waiting": waiting}, last=last, extra=run.restarts)
 
@@ -257,7 +282,9 @@ class _Builder:
         return self.waiting(c, "ImagePullBackOff", f'Back-off pulling image "{image}"')
 
 
-def _conditions(phase: str, inits: list[JsonObj], mains: list[JsonObj], initialized: bool) -> list[JsonObj]:
+def _conditions(
+    phase: str, inits: list[JsonObj], mains: list[JsonObj], initialized: bool, *, sandbox: bool = True
+) -> list[JsonObj]:
     def cond(kind: str, ok: bool, reason: str = "", message: str = "") -> JsonObj:
         out = {"type": kind, "status": "True" if ok else "False"}
         return {**out, **({"reason": reason} if reason else {}), **({"message": message} if message else {})}
@@ -279,7 +306,7 @@ def _conditions(phase: str, inits: list[JsonObj], mains: list[JsonObj], initiali
         "" if initialized else "ContainersNotInitialized",
         "" if initialized else f"containers with incomplete status: [{' '.join(pending)}]",
     )
-    return [cond("PodReadyToStartContainers", True), init, *ready, cond("PodScheduled", True)]
+    return [cond("PodReadyToStartContainers", sandbox), init, *ready, cond("PodScheduled", True)]
 
 
 def build(
@@ -290,13 +317,18 @@ def build(
     *,
     is_job: bool,
     ips: tuple[str, str],
-    runs: dict[str, ContainerRun] | None = None,
+    runs: PodRun | None = None,
 ) -> Report:
     """The pod's status at `now`; `ips` is (hostIP, podIP); `runs` describes containers run as local processes."""
     builder = _Builder(pod, ep, now, timing)
-    inits, initialized, init_failed = builder.inits()
+    inits, initialized, init_failed = builder.inits(runs)
+    mount_error = runs.mount_error if runs is not None and ep.fault is None else ""
+    if mount_error:
+        builder.report.events.append(("FailedMount", mount_error, ""))
     if initialized:
-        mains, phase = builder.mains(is_job=is_job, runs=runs or {})
+        names = {str(c.get("name", "")) for c in builder.spec.get("containers") or [] if isinstance(c, dict)}
+        main_runs = {k: v for k, v in (runs.containers if runs is not None else {}).items() if k in names}
+        mains, phase = builder.mains(is_job=is_job, runs=main_runs)
     else:
         containers = [c for c in builder.spec.get("containers") or [] if isinstance(c, dict)]
         mains, phase = (
@@ -310,7 +342,7 @@ def build(
         "phase": phase,
         "conditions": merge_conditions(
             old.get("conditions") or [],
-            _conditions(phase, inits, mains, initialized),
+            _conditions(phase, inits, mains, initialized, sandbox=not mount_error),
             now_rfc3339(),
             stamps=("lastTransitionTime",),
         ),
