@@ -44,7 +44,7 @@ def main() -> int:
         outcome = probe(args.url, timeout=args.timeout)
         print(f"{(time.perf_counter() - start) * 1000:.2f} {outcome}", flush=True)
         next_at = max(next_at + args.interval, time.perf_counter())
-        time.sleep(next_at - time.perf_counter())
+        time.sleep(max(0.0, next_at - time.perf_counter()))
 
 
 if __name__ == "__main__":
