@@ -14,11 +14,10 @@ from enum import StrEnum
 from types import TracebackType
 from typing import Any, NamedTuple
 
-from kubernetes_asyncio.client import ApiClient
-
 from kaito.runtime import errors
 from kaito.runtime.clientconfig import INCLUSTER_CA_PATH, INCLUSTER_TOKEN_PATH, load_configuration
 from kaito.runtime.clock import REAL_CLOCK, Clock
+from kaito.runtime.k8slib import ApiClient
 from kaito.runtime.kinds import Kind
 from kaito.runtime.metrics import METRICS, RuntimeMetrics
 from kaito.runtime.objects import Obj

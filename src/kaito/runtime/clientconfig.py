@@ -5,13 +5,13 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping
 
-from kubernetes_asyncio.client import Configuration
-from kubernetes_asyncio.config import load_kube_config
-from kubernetes_asyncio.config.incluster_config import (
+from kaito.runtime.k8slib import (
     SERVICE_CERT_FILENAME,
     SERVICE_HOST_ENV_NAME,
     SERVICE_TOKEN_FILENAME,
+    Configuration,
     InClusterConfigLoader,
+    load_kube_config,
 )
 
 DEFAULT_KUBECONFIG = "~/.kube/config"

@@ -15,10 +15,10 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import aiohttp
-from kubernetes_asyncio.client import ApiClient
 
 from kaito.runtime import errors
 from kaito.runtime.clock import Clock
+from kaito.runtime.k8slib import ApiClient
 from kaito.runtime.metrics import RuntimeMetrics
 from kaito.runtime.ratelimit import TokenBucket
 
