@@ -147,6 +147,7 @@ def _parser(
 def run_render(args: argparse.Namespace) -> int:
     from kaito import render
     from kaito.presets.catalog import CatalogError
+    from kaito.workspaces.imageconfigs import ImageConfigs
 
     try:
         catalog = render.load_catalog(args.catalog)
@@ -168,7 +169,13 @@ def run_render(args: argparse.Namespace) -> int:
         return 2
     try:
         return render.render(
-            args.filename, cloud=args.cloud, catalog=catalog, output=args.output, out=sys.stdout, err=sys.stderr
+            args.filename,
+            cloud=args.cloud,
+            catalog=catalog,
+            output=args.output,
+            out=sys.stdout,
+            err=sys.stderr,
+            image_configs=ImageConfigs(),
         )
     except (OSError, ValueError) as exc:
         print(f"kaito render: {exc}", file=sys.stderr)

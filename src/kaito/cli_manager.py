@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import os
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
@@ -34,6 +35,26 @@ def add_manager_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--nodeclaim-poll-interval", type=float, default=5.0, help="seconds between polls of a pending cloud operation"
     )
+    parser.add_argument(
+        "--model-registry",
+        default=env("KAITO_MODEL_REGISTRY"),
+        metavar="REGISTRY[/PREFIX]",
+        help="where the catalog's model images live: a preset runs from REGISTRY/kaito-models/<preset>:<revision> "
+        "(REGISTRY/PREFIX/<preset>:<revision> with a prefix) instead of downloading from Hugging Face",
+    )
+    parser.add_argument(
+        "--model-cache-dir", default="/var/lib/kaito/models", help="the node-local model cache (a hostPath)"
+    )
+    parser.add_argument(
+        "--insecure-model-registry",
+        action="append",
+        default=[],
+        metavar="HOST[:PORT]",
+        help="a registry spoken to in plain HTTP, not TLS (repeatable); every other model registry needs TLS",
+    )
+    parser.add_argument(
+        "--model-registry-ca", type=Path, help="PEM CA bundle admission trusts when it reads a model image's config"
+    )
 
 
 def operator_options(args: argparse.Namespace) -> OperatorOptions:
@@ -54,6 +75,10 @@ def operator_options(args: argparse.Namespace) -> OperatorOptions:
         webhook_address=None if args.no_webhook else args.webhook_bind_address,
         webhook_service=service,
         nodeclaim_poll_interval=args.nodeclaim_poll_interval,
+        model_registry=args.model_registry or None,
+        model_cache_dir=args.model_cache_dir,
+        insecure_model_registries=tuple(args.insecure_model_registry),
+        model_registry_ca=args.model_registry_ca,
     )
 
 

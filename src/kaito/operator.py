@@ -8,6 +8,7 @@ import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from kaito.api.modelimage import NODE_CACHE_DIR
 from kaito.api.nodeclaim import LABEL_NODECLAIM
 from kaito.api.workspace import LABEL_WORKSPACE
 from kaito.controllers import setup as workspace_controller
@@ -24,6 +25,7 @@ from kaito.webhook.certs import write_serving_cert
 from kaito.webhook.registration import ServiceRef, ensure_mutating_webhook, ensure_validating_webhook
 from kaito.webhook.server import WebhookServer
 from kaito.webhook.workspace import PATH, RULES, WEBHOOK_NAME, workspace_validator
+from kaito.workspaces.imageconfigs import ImageConfigs
 
 log = logging.getLogger(__name__)
 
@@ -43,6 +45,10 @@ class OperatorOptions:
     webhook_hosts: list[str] = field(default_factory=lambda: ["localhost", "127.0.0.1"])
     nodeclaim_poll_interval: float = 5.0
     nodeclaim_retry_interval: float = 30.0
+    model_registry: str | None = None  # REGISTRY[/PREFIX] of the catalog's model images
+    model_cache_dir: str = NODE_CACHE_DIR
+    insecure_model_registries: tuple[str, ...] = ()
+    model_registry_ca: Path | None = None  # a CA bundle admission trusts when it reads model images' configs
 
 
 def cache_selectors(*, bring_your_own_nodes: bool) -> dict[Kind, Selectors]:
@@ -60,7 +66,13 @@ def cache_selectors(*, bring_your_own_nodes: bool) -> dict[Kind, Selectors]:
 
 def build(client: Client, provider: CloudProvider | None, options: OperatorOptions) -> Manager:
     """A manager with everything wired; `provider` None means bring-your-own-nodes (nothing provisioned)."""
-    settings = Settings(image=options.image, bring_your_own_nodes=provider is None or options.bring_your_own_nodes)
+    settings = Settings(
+        image=options.image,
+        bring_your_own_nodes=provider is None or options.bring_your_own_nodes,
+        model_registry=options.model_registry,
+        model_cache_dir=options.model_cache_dir,
+        insecure_model_registries=frozenset(options.insecure_model_registries),
+    )
     manager = Manager(
         client,
         options=ManagerOptions(
@@ -73,7 +85,11 @@ def build(client: Client, provider: CloudProvider | None, options: OperatorOptio
         ),
     )
     catalog = CatalogSource(manager.cache, namespace=options.namespace)
-    workspace_controller.setup(manager, catalog=catalog, cloud=options.catalog_cloud, settings=settings)
+    # Model image configs admission read, kept for the controller to plan from the same numbers.
+    image_configs = ImageConfigs(ca_file=options.model_registry_ca, insecure=settings.insecure_model_registries)
+    workspace_controller.setup(
+        manager, catalog=catalog, cloud=options.catalog_cloud, settings=settings, image_configs=image_configs
+    )
     if provider is not None and not settings.bring_your_own_nodes:
         from kaito.provisioner import controller as nodeclaim_controller
         from kaito.provisioner.metrics import MeteredCloudProvider
@@ -85,11 +101,14 @@ def build(client: Client, provider: CloudProvider | None, options: OperatorOptio
             retry_interval=options.nodeclaim_retry_interval,
         )
     if options.webhook_address is not None:
-        manager.add(_webhook_runnable(client, catalog, options), name="webhook", leader_elected=False)
+        webhook = _webhook_runnable(client, catalog, options, image_configs)
+        manager.add(webhook, name="webhook", leader_elected=False)
     return manager
 
 
-def _webhook_runnable(client: Client, catalog: CatalogSource, options: OperatorOptions) -> Runnable:
+def _webhook_runnable(
+    client: Client, catalog: CatalogSource, options: OperatorOptions, image_configs: ImageConfigs
+) -> Runnable:
     async def run(stop: asyncio.Event) -> None:
         with tempfile.TemporaryDirectory(prefix="kaito-webhook-") as tmp:
             ips = [h for h in options.webhook_hosts if h.replace(".", "").isdigit()]
@@ -98,7 +117,13 @@ def _webhook_runnable(client: Client, catalog: CatalogSource, options: OperatorO
                 namespace, name, _ = options.webhook_service
                 names += [f"{name}.{namespace}.svc", f"{name}.{namespace}.svc.cluster.local"]
             ca_pem, cert, key = write_serving_cert(Path(tmp), names, ips)
-            validator = workspace_validator(catalog=catalog, cloud=options.catalog_cloud, client=client)
+            validator = workspace_validator(
+                catalog=catalog,
+                cloud=options.catalog_cloud,
+                client=client,
+                image_configs=image_configs,
+                model_registry=options.model_registry,
+            )
             handlers = {PATH: validator, finalizer.PATH: finalizer.workspace_finalizer_mutator()}
             address = options.webhook_address or ":9443"
             server = WebhookServer(handlers, address=address, cert_file=cert, key_file=key)

@@ -9,10 +9,14 @@ from pathlib import Path
 from typing import Any, TextIO
 
 import yaml
+from pydantic import ValidationError
 
 from kaito.api.fielderrors import FieldError
 from kaito.api.workspace import PlanStatus, Workspace
+from kaito.oci.dockerconfig import default_docker_config_path
 from kaito.presets.catalog import Catalog, ModelSpec
+from kaito.workspaces.imageconfigs import ImageConfigs
+from kaito.workspaces.modelsource import ModelImages, uncatalogued_image
 from kaito.workspaces.plan import Invalid, Planned, Sizing, validate_and_plan
 
 
@@ -54,8 +58,13 @@ def render(
     out: TextIO,
     err: TextIO,
     sizing: Sizing | None = None,
+    image_configs: ImageConfigs | None = None,
 ) -> int:
-    """Print what each Workspace in `paths` would become; 1 when any is invalid. Each manifest is sized once."""
+    """Print what each Workspace in `paths` would become; 1 when any is invalid. Each manifest is sized once.
+
+    A preset outside the catalog is sized from its model image's config, read with `image_configs` (and the
+    docker config in $DOCKER_CONFIG, if any), as admission reads it with the pull secrets.
+    """
     docs = [doc for path in paths for doc in _read(path) if isinstance(doc, dict)]
     configmaps = local_configmaps(docs)
     failed = False
@@ -67,7 +76,12 @@ def render(
         doc.setdefault("metadata", {}).setdefault("namespace", "default")
         try:
             planned = validate_and_plan(
-                doc, catalog=catalog, cloud=cloud, config_lookup=lambda ns, n: configmaps.get((ns, n)), sizing=sizing
+                doc,
+                catalog=catalog,
+                cloud=cloud,
+                config_lookup=lambda ns, n: configmaps.get((ns, n)),
+                sizing=sizing,
+                model_images=_model_images(doc, catalog, image_configs),
             )
         except Invalid as exc:
             failed = True
@@ -81,6 +95,18 @@ def render(
         text = json.dumps(rendered, indent=2) if output == "json" else yaml.safe_dump_all(rendered, sort_keys=False)
         out.write(text + ("\n" if output == "json" else ""))
     return 1 if failed else 0
+
+
+def _model_images(doc: Mapping[str, Any], catalog: Catalog, configs: ImageConfigs | None) -> ModelImages:
+    try:
+        image = uncatalogued_image(Workspace.parse(doc), catalog)
+    except ValidationError:
+        return ModelImages()  # the rules say what is wrong
+    if image is None or configs is None:
+        return ModelImages()
+    local = default_docker_config_path()
+    secrets = [(str(local), local.read_bytes())] if local is not None else []
+    return ModelImages(configs={image: configs.fetch(image, secrets)})
 
 
 def _read(path: str) -> list[Any]:

@@ -18,6 +18,7 @@ from kaito_sim.aks import SimulatedAks
 from kaito_sim.demo.operator import install_crds, simulated_azure_provider
 from kaito_sim.server import SimServer
 from tests.conftest import Kubectl
+from tests.registry import registry as registry  # the docker-registry fixture, for the model image tests
 
 
 @dataclass

@@ -286,3 +286,22 @@ def test_the_cli_pushes_and_pulls_and_refuses_plain_http_off_loopback(
     assert code == 0 and files_of(tmp_path / "out") == files_of(model)
     code, err = run_cli(capsys, "pull-model", "--image", "registry.example.com/m:1", "--output", "x", "--plain-http")
     assert code == 2 and "loopback" in err
+
+
+def test_in_a_pod_the_pull_prints_progress_lines_and_leaves_its_failure_in_the_termination_message(
+    registry: Registry, model: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    target = pushed(registry, model)
+    config = registry.docker_config(tmp_path / "secret" / ".dockerconfigjson")
+    assert main([*pull_args(registry, target, tmp_path, config), "--progress-lines"]) == 0
+    lines = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    progress = [line["progress"] for line in lines if "progress" in line]
+    assert progress[0]["bytes"] == 0 and progress[-1]["bytes"] == progress[-1]["totalBytes"] > 0
+    assert set(progress[-1]) == {"bytes", "totalBytes", "bytesPerSecond", "etaSeconds"}
+    assert "digest" in lines[-1]  # the summary stays last
+    message = tmp_path / "termination-log"
+    missing = target.replace(":rev1", ":gone")
+    argv = [*pull_args(registry, missing, tmp_path, config), "--termination-message-path", str(message)]
+    assert main(argv) == 1
+    assert message.read_text() == capsys.readouterr().err.strip()
+    assert f"cannot pull {missing}" in message.read_text() and "MANIFEST_UNKNOWN" in message.read_text()

@@ -29,6 +29,9 @@ ANNOTATION_SOURCE = "org.opencontainers.image.source"  # where the model came fr
 ANNOTATION_REVISION = "org.opencontainers.image.revision"  # the source's revision (a commit) the files are from
 ANNOTATION_MODEL = "ai.kaito.model.repository"  # the model's hub id, e.g. microsoft/phi-4
 
+NODE_CACHE_DIR = "/var/lib/kaito/models"  # the node-local model cache inference pods share (a hostPath)
+CATALOG_REPOSITORY = "kaito-models"  # under a bare --model-registry host, the catalog's models live here
+
 Dtype = Literal["bfloat16", "float16", "float32"]
 Quantization = Literal["fp8", "mxfp4", "awq", "gptq"]
 
@@ -221,3 +224,16 @@ def _safetensors_elements(path: Path) -> tuple[int, set[str]]:
         count += elements
         kinds.add(str(tensor.get("dtype", "")))
     return count, kinds
+
+
+def catalog_image(registry: str, preset: str, revision: str) -> str:
+    """Where a catalog preset's model image lives under a model registry: one rule, for pushing and for pulling.
+
+    `REGISTRY` alone gives `REGISTRY/kaito-models/<preset>:<revision>`; `REGISTRY/PREFIX` gives
+    `REGISTRY/PREFIX/<preset>:<revision>`. The tag is the catalog's revision of the model (a Hugging Face
+    commit, or `main` where the catalog pins none), so a catalog that moves to new weights names a new image.
+    """
+    base = registry.strip().rstrip("/")
+    if "/" not in base:
+        base = f"{base}/{CATALOG_REPOSITORY}"
+    return f"{base}/{preset.lower()}:{revision or 'main'}"

@@ -46,8 +46,14 @@ class ResourceSpec(WireModel):
 
 
 class PresetOptions(WireModel):
-    image: str | None = None
-    image_pull_secrets: list[str] | None = None
+    image: str | None = Field(
+        default=None,
+        description="A model image (kaito push-model) holding this preset's weights; pulled into a node-local cache "
+        "instead of downloading from Hugging Face. A model not in the catalog is sized from the image's config.",
+    )
+    image_pull_secrets: list[str] | None = Field(
+        default=None, description="docker-registry Secrets (same namespace) to pull the model image with"
+    )
     model_access_secret: str | None = Field(default=None, description="Secret with key HF_TOKEN for gated models")
 
 

@@ -14,12 +14,17 @@ from kaito.api.engine import EngineAdapter, EngineConfig
 from kaito.api.nodeclaim import GPU_TAINT
 from kaito.api.workspace import AdapterSpec
 from kaito.controllers.context import Target
-from kaito.controllers.kinds import GPU, SERVE_PORT
+from kaito.controllers.kinds import GPU, MODEL_PULLER, SERVE_PORT
 from kaito.oci.dockerconfig import DOCKER_CONFIG_KEY
+from kaito.oci.errors import OciError
+from kaito.oci.reference import parse_reference
+from kaito.workspaces.modelsource import image_pull_secrets
 
 CONFIG_DIR = "/etc/kaito"
 ADAPTER_DIR = "/mnt/adapter"
 WEIGHTS_DIR = "/workspace/weights"
+MODEL_DIR = "/mnt/model"  # where a model image's files appear in the pod (linked from the node's cache)
+TERMINATION_LOG = "/dev/termination-log"
 PULL_SECRETS_DIR = "/var/run/secrets/kaito/pull"
 TOLERATIONS = [
     {"key": GPU_TAINT.key, "operator": "Equal", "value": GPU_TAINT.value, "effect": GPU_TAINT.effect},
@@ -38,10 +43,11 @@ def headless_name(target: Target) -> str:
 def build_engine_configmap(target: Target) -> dict[str, Any]:
     """The engine config `kaito serve` reads: the model, the plan's numbers, the adapters with their strengths."""
     model = target.model
+    local = target.model_image is not None  # the init step has put the files in MODEL_DIR: no hub id, no revision
     config = EngineConfig.from_plan(
         target.plan,
-        model=model.hf_repo if model else None,
-        revision=model.revision if model else "main",
+        model=MODEL_DIR if local else model.hf_repo if model else None,
+        revision="main" if local or model is None else model.revision,
         port=SERVE_PORT,
         adapters_dir=ADAPTER_DIR,
         adapters=_engine_adapters(target),
@@ -131,7 +137,7 @@ def pod_spec(target: Target) -> dict[str, Any]:
     return {
         "affinity": {"nodeAffinity": {"requiredDuringSchedulingIgnoredDuringExecution": node_terms(target)}},
         "tolerations": TOLERATIONS,
-        "initContainers": _adapter_pullers(target),
+        "initContainers": [*_model_puller(target), *_adapter_pullers(target)],
         "containers": [_server_container(target)],
         "volumes": _volumes(target),
     }
@@ -169,9 +175,74 @@ def _server_container(target: Target) -> dict[str, Any]:
             {"name": "engine-config", "mountPath": CONFIG_DIR, "readOnly": True},
             {"name": "adapters", "mountPath": ADAPTER_DIR},
             {"name": "weights", "mountPath": WEIGHTS_DIR},
+            *_model_mounts(target),
             *_adapter_volume_mounts(target),
         ],
     }
+
+
+def _model_mounts(target: Target) -> list[dict[str, Any]]:
+    """The pulled model, and the node's cache its files may be symbolic links into (same path as the puller's)."""
+    if target.model_image is None:
+        return []
+    return [
+        {"name": "model", "mountPath": MODEL_DIR, "readOnly": True},
+        {"name": "model-cache", "mountPath": target.settings.model_cache_dir, "readOnly": True},
+    ]
+
+
+def _model_puller(target: Target) -> list[dict[str, Any]]:
+    """The `kaito pull-model` init step: the image into the node's cache, linked into the pod's model directory.
+
+    It prints its progress as JSON lines (the manager reads the last one for the workspace's status) and, on
+    failure, writes the registry's words to its termination message.
+    """
+    image = target.model_image
+    if image is None:
+        return []
+    cache = target.settings.model_cache_dir
+    command = ["kaito", "pull-model", "--image", image, "--output", MODEL_DIR, "--cache", cache]
+    command += ["--termination-message-path", TERMINATION_LOG, "--progress-lines"]
+    registry = _registry_of(image)
+    if registry in target.settings.insecure_model_registries:
+        command += ["--plain-http", "--insecure-registry", registry]
+    mounts: list[dict[str, Any]] = [
+        {"name": "model", "mountPath": MODEL_DIR},
+        {"name": "model-cache", "mountPath": cache},
+    ]
+    for secret in image_pull_secrets(target.ws):
+        where = f"{PULL_SECRETS_DIR}/model/{secret}"
+        mounts.append({"name": _model_secret_volume(secret), "mountPath": where, "readOnly": True})
+        command += ["--docker-config", f"{PULL_SECRETS_DIR}/model/{secret}/{DOCKER_CONFIG_KEY}"]
+    return [
+        {
+            "name": MODEL_PULLER,
+            "image": target.settings.image,
+            "command": command,
+            "volumeMounts": mounts,
+            "terminationMessagePath": TERMINATION_LOG,
+            "terminationMessagePolicy": "FallbackToLogsOnError",
+        }
+    ]
+
+
+def _registry_of(image: str) -> str:
+    try:
+        return parse_reference(image).registry
+    except OciError:  # admission has checked the reference; a pull of it would say the same
+        return ""
+
+
+def _model_secret_volume(secret: str) -> str:
+    return f"model-{secret}"[:63].rstrip("-.")
+
+
+def _model_volumes(target: Target) -> list[dict[str, Any]]:
+    if target.model_image is None:
+        return []
+    cache = {"path": target.settings.model_cache_dir, "type": "DirectoryOrCreate"}
+    secrets = [{"name": _model_secret_volume(s), "secret": {"secretName": s}} for s in image_pull_secrets(target.ws)]
+    return [{"name": "model", "emptyDir": {}}, {"name": "model-cache", "hostPath": cache}, *secrets]
 
 
 def _adapters(target: Target) -> list[AdapterSpec]:
@@ -240,6 +311,7 @@ def _volumes(target: Target) -> list[dict[str, Any]]:
         {"name": "engine-config", "configMap": {"name": engine_configmap_name(target)}},
         {"name": "adapters", "emptyDir": {}},
         {"name": "weights", "emptyDir": {}},
+        *_model_volumes(target),
         *_adapter_volumes(target),
     ]
 

@@ -6,9 +6,11 @@ import math
 from dataclasses import dataclass
 from typing import Any
 
+from kaito.api.modelimage import NODE_CACHE_DIR
 from kaito.api.workspace import PlanStatus, Workspace
 from kaito.controllers.kinds import owner_reference, workspace_labels
 from kaito.presets.catalog import ModelSpec
+from kaito.workspaces.modelsource import model_image
 
 DEFAULT_IMAGE = "kaito-runtime:0.1.0"
 
@@ -19,6 +21,11 @@ class Settings:
 
     image: str = DEFAULT_IMAGE
     bring_your_own_nodes: bool = False
+    # REGISTRY[/PREFIX] holding the catalog's model images (see kaito.api.modelimage.catalog_image); None: the hub.
+    model_registry: str | None = None
+    model_cache_dir: str = NODE_CACHE_DIR  # the node-local model cache, a hostPath on every GPU node
+    # Registries the pods speak plain HTTP to (Docker's insecure registries); every other one is spoken to in TLS.
+    insecure_model_registries: frozenset[str] = frozenset()
 
 
 @dataclass(frozen=True)
@@ -52,6 +59,11 @@ class Target:
     @property
     def owner(self) -> dict[str, Any]:
         return owner_reference(self.ws.api_version, name=self.name, uid=self.uid)
+
+    @property
+    def model_image(self) -> str | None:
+        """The model image the pods pull their weights from; None: they download from Hugging Face at start."""
+        return model_image(self.ws, self.model, registry=self.settings.model_registry)
 
     def weights_gib(self) -> float:
         return self.model.weight_bytes / 2**30 if self.model else 16.0

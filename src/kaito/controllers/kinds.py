@@ -18,6 +18,7 @@ NODEPOOL = "kaito"
 ANNOTATION_REVISION = "workspace.kaito.io/revision"
 ANNOTATION_DESIRED = "kaito.sh/desired-hash"
 GPU = GPU_NVIDIA  # the resource the workloads request
+MODEL_PULLER = "model-puller"  # the init container of an inference pod that pulls its model image
 SERVE_PORT = 5000
 
 

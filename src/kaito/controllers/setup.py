@@ -20,6 +20,7 @@ from kaito.runtime.handler import enqueue_mapped
 from kaito.runtime.kinds import CONFIG_MAP, DEPLOYMENT, JOB, NODE, POD, SERVICE, STATEFUL_SET
 from kaito.runtime.manager import Manager
 from kaito.runtime.objects import ObjectKey, labels_of
+from kaito.workspaces.imageconfigs import ImageConfigs
 
 NAME = "workspace"
 EVENT_CONTROLLER = "kaito-workspace"  # `kubectl describe` shows it as the Events' source
@@ -39,7 +40,14 @@ def add_indexes(cache: Cache) -> None:
     cache.add_label_index(CONTROLLER_REVISION, revisions.LABEL)
 
 
-def setup(manager: Manager, *, catalog: Callable[[], Catalog], cloud: str, settings: Settings) -> Controller:
+def setup(
+    manager: Manager,
+    *,
+    catalog: Callable[[], Catalog],
+    cloud: str,
+    settings: Settings,
+    image_configs: ImageConfigs | None = None,
+) -> Controller:
     cache = manager.cache
     add_indexes(cache)
     recorder = EventRecorder(
@@ -53,6 +61,7 @@ def setup(manager: Manager, *, catalog: Callable[[], Catalog], cloud: str, setti
         catalog=catalog,
         cloud=cloud,
         settings=settings,
+        image_configs=image_configs,
     )
 
     def nodes_to_workspaces(node: dict[str, Any]) -> list[ObjectKey]:

@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from kaito.api.nodeclaim import GPU_NVIDIA, GPU_RESOURCES, READY, STAGES, node_ready
+from kaito.controllers.kinds import MODEL_PULLER
 from kaito.presets.catalog import Catalog
 
 Obj = dict[str, Any]
@@ -39,6 +40,8 @@ class Observed:
     provisioning: bool = True  # False in bring-your-own-nodes mode
     invalid: str | None = None  # validation or planning failure
     gpu: str | None = GPU_NVIDIA  # the resource a node must advertise to count (see `gpu_resource`)
+    model_image: str | None = None  # the model image the pods pull, None when they download from the hub
+    pull_progress: dict[str, Obj] = field(default_factory=dict)  # by pod: the puller's last progress line
 
 
 def gpu_resource(catalog: Catalog, instance_type: str | None) -> str | None:
@@ -129,12 +132,54 @@ def inference_condition(observed: Observed, resource_ready: bool) -> Cond:
     ready = int((workload.get("status") or {}).get("readyReplicas") or 0)
     if resource_ready and workload and ready >= wanted > 0:
         return Cond("InferenceReady", True, "WorkspaceInferenceStatusSuccess", "inference service is ready")
+    pull = model_pull_condition(observed)
+    if pull is not None:
+        return pull
     problem = pod_problem(observed.pods)
     if problem:
         return Cond("InferenceReady", False, *problem)
     if not resource_ready:
         return Cond("InferenceReady", False, "WorkspaceInferenceStatusPending", "waiting for GPU nodes")
     return Cond("InferenceReady", False, "WorkspaceInferenceStatusPending", f"{ready} of {wanted} replicas ready")
+
+
+def puller_status(pod: Obj) -> Obj | None:
+    """The model puller's init container status in a pod, when it has one."""
+    statuses = (pod.get("status") or {}).get("initContainerStatuses") or []
+    return next((cs for cs in statuses if cs.get("name") == MODEL_PULLER), None)
+
+
+def model_pull_condition(observed: Observed) -> Cond | None:
+    """InferenceReady while a pod pulls its model image (PullingModel, with how far) or after it failed to."""
+    image = observed.model_image
+    if image is None:
+        return None
+    for pod in observed.pods:
+        cs = puller_status(pod)
+        if cs is None:
+            continue
+        name = pod["metadata"]["name"]
+        state, last = cs.get("state") or {}, cs.get("lastState") or {}
+        failed = state.get("terminated") or last.get("terminated") or {}
+        if failed and failed.get("exitCode", 0) != 0:
+            said = " ".join(str(failed.get("message") or failed.get("reason") or "").split())
+            words = said if image in said else f"cannot pull {image}: {said or 'exit code ' + str(failed['exitCode'])}"
+            return Cond("InferenceReady", False, "ModelPullError", f"pod {name}: {words}")
+        if state.get("running"):
+            progress = describe_progress(observed.pull_progress.get(name))
+            return Cond("InferenceReady", False, "PullingModel", f"pod {name}: pulling {image}: {progress}")
+    return None
+
+
+def describe_progress(line: Obj | None) -> str:
+    """A `kaito pull-model` progress line for people: bytes of total, rate, time left."""
+    if not line:
+        return "started"
+    done, total = int(line.get("bytes") or 0), int(line.get("totalBytes") or 0)
+    rate, eta = float(line.get("bytesPerSecond") or 0), line.get("etaSeconds")
+    percent = f" ({100 * done / total:.0f}%)" if total else ""
+    left = f", ETA {eta}s" if eta is not None else ""
+    return f"{done / 2**20:.1f}/{total / 2**20:.1f} MiB{percent}, {rate / 2**20:.1f} MiB/s{left}"
 
 
 def tuning_output(pods: list[Obj], container: str = "tuner") -> Obj | None:

@@ -34,6 +34,7 @@ QUIET_REASONS = frozenset(
         "WorkspaceInferenceStatusPending",
         "WorkspaceTuningJobStatusPending",
         "workspacePending",
+        "PullingModel",
         AWAITING_REGISTRATION,
         AWAITING_INITIALIZATION,
     }

@@ -19,8 +19,9 @@ from kaito.controllers.build_nodeclaims import build_nodeclaims
 from kaito.controllers.build_workload import build_engine_configmap, build_services, build_workload
 from kaito.controllers.context import Settings, Target
 from kaito.controllers.kinds import WORKSPACE, workspace_labels
+from kaito.controllers.pullprogress import last_progress_line
 from kaito.controllers.revisions import sync_revision
-from kaito.controllers.status import Observed, gpu_resource, tuning_output
+from kaito.controllers.status import Observed, gpu_resource, puller_status, tuning_output
 from kaito.controllers.statuswriter import StatusWriter
 from kaito.presets.catalog import Catalog
 from kaito.runtime import errors
@@ -31,11 +32,17 @@ from kaito.runtime.events import EventRecorder
 from kaito.runtime.kinds import CONFIG_MAP, DEPLOYMENT, JOB, NODE, POD, SERVICE, STATEFUL_SET
 from kaito.runtime.objects import ObjectKey, is_deleting
 from kaito.runtime.reconcile import Result
+from kaito.workspaces.imageconfigs import ImageConfigs, model_images_for
 from kaito.workspaces.plan import Invalid, Sizing, validate_and_plan
+from kaito.workspaces.pullsecrets import api_secret_reader
 
 log = logging.getLogger(__name__)
 Obj = dict[str, Any]
 DELETE_POLL_S = 2.0
+# While a pod pulls its model image, the puller's last progress line is read (one GET of its log per pulling pod)
+# this often, and the status says how far it has come; a model image whose config could not be read is tried again.
+PULL_POLL_S = 10.0
+IMAGE_RETRY_S = 30.0
 
 
 class WorkspaceReconciler:
@@ -50,8 +57,10 @@ class WorkspaceReconciler:
         cloud: str,
         settings: Settings,
         sizing: Sizing | None = None,
+        image_configs: ImageConfigs | None = None,
     ) -> None:
         self.cache = cache
+        self.image_configs = image_configs
         self.client = client
         self.catalog = catalog
         self.cloud = cloud
@@ -69,22 +78,37 @@ class WorkspaceReconciler:
             return await self._finalize(raw)
         if FINALIZER not in (raw["metadata"].get("finalizers") or []):
             raw = await apply.add_finalizer(self.client, raw, FINALIZER)
+        catalog = self.catalog()
+        images = await model_images_for(
+            raw,
+            catalog=catalog,
+            configs=self.image_configs,
+            registry=self.settings.model_registry,
+            read_secret=api_secret_reader(self.client),
+        )
         try:
             planned = validate_and_plan(
-                raw, catalog=self.catalog(), cloud=self.cloud, config_lookup=self._config_data, sizing=self.sizing
+                raw,
+                catalog=catalog,
+                cloud=self.cloud,
+                config_lookup=self._config_data,
+                sizing=self.sizing,
+                model_images=images,
             )
         except Invalid as exc:
             tuning = raw.get("tuning") is not None
             await self.status.write(raw, Observed(target_nodes=0, invalid=str(exc)), tuning=tuning)
-            return Result()
+            unread = any(isinstance(config, str) for config in images.configs.values())
+            return Result(requeue_after=IMAGE_RETRY_S) if unread else Result()
         ws, plan = planned.workspace, planned.plan
         target = Target(ws=ws, uid=raw["metadata"]["uid"], plan=plan, model=planned.model, settings=self.settings)
         revision = await sync_revision(self.client, self.cache, raw)
         observed = await self._provision(target)
         await self._run_workload(target, observed, revision)
         self._observe_workload(target, observed)
+        pulling = await self._read_pull_progress(target, observed)
         await self.status.write(raw, observed, tuning=ws.tuning is not None, plan=plan)
-        return Result()
+        return Result(requeue_after=PULL_POLL_S) if pulling else Result()
 
     def _config_data(self, namespace: str, name: str) -> dict[str, str] | None:
         configmap = self.cache.find(CONFIG_MAP, name, namespace=namespace)
@@ -138,6 +162,22 @@ class WorkspaceReconciler:
         observed.pods = self.cache.list(POD, namespace=ns, labels=workspace_labels(target.name, ns))
         if target.ws.tuning is not None:
             observed.tuning_output = tuning_output(observed.pods)
+
+    async def _read_pull_progress(self, target: Target, observed: Observed) -> bool:
+        """Whether a pod is pulling the model image now; if so, its puller's last progress line goes in `observed`."""
+        observed.model_image = target.model_image
+        if observed.model_image is None:
+            return False
+        pulling = False
+        for pod in observed.pods:
+            cs = puller_status(pod)
+            if cs is None or not (cs.get("state") or {}).get("running"):
+                continue
+            pulling = True
+            line = await last_progress_line(self.client, pod["metadata"]["namespace"], pod["metadata"]["name"])
+            if line is not None:
+                observed.pull_progress[pod["metadata"]["name"]] = line
+        return pulling
 
     async def _finalize(self, raw: Obj) -> Result:
         meta = raw["metadata"]

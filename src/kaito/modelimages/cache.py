@@ -27,9 +27,11 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 
+from kaito.api.modelimage import NODE_CACHE_DIR
+
 log = logging.getLogger(__name__)
 
-DEFAULT_CACHE = Path("/var/lib/kaito/models")
+DEFAULT_CACHE = Path(NODE_CACHE_DIR)
 MARKER = ".kaito-model.json"  # written into an output directory last: the model there is complete
 
 

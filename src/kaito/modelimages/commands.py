@@ -13,7 +13,7 @@ from typing import Any
 from prometheus_client import CollectorRegistry, start_http_server
 
 from kaito.modelimages.cache import DEFAULT_CACHE, CacheError, ModelCache
-from kaito.modelimages.progress import TransferMetrics
+from kaito.modelimages.progress import Snapshot, TransferMetrics
 from kaito.modelimages.pull import DEFAULT_PARALLEL, pull_model
 from kaito.modelimages.push import push_model
 from kaito.oci import dockerconfig
@@ -22,6 +22,7 @@ from kaito.oci.errors import OciError
 from kaito.oci.reference import Reference
 
 EXIT_OK, EXIT_FAILED, EXIT_BAD_ARGUMENTS = 0, 1, 2
+TERMINATION_MESSAGE_LIMIT = 4096  # what the kubelet keeps of a termination message
 
 
 class _BadArguments(Exception):
@@ -43,6 +44,17 @@ def add_pull_model_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--cache-budget", type=int, help="bytes the cache may hold; least recently used models not in use go first"
     )
+    parser.add_argument(
+        "--termination-message-path",
+        type=Path,
+        help="on failure, also write the error here (a pod's terminationMessagePath, read into its status)",
+    )
+    parser.add_argument(
+        "--progress-lines",
+        action="store_true",
+        help='print progress as JSON lines on stdout, {"progress": {"bytes", "totalBytes", "bytesPerSecond", '
+        '"etaSeconds"}}, instead of logging it',
+    )
     _add_common_arguments(parser, "image pull secret")
 
 
@@ -55,7 +67,16 @@ def _add_common_arguments(parser: argparse.ArgumentParser, secret: str) -> None:
         "default: $DOCKER_CONFIG/config.json if present",
     )
     parser.add_argument(
-        "--plain-http", action="store_true", help="talk HTTP, not HTTPS, to a registry on a loopback address"
+        "--plain-http",
+        action="store_true",
+        help="talk HTTP, not HTTPS, to a registry on a loopback address (or one named by --insecure-registry)",
+    )
+    parser.add_argument(
+        "--insecure-registry",
+        action="append",
+        default=[],
+        metavar="HOST[:PORT]",
+        help="a registry off this machine that may be spoken to in plain HTTP (as Docker's insecure-registries)",
     )
     parser.add_argument("--ca-file", type=Path, help="PEM CA bundle to trust for the registry's certificate")
     parser.add_argument("--parallel", type=int, default=DEFAULT_PARALLEL, help="blobs (or byte ranges) at once")
@@ -102,6 +123,7 @@ def run_pull_model(args: argparse.Namespace) -> int:
             ca_file=args.ca_file,
             parallel=args.parallel,
             metrics=_metrics(args.metrics_port),
+            report=_print_progress if args.progress_lines else None,
         )
         return {
             "image": pulled.image,
@@ -113,26 +135,41 @@ def run_pull_model(args: argparse.Namespace) -> int:
             "architectures": list(pulled.config.architectures),
         }
 
-    return _run("pull-model", args.image, pull)
+    return _run("pull-model", args.image, pull, termination_message=args.termination_message_path)
 
 
-def _run(command: str, image: str, step: Callable[[], dict[str, Any]]) -> int:
-    """Run the step: its summary as one JSON line on stdout, or one error line naming the image on stderr."""
+def _print_progress(snapshot: Snapshot) -> None:
+    print(json.dumps(snapshot.to_line()), flush=True)
+
+
+def _run(
+    command: str, image: str, step: Callable[[], dict[str, Any]], *, termination_message: Path | None = None
+) -> int:
+    """Run the step: its summary as one JSON line on stdout, or one error line naming the image on stderr.
+
+    With `termination_message`, the error line is also written there, for the pod's status to carry it.
+    """
     try:
         summary = step()
     except _BadArguments as exc:
-        _error(command, str(exc))
+        _error(command, str(exc), termination_message)
         return EXIT_BAD_ARGUMENTS
     except (OciError, CacheError, OSError, dockerconfig.DockerConfigError) as exc:
         verb = "push to" if command == "push-model" else "pull"
-        _error(command, f"cannot {verb} {image}: {exc}")
+        _error(command, f"cannot {verb} {image}: {exc}", termination_message)
         return EXIT_FAILED
     print(json.dumps(summary), flush=True)
     return EXIT_OK
 
 
-def _error(command: str, message: str) -> None:
-    print(f"kaito {command}: {' '.join(message.split())}", file=sys.stderr, flush=True)
+def _error(command: str, message: str, termination_message: Path | None = None) -> None:
+    line = f"kaito {command}: {' '.join(message.split())}"
+    print(line, file=sys.stderr, flush=True)
+    if termination_message is not None:
+        try:
+            termination_message.write_text(line[:TERMINATION_MESSAGE_LIMIT])
+        except OSError as exc:
+            print(f"kaito {command}: cannot write {termination_message}: {exc}", file=sys.stderr, flush=True)
 
 
 def _metrics(port: int | None) -> TransferMetrics | None:
@@ -148,10 +185,10 @@ def _reference_and_auth(args: argparse.Namespace) -> tuple[Reference, Auth]:
         reference = Reference.parse(args.image)
     except OciError as exc:
         raise _BadArguments(f"--image: {exc}") from exc
-    if args.plain_http and not is_loopback(reference.registry):
+    if args.plain_http and not is_loopback(reference.registry) and reference.registry not in args.insecure_registry:
         raise _BadArguments(
             f"--plain-http: {reference.registry} is not a loopback address; plain HTTP is only for a registry on "
-            "this machine (127.0.0.0/8, ::1, localhost), anything else speaks TLS"
+            "this machine (127.0.0.0/8, ::1, localhost) or one named by --insecure-registry, anything else speaks TLS"
         )
     if args.ca_file is not None and not args.ca_file.is_file():
         raise _BadArguments(f"--ca-file: {args.ca_file} does not exist")

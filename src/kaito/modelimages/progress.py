@@ -52,6 +52,18 @@ class Snapshot:
     def eta_s(self) -> float | None:
         return (self.total - self.done) / self.rate if self.rate > 0 else None
 
+    def to_line(self) -> dict[str, object]:
+        """The snapshot as one progress line of `kaito pull-model` (stable keys, read back by the manager)."""
+        eta = self.eta_s
+        return {
+            "progress": {
+                "bytes": self.done,
+                "totalBytes": self.total,
+                "bytesPerSecond": round(self.rate),
+                "etaSeconds": None if eta is None else round(eta),
+            }
+        }
+
     def describe(self) -> str:
         eta = f"{self.eta_s:.0f}s" if self.eta_s is not None else "unknown"
         return (
@@ -71,8 +83,11 @@ class Progress:
         metrics: TransferMetrics | None = None,
         clock: Callable[[], float] = time.monotonic,
         interval_s: float = LOG_INTERVAL_S,
+        report: Callable[[Snapshot], None] | None = None,
     ) -> None:
+        """`report`, when given, takes each interval's snapshot instead of the log (e.g. a pod's progress lines)."""
         self.direction, self.image = direction, image
+        self.report = report
         self.metrics = metrics
         self.clock = clock
         self.interval_s = interval_s
@@ -88,7 +103,10 @@ class Progress:
             self._total = total
         if self.metrics:
             self.metrics.total.labels(self.direction, self.image).set(total)
-        self._export(self.snapshot())
+        snapshot = self.snapshot()
+        self._export(snapshot)
+        if self.report:
+            self.report(snapshot)
 
     def blob(self, outcome: str) -> None:
         if self.metrics:
@@ -103,7 +121,9 @@ class Progress:
                 self._last_log = now
         snapshot = self.snapshot()
         self._export(snapshot)
-        if due:
+        if due and self.report:
+            self.report(snapshot)
+        elif due:
             log.info("%s %s: %s", self.direction, self.image, snapshot.describe())
 
     def snapshot(self) -> Snapshot:
@@ -113,6 +133,8 @@ class Progress:
     def finish(self) -> Snapshot:
         snapshot = self.snapshot()
         self._export(snapshot)
+        if self.report:
+            self.report(snapshot)
         log.info("%s %s done: %s in %.1fs", self.direction, self.image, snapshot.describe(), snapshot.elapsed_s)
         return snapshot
 

@@ -23,7 +23,7 @@ import requests
 
 from kaito.api.modelimage import ANNOTATION_TITLE, ARTIFACT_TYPE, CONFIG_MEDIA_TYPE, ModelImageConfig
 from kaito.modelimages.cache import ModelCache, ModelRecord
-from kaito.modelimages.progress import Progress, TransferMetrics
+from kaito.modelimages.progress import Progress, Snapshot, TransferMetrics
 from kaito.modelimages.sessions import SessionPool
 from kaito.oci.client import OCI_MANIFEST, RETRY_DELAYS_S, Auth
 from kaito.oci.errors import OciError
@@ -68,14 +68,16 @@ def pull_model(
     range_part: int = RANGE_MIN_PART,
     metrics: TransferMetrics | None = None,
     clock: Callable[[], float] = time.monotonic,
+    report: Callable[[Snapshot], None] | None = None,
 ) -> PulledModel:
     """Pull image into the cache (downloading only what it lacks) and link its files into output.
 
     A blob of at least two range_part bytes is fetched in byte ranges (when the registry serves them) while
-    fewer large blobs than parallel streams remain to share them.
+    fewer large blobs than parallel streams remain to share them. `report` takes the progress at intervals
+    (instead of the log).
     """
     ref = parse_reference(image)
-    progress = Progress(direction="pull", image=str(ref), metrics=metrics, clock=clock)
+    progress = Progress(direction="pull", image=str(ref), metrics=metrics, clock=clock, report=report)
     with SessionPool(ref, auth, plain_http=plain_http, ca_file=ca_file, purpose="pull") as pool:
         digest, manifest = _manifest(pool, ref.digest, str(ref))
         layers = _layers(manifest, str(ref))

@@ -88,8 +88,17 @@ def load_docker_config(path: Path) -> DockerConfig:
     """Parse one config file (or secret directory); raises DockerConfigError naming the file and the problem."""
     file = resolve_config_file(path)
     try:
-        document = json.loads(file.read_bytes())
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        body = file.read_bytes()
+    except OSError as exc:
+        raise DockerConfigError(f"{file}: not a readable JSON docker config ({exc})") from exc
+    return parse_docker_config(body, file)
+
+
+def parse_docker_config(body: bytes, file: Path) -> DockerConfig:
+    """Parse a config's bytes (e.g. a Secret's .dockerconfigjson); `file` names where they came from in errors."""
+    try:
+        document = json.loads(body)
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise DockerConfigError(f"{file}: not a readable JSON docker config ({exc})") from exc
     if not isinstance(document, dict):
         raise DockerConfigError(f'{file}: expected a JSON object with an "auths" object, got {_kind(document)}')

@@ -10,7 +10,9 @@ from kaito.runtime.client import Client
 from kaito.runtime.errors import ignore_not_found
 from kaito.runtime.kinds import CONFIG_MAP
 from kaito.webhook.server import AdmissionRequest, Validator, Verdict
+from kaito.workspaces.imageconfigs import ImageConfigs, model_images_for
 from kaito.workspaces.plan import Invalid, Sizing, validate_and_plan
+from kaito.workspaces.pullsecrets import api_secret_reader
 
 PATH = "/validate-workspace"
 WEBHOOK_NAME = "validation.workspace.kaito.sh"
@@ -26,19 +28,38 @@ RULES = [
 
 
 def workspace_validator(
-    *, catalog: Callable[[], Catalog], cloud: str, client: Client | None, sizing: Sizing | None = None
+    *,
+    catalog: Callable[[], Catalog],
+    cloud: str,
+    client: Client | None,
+    sizing: Sizing | None = None,
+    image_configs: ImageConfigs | None = None,
+    model_registry: str | None = None,
 ) -> Validator:
-    """A validator for `WebhookServer`; `catalog` is called per request so ConfigMap overrides apply at once."""
+    """A validator for `WebhookServer`; `catalog` is called per request so ConfigMap overrides apply at once.
+
+    A preset the catalog lacks, named with a model image, is sized from that image's config, read here (with
+    the pull secrets from the API) into `image_configs`, which the controller shares.
+    """
 
     async def validate(request: AdmissionRequest) -> Verdict:
         obj: dict[str, Any] = dict(request.object or {})
         obj["metadata"] = {**(obj.get("metadata") or {}), "namespace": request.namespace}
         configs = await _fetch_config(client, request.namespace, obj)
+        known = catalog()
+        images = await model_images_for(
+            obj,
+            catalog=known,
+            configs=image_configs if client is not None else None,
+            registry=model_registry,
+            read_secret=api_secret_reader(client) if client is not None else _no_secret,
+        )
         try:
             validate_and_plan(
                 obj,
-                catalog=catalog(),
+                catalog=known,
                 cloud=cloud,
+                model_images=images,
                 old=request.old_object if request.operation == "UPDATE" else None,
                 config_lookup=(lambda ns, name: configs.get((ns, name))) if client is not None else None,
                 sizing=sizing,
@@ -48,6 +69,10 @@ def workspace_validator(
         return Verdict()
 
     return validate
+
+
+async def _no_secret(namespace: str, name: str) -> bytes | None:
+    return None
 
 
 async def _fetch_config(

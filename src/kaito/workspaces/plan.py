@@ -19,7 +19,8 @@ from kaito.presets.choice import Choice, plan_for
 from kaito.presets.overrides import CONFIG_KEY, OverrideError
 from kaito.presets.sizing import PlanError, Request
 from kaito.runtime.objects import content_hash
-from kaito.workspaces.rules import ConfigLookup, overrides_from, validate_workspace
+from kaito.workspaces.modelsource import ModelImages
+from kaito.workspaces.rules import ConfigLookup, overrides_from, preset_model, validate_workspace
 
 __all__ = ["Invalid", "Planned", "Sizing", "plan_workspace", "validate_and_plan"]
 
@@ -57,12 +58,20 @@ def validate_and_plan(
     config_lookup: ConfigLookup | None = None,
     old: Mapping[str, Any] | None = None,
     sizing: Sizing | None = None,
+    model_images: ModelImages | None = None,
 ) -> Planned:
-    """The rules, then `plan_workspace`; raises Invalid with the rules' problems, or else the plan's."""
-    if problems := validate_workspace(raw, catalog=catalog, old=old, config_lookup=config_lookup):
+    """The rules, then `plan_workspace`; raises Invalid with the rules' problems, or else the plan's.
+
+    `model_images` holds the configs of the model images a preset outside the catalog is sized from, fetched
+    by the caller beforehand (see `kaito.workspaces.imageconfigs`), so this call reads nothing over the network.
+    """
+    problems = validate_workspace(raw, catalog=catalog, old=old, config_lookup=config_lookup, model_images=model_images)
+    if problems:
         raise Invalid(problems)
     ws = Workspace.parse(raw)
-    plan, model = plan_workspace(ws, catalog=catalog, cloud=cloud, config_lookup=config_lookup, sizing=sizing)
+    plan, model = plan_workspace(
+        ws, catalog=catalog, cloud=cloud, config_lookup=config_lookup, sizing=sizing, model_images=model_images
+    )
     return Planned(ws, plan, model)
 
 
@@ -73,6 +82,7 @@ def plan_workspace(
     cloud: str,
     config_lookup: ConfigLookup | None = None,
     sizing: Sizing | None = None,
+    model_images: ModelImages | None = None,
 ) -> tuple[PlanStatus, ModelSpec | None]:
     """The persisted plan when its inputs are unchanged, else a fresh one pinned to the hardware already chosen."""
     config_name = ws.inference.config if ws.inference else None
@@ -80,6 +90,10 @@ def plan_workspace(
     inputs = _inputs(ws, config)
     name = ws.preset_name
     model = catalog.find_model(name) if name else None
+    if model is None and ws.inference is not None:
+        model, problems = preset_model(ws, catalog, model_images or ModelImages())
+        if problems:
+            raise Invalid(problems)
     previous = ws.status.plan if ws.status else None
     if previous is not None and previous.inputs_hash == inputs and not _recorded_without_engine_fields(previous):
         return previous, model
@@ -143,9 +157,17 @@ def _inputs(ws: Workspace, config: Mapping[str, str] | None) -> str:
             "config": dict(config or {}).get(CONFIG_KEY),
             "mode": "tuning" if ws.tuning else "inference",
             "template": spec is not None and ws.inference is not None and ws.inference.template is not None,
+            # Only when set, so the plans of workspaces without a model image keep their hashes.
+            **({"image": image} if (image := _named_image(ws)) else {}),
         },
         length=16,  # the `inputsHash` every stored plan carries: keep its form
     )
+
+
+def _named_image(ws: Workspace) -> str | None:
+    preset = ws.inference.preset if ws.inference else None
+    options = preset.preset_options if preset else None
+    return options.image if options else None
 
 
 def plan_status(choice: Choice) -> PlanStatus:

@@ -19,9 +19,11 @@ from kaito.api.tuningconfig import ConfigError, parse_training_config
 from kaito.api.workspace import InferenceSpec, TuningSpec, Workspace
 from kaito.presets.catalog import Catalog, ModelSpec, UnknownModel
 from kaito.presets.overrides import CONFIG_KEY, OverrideError, Overrides
+from kaito.workspaces.modelsource import ModelImages, model_from_image, model_image, uncatalogued_image
 from kaito.workspaces.urls import check_data_url, check_image_reference
 
 MAX_ADAPTERS = 10
+IMAGE_FIELD = "inference.preset.presetOptions.image"
 DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
 DNS_SUBDOMAIN = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
 TUNING_METHODS = ("lora", "qlora")
@@ -40,6 +42,7 @@ def validate_workspace(
     catalog: Catalog,
     old: Mapping[str, Any] | None = None,
     config_lookup: ConfigLookup | None = None,
+    model_images: ModelImages | None = None,
 ) -> list[FieldError]:
     """Every problem with `raw` (and with the change from `old`, on update) short of sizing; empty when none."""
     try:
@@ -49,7 +52,7 @@ def validate_workspace(
     errors = _validate_shape(ws)
     errors += _validate_annotations(ws)
     if ws.inference is not None and ws.tuning is None:
-        errors += _validate_inference(ws, ws.inference, catalog, config_lookup)
+        errors += _validate_inference(ws, ws.inference, catalog, config_lookup, model_images or ModelImages())
     if ws.tuning is not None and ws.inference is None:
         errors += _validate_tuning(ws, ws.tuning, catalog)
         errors += _validate_training_config(ws, ws.tuning, config_lookup)
@@ -100,18 +103,21 @@ def _resolve_model(name: str, catalog: Catalog, path: str) -> tuple[ModelSpec | 
 
 
 def _validate_inference(
-    ws: Workspace, spec: InferenceSpec, catalog: Catalog, config_lookup: ConfigLookup | None
+    ws: Workspace, spec: InferenceSpec, catalog: Catalog, config_lookup: ConfigLookup | None, images: ModelImages
 ) -> list[FieldError]:
     if (spec.preset is None) == (spec.template is None):
         return [FieldError("inference", "exactly one of preset or template must be set")]
     errors = _validate_adapters(spec)
     if spec.preset is None:
         return errors
-    model, model_errors = _resolve_model(spec.preset.name, catalog, "inference.preset.name")
+    options = spec.preset.preset_options
+    if options is not None and options.image is not None and (reason := check_image_reference(options.image)):
+        return [*errors, FieldError(IMAGE_FIELD, reason)]
+    model, model_errors = preset_model(ws, catalog, images)
     if model is None:
         return errors + model_errors
-    options = spec.preset.preset_options
-    if model.download_auth_required and not (options and options.model_access_secret):
+    from_hub = model_image(ws, model, registry=images.registry) is None
+    if from_hub and model.download_auth_required and not (options and options.model_access_secret):
         errors.append(
             FieldError(
                 "inference.preset.presetOptions.modelAccessSecret",
@@ -119,6 +125,26 @@ def _validate_inference(
             )
         )
     return errors + _check_overrides(ws, spec, config_lookup)
+
+
+def preset_model(ws: Workspace, catalog: Catalog, images: ModelImages) -> tuple[ModelSpec | None, list[FieldError]]:
+    """The inference preset's model: the catalog's, else one sized from its model image's config."""
+    preset = ws.inference.preset if ws.inference else None
+    if preset is None:
+        return None, []
+    image = uncatalogued_image(ws, catalog)
+    if image is None:
+        return _resolve_model(preset.name, catalog, "inference.preset.name")
+    config = images.configs.get(image)
+    if config is None:
+        unread = f"{preset.name!r} is not in the catalog and the config of {image} was not read"
+        return None, [FieldError(IMAGE_FIELD, unread)]
+    if isinstance(config, str):
+        return None, [FieldError(IMAGE_FIELD, f"cannot size {preset.name!r} from model image {image}: {config}")]
+    try:
+        return model_from_image(preset.name, config), []
+    except ValidationError as exc:
+        return None, [FieldError(IMAGE_FIELD, f"model image {image}'s config does not size a model: {exc}")]
 
 
 def _check_overrides(ws: Workspace, spec: InferenceSpec, config_lookup: ConfigLookup | None) -> list[FieldError]:
@@ -192,6 +218,8 @@ def _validate_tuning(ws: Workspace, spec: TuningSpec, catalog: Catalog) -> list[
         errors += model_errors
         if model is not None and not model.supports_tuning:
             errors.append(FieldError("tuning.preset.name", f"{model.name} has no tuning preset"))
+        if spec.preset.preset_options is not None and spec.preset.preset_options.image:
+            errors.append(FieldError("tuning.preset.presetOptions.image", "model images serve inference only"))
     if (spec.method or "").lower() not in TUNING_METHODS:
         errors.append(FieldError("tuning.method", f"{spec.method!r} is not one of lora, qlora"))
     if ws.resource.count is not None and ws.resource.count != 1:

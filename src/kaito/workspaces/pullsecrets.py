@@ -1,0 +1,22 @@
+"""Pull secrets read from the API server, for admission and the controller to read a model image's config."""
+
+from __future__ import annotations
+
+import base64
+
+from kaito.oci.dockerconfig import DOCKER_CONFIG_KEY
+from kaito.runtime.client import Client
+from kaito.runtime.errors import ignore_not_found
+from kaito.runtime.kinds import SECRET
+from kaito.workspaces.imageconfigs import SecretReader
+
+
+def api_secret_reader(client: Client) -> SecretReader:
+    """Reads a docker-registry Secret's config from the API (the manager caches no Secrets): one GET a read."""
+
+    async def read(namespace: str, name: str) -> bytes | None:
+        secret = await ignore_not_found(client.get(SECRET, name, namespace=namespace))
+        encoded = ((secret or {}).get("data") or {}).get(DOCKER_CONFIG_KEY)
+        return base64.b64decode(encoded) if isinstance(encoded, str) else None
+
+    return read
