@@ -81,3 +81,22 @@ async def test_cache_list_uses_a_label_index_and_counts_what_it_visits(kclient: 
     finally:
         stop.set()
         await task
+
+
+async def test_cached_objects_leave_out_managed_fields_which_the_server_keeps(kclient: Client, namespace: str) -> None:
+    manager = Manager(kclient, options=options(namespace), metrics=RuntimeMetrics())
+    informer = manager.cache.informer(CONFIG_MAP)
+    await kclient.create(CONFIG_MAP, configmap(namespace, "listed", a="1"))  # arrives in the first list
+    async with running(manager):
+        await informer.wait_for_sync()
+        await kclient.create(CONFIG_MAP, configmap(namespace, "watched", a="1"))  # arrives by watch
+        await kclient.patch(CONFIG_MAP, "listed", {"data": {"a": "2"}}, namespace=namespace)
+
+        def cached(name: str) -> bool:
+            found = manager.cache.find(CONFIG_MAP, name, namespace=namespace)
+            return found is not None and found["data"]["a"] == ("2" if name == "listed" else "1")
+
+        await eventually(lambda: cached("listed") and cached("watched"))
+        for name in ("listed", "watched"):
+            assert "managedFields" not in manager.cache.get(CONFIG_MAP, name, namespace=namespace)["metadata"]
+            assert (await kclient.get(CONFIG_MAP, name, namespace=namespace))["metadata"]["managedFields"]

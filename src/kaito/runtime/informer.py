@@ -31,6 +31,7 @@ if TYPE_CHECKING:
     from kaito.runtime.client import Client, WatchEvent
 
 log = logging.getLogger(__name__)
+Transform = Callable[[Obj], Obj]  # edits an object as it arrives, before the cache and handlers see it
 
 
 class EventType(StrEnum):
@@ -105,9 +106,13 @@ class Informer:
         relist_backoff: tuple[float, float] = (0.8, 30.0),
         watch_timeout: tuple[int, int] = (300, 600),
         page_size: int = 500,
+        transform: Transform | None = None,
     ) -> None:
+        """`transform` edits each object as it arrives, before the store and the handlers see it (it owns the
+        object then: decoded from the wire for this informer alone)."""
         self.client = client
         self.kind = kind
+        self._transform = transform
         self.selectors = selectors or Selectors()
         detector = MutationDetector(f"{kind.plural}.{kind.group}".rstrip(".")) if detect_mutations else None
         self.store = Store(indexers, detector=detector)
@@ -179,13 +184,15 @@ class Informer:
             field_selector=sel.field_selector,
             page_size=self._page_size,
         )
+        transform = self._transform
+        items = result.items if transform is None else [transform(obj) for obj in result.items]
         initial = not self._synced.is_set()
         if initial:
-            for obj in result.items:
+            for obj in items:
                 self.store.upsert(obj)
                 self._dispatch(Event(EventType.ADDED, obj, initial=True))
         else:
-            self._apply_relist(result.items)
+            self._apply_relist(items)
         self.relists += 0 if initial else 1
         self.last_resource_version = result.resource_version
         self._synced.set()
@@ -251,6 +258,8 @@ class Informer:
         if event_type == "BOOKMARK":
             self.last_resource_version = rv or self.last_resource_version
             return
+        if self._transform is not None:
+            obj = self._transform(obj)
         key = key_of(obj)
         if event_type == "DELETED":
             old = self.store.delete(key)

@@ -65,6 +65,16 @@ def is_deleting(obj: Obj) -> bool:
     return bool((obj.get("metadata") or {}).get("deletionTimestamp"))
 
 
+def strip_managed_fields(obj: Obj) -> Obj:
+    """The object without `metadata.managedFields`: server-side apply's bookkeeping, which no reader of the
+    cache needs and which is often the largest part of an object (controller-runtime's
+    `TransformStripManagedFields`). A write that leaves the field out keeps the server's copy."""
+    metadata = obj.get("metadata")
+    if isinstance(metadata, dict) and "managedFields" in metadata:
+        metadata.pop("managedFields")
+    return obj
+
+
 def deep_copy(obj: Obj) -> Obj:
     """A copy callers may mutate without touching the cache (JSON-shaped data only)."""
     return _copy_json(obj)  # type: ignore[no-any-return]
