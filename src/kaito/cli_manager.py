@@ -4,12 +4,32 @@ from __future__ import annotations
 
 import argparse
 import os
+import re
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     from kaito.operator import OperatorOptions
     from kaito.provisioner.cloud import CloudProvider
+
+
+_KEY = r"(?:[a-z0-9](?:[-a-z0-9.]*[a-z0-9])?/)?[A-Za-z0-9](?:[-A-Za-z0-9_.]*[A-Za-z0-9])?"
+_VALUE = r"(?:[A-Za-z0-9](?:[-A-Za-z0-9_.]*[A-Za-z0-9])?)?"
+_TERM = (
+    rf"\s*(?:!\s*{_KEY}|{_KEY}\s*(?:==?|!=)\s*{_VALUE}|{_KEY}\s+(?:in|notin)\s*\(\s*{_VALUE}(?:\s*,\s*{_VALUE})*\s*\)"
+    rf"|{_KEY})\s*"
+)
+_SELECTOR = re.compile(rf"{_TERM}(?:,{_TERM})*")
+
+
+def label_selector(text: str) -> str:
+    """A Kubernetes label selector (`a=b,c!=d,e in (f,g),!h`), checked here so a typo fails at start-up."""
+    if not _SELECTOR.fullmatch(text):
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is not a label selector; expected terms such as key=value, key!=value, key in (a,b), "
+            "key or !key, joined by commas"
+        )
+    return text
 
 
 def add_manager_arguments(parser: argparse.ArgumentParser) -> None:
@@ -32,6 +52,13 @@ def add_manager_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--arm-url", default=env("ARM_URL", "https://management.azure.com"))
     parser.add_argument("--arm-ca", default=env("ARM_CA"), help="CA bundle for a simulated ARM endpoint")
     parser.add_argument("--arm-token", default=env("ARM_TOKEN"), help="static bearer token (simulated ARM only)")
+    parser.add_argument(
+        "--byo-node-selector",
+        type=label_selector,
+        default=env("KAITO_BYO_NODE_SELECTOR"),
+        help="with --cloud byo: a label selector for the GPU nodes workspaces may use; only those are cached "
+        "(default: every node)",
+    )
     parser.add_argument(
         "--nodeclaim-poll-interval", type=float, default=5.0, help="seconds between polls of a pending cloud operation"
     )
@@ -69,6 +96,7 @@ def operator_options(args: argparse.Namespace) -> OperatorOptions:
         namespace=args.namespace,
         image=args.image,
         bring_your_own_nodes=args.cloud == "byo",
+        byo_node_selector=args.byo_node_selector or None,
         metrics_address=args.metrics_bind_address or None,
         health_address=args.health_probe_bind_address or None,
         leader_election=args.leader_elect,

@@ -36,6 +36,7 @@ class OperatorOptions:
     catalog_cloud: str = "azure"  # which SKU table sizing and `auto` choose from
     image: str = DEFAULT_IMAGE
     bring_your_own_nodes: bool = False
+    byo_node_selector: str | None = None  # with bring-your-own nodes: the label selector of the nodes to cache
     metrics_address: str | None = ":8080"
     health_address: str | None = ":8081"
     leader_election: bool = True
@@ -51,16 +52,20 @@ class OperatorOptions:
     model_registry_ca: Path | None = None  # a CA bundle admission trusts when it reads model images' configs
 
 
-def cache_selectors(*, bring_your_own_nodes: bool) -> dict[Kind, Selectors]:
+def cache_selectors(*, bring_your_own_nodes: bool, byo_node_selector: str | None = None) -> dict[Kind, Selectors]:
     """What the cache lists and watches, so its size follows kaito's objects rather than the cluster's.
 
-    Pods: only workspace pods. Nodes: only those kaito provisioned (each carries its NodeClaim's name),
-    except with bring-your-own nodes, where every workspace matches nodes by its own label selector
-    and any node may be one. Other kinds are cached whole (users' ConfigMaps are read by name).
+    Pods: only workspace pods. Nodes: only those kaito provisioned (each carries its NodeClaim's name).
+    With bring-your-own nodes, every workspace matches nodes by its own label selector, so any node may
+    be one: all are cached unless `byo_node_selector` names the GPU nodes workspaces may use (a node
+    outside it is invisible to every workspace). Other kinds are cached whole (users' ConfigMaps are
+    read by name).
     """
     selectors = {POD: Selectors(label_selector=LABEL_WORKSPACE)}
     if not bring_your_own_nodes:
         selectors[NODE] = Selectors(label_selector=LABEL_NODECLAIM)
+    elif byo_node_selector:
+        selectors[NODE] = Selectors(label_selector=byo_node_selector)
     return selectors
 
 
@@ -81,7 +86,9 @@ def build(client: Client, provider: CloudProvider | None, options: OperatorOptio
             leader_election=options.leader_election,
             leader_election_id="kaito-manager-lock",
             leader_election_namespace=options.namespace,
-            cache_selectors=cache_selectors(bring_your_own_nodes=settings.bring_your_own_nodes),
+            cache_selectors=cache_selectors(
+                bring_your_own_nodes=settings.bring_your_own_nodes, byo_node_selector=options.byo_node_selector
+            ),
         ),
     )
     catalog = CatalogSource(manager.cache, namespace=options.namespace)

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import pytest
+
 from kaito.api.nodeclaim import LABEL_NODECLAIM
 from kaito.api.workspace import LABEL_WORKSPACE
+from kaito.cli import main
 from kaito.runtime.client import Client
 from kaito.runtime.kinds import NODE, POD, Kind
 from kaito.runtime.manager import Manager
@@ -49,3 +52,15 @@ async def test_only_workspace_pods_and_provisioned_nodes_are_cached(
     await operator.start(byo=True)  # a user's own nodes may be any node: all are cached
     assert "someone-elses-node" in cached(operator.manager, NODE)
     assert "stray" not in cached(operator.manager, POD)
+
+    await operator.halt()
+    await sim.add_node(NodeSpec(name="gpu-pool-node", capacity=CAPACITY, labels={"pool": "gpu"}))
+    await operator.start(byo=True, byo_node_selector="pool=gpu")  # only the nodes workspaces may use
+    assert cached(operator.manager, NODE) == ["gpu-pool-node"]
+
+
+def test_manager_refuses_a_malformed_byo_node_selector_naming_the_flag(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exit_:
+        main(["manager", "--cloud", "byo", "--byo-node-selector", "pool gpu"])
+    assert exit_.value.code == 2
+    assert "--byo-node-selector: 'pool gpu' is not a label selector" in capsys.readouterr().err
