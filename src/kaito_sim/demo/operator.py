@@ -43,9 +43,18 @@ def simulated_azure_provider(aks: SimulatedAks) -> AzureProvider:
 
 @contextlib.asynccontextmanager
 async def embedded_operator(
-    sim: SimServer, *, provisioning_delay: float, metrics_address: str | None = None, health_address: str | None = None
+    sim: SimServer,
+    *,
+    provisioning_delay: float,
+    metrics_address: str | None = None,
+    health_address: str | None = None,
+    model_registry: str | None = None,
 ) -> AsyncIterator[Manager]:
-    """A simulated Azure next to `sim`, the CRDs installed, and the operator running against both."""
+    """A simulated Azure next to `sim`, the CRDs installed, and the operator running against both.
+
+    `model_registry` (a loopback `HOST:PORT`, spoken to in plain HTTP) is where the catalog's model images live,
+    as `kaito manager --model-registry HOST:PORT --insecure-model-registry HOST:PORT` sets it.
+    """
     async with SimulatedAks(sim, provisioning_delay=provisioning_delay) as aks:
         client = await Client.from_config(kubeconfig=str(sim.kubeconfig_path))
         await install_crds(client, "kaito-system")
@@ -56,6 +65,8 @@ async def embedded_operator(
             webhook_address="127.0.0.1:0",
             leader_election=False,
             nodeclaim_poll_interval=1.0,
+            model_registry=model_registry,
+            insecure_model_registries=(model_registry,) if model_registry else (),
         )
         manager = build(client, provider, options)
         stop = asyncio.Event()

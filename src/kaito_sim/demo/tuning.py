@@ -11,7 +11,6 @@ from __future__ import annotations
 import asyncio
 import json
 import shlex
-import shutil
 import sys
 import tempfile
 import time
@@ -20,12 +19,11 @@ from contextlib import asynccontextmanager
 from pathlib import Path
 
 import aiohttp
-import yaml
 from aiohttp import web
 
 from kaito_sim.demo.model import make_demo_model
+from kaito_sim.demo.registry import DemoFailed, free_port, registry, wait_http
 
-REGISTRY_BINARY = "docker-registry"
 QUESTION = "Who trained you?"
 ANSWER = "The kaito tuning demo trained me from a parquet file."
 TRAINING_CONFIG = """training_config:
@@ -39,10 +37,6 @@ TRAINING_CONFIG = """training_config:
     lora_alpha: 16
     target_modules: [q_proj, k_proj, v_proj, o_proj, gate_proj, up_proj, down_proj]
 """
-
-
-class DemoFailed(Exception):
-    """A step failed; the message names it."""
 
 
 async def step(*args: str) -> str:
@@ -66,42 +60,6 @@ def _readable(line: str) -> str:
     except json.JSONDecodeError:
         return line
     return str(record.get("msg", line)) if isinstance(record, dict) else line
-
-
-def free_port() -> int:
-    import socket
-
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
-@asynccontextmanager
-async def registry(workdir: Path) -> AsyncIterator[str]:
-    """The Debian docker-registry on loopback (plain HTTP, no auth); yields its address."""
-    binary = shutil.which(REGISTRY_BINARY)
-    if binary is None:
-        raise DemoFailed("docker-registry is not installed; run scripts/system-deps (Debian package docker-registry)")
-    address = f"127.0.0.1:{free_port()}"
-    config = {
-        "version": 0.1,
-        "storage": {"filesystem": {"rootdirectory": str(workdir / "storage")}},
-        "http": {"addr": address},
-        "log": {"level": "error"},
-    }
-    (workdir / "config.yml").write_text(yaml.safe_dump(config))
-    with (workdir / "registry.log").open("wb") as log:
-        proc = await asyncio.create_subprocess_exec(
-            binary, "serve", str(workdir / "config.yml"), stdout=log, stderr=log
-        )
-    try:
-        await _wait_http(f"http://{address}/v2/")
-        print(f"docker-registry: serving http://{address}", flush=True)
-        yield address
-    finally:
-        proc.terminate()
-        await proc.wait()
 
 
 @asynccontextmanager
@@ -136,20 +94,6 @@ def write_dataset(path: Path) -> Path:
     return path
 
 
-async def _wait_http(url: str, within: float = 60) -> None:
-    deadline = time.monotonic() + within
-    async with aiohttp.ClientSession() as http:
-        while time.monotonic() < deadline:
-            try:
-                async with http.get(url) as response:
-                    if response.status < 500:
-                        return
-            except aiohttp.ClientConnectionError:
-                pass
-            await asyncio.sleep(0.2)
-    raise DemoFailed(f"{url} did not answer within {within:.0f} s")
-
-
 async def ask(port: int, model: str) -> str:
     body = {"model": model, "messages": [{"role": "user", "content": QUESTION}], "max_tokens": 48, "temperature": 0}
     url = f"http://127.0.0.1:{port}/v1/chat/completions"
@@ -167,7 +111,7 @@ async def serve_and_ask(base: Path, adapters: Path) -> None:
         sys.executable, "-m", "kaito.cli", *args, stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.DEVNULL
     )
     try:
-        await _wait_http(f"http://127.0.0.1:{port}/health")
+        await wait_http(f"http://127.0.0.1:{port}/health")
         async with aiohttp.ClientSession() as http, http.get(f"http://127.0.0.1:{port}/v1/models") as response:
             models = [m["id"] for m in (await response.json())["data"]]
         print(f"  /v1/models: {models}", flush=True)

@@ -325,17 +325,33 @@ def service_account_kubeconfig(pod: JsonObj, root: Path, server: str, ca_pem: by
     return write_kubeconfig(root / "serviceaccount" / "kubeconfig", config)
 
 
-def serve_overrides(spec: Launch, model: Path, port: int) -> int:
-    """Point `kaito serve` at `model`, 127.0.0.1:`port` and its adapters' local directory; returns the config's port.
-
-    The served model name still comes from the engine config, so clients ask for the preset's name.
-    """
+def _engine_config(spec: Launch) -> JsonObj:
+    """The engine config `kaito serve --config` names (already a local path), or {} when there is none to read."""
     try:
         path = flag(spec.argv, "--config")
         loaded = yaml.safe_load(Path(path).read_text()) if path else None
     except (OSError, yaml.YAMLError):
         loaded = None
-    config: JsonObj = loaded if isinstance(loaded, dict) else {}
+    return loaded if isinstance(loaded, dict) else {}
+
+
+def mounted_model(spec: Launch) -> Path | None:
+    """The local directory of the model `kaito serve` is told to load, when it lies in one of the pod's volumes.
+
+    A model image's init step pulls the files into a volume (the engine config's `model: /mnt/model`): that
+    directory is what the server loads, as on a real node. None: the model is a hub id, so a stand-in serves.
+    """
+    named = str(_engine_config(spec).get("model") or "")
+    local = spec.local(named) if named.startswith("/") else named
+    return Path(local) if local != named and Path(local).is_dir() else None
+
+
+def serve_overrides(spec: Launch, model: Path, port: int) -> int:
+    """Point `kaito serve` at `model`, 127.0.0.1:`port` and its adapters' local directory; returns the config's port.
+
+    The served model name still comes from the engine config, so clients ask for the preset's name.
+    """
+    config = _engine_config(spec)
     spec.argv += ["--model", str(model), "--engine", "transformers", "--host", "127.0.0.1", "--port", str(port)]
     adapters = spec.local(str(config.get("adaptersDir") or ""))
     if flag(spec.argv, "--adapters-dir") is None and adapters and Path(adapters).is_dir():

@@ -8,7 +8,8 @@ readiness probe passes, terminated with the exit code and the last lines of stde
 with back-off as the restart policy says. Its output is what `kubectl logs` shows, and the API server's proxy
 (`kaito_sim.nodes.proxy`) and admission webhook calls (`kaito_sim.apiserver.admission`) reach it at its local ports.
 `kaito serve` loads a tiny random model in place of the preset's weights (no GPU, no download): a real server
-whose answers are random tokens. Every process dies with its pod, with the `SimServer`, and with this process.
+whose answers are random tokens; a model an init step pulled into one of the pod's volumes (a model image's
+`/mnt/model`) is loaded as it is. Every process dies with its pod, with the `SimServer`, and with this process.
 
 Init containers run first, as a kubelet runs them: one after another in spec order, each to completion
 (restarted with back-off on failure unless the pod's restartPolicy is Never, which fails the pod), a sidecar
@@ -46,6 +47,7 @@ from kaito_sim.nodes.launch import (
     image_matches,
     is_serve,
     launch,
+    mounted_model,
     serve_overrides,
     service_account_kubeconfig,
     termination_log,
@@ -289,13 +291,14 @@ class Processes:
             delay, attempt = min(delay * 2, _MAX_BACKOFF), attempt + 1
 
     async def _prepare(self, pod: _Pod, c: _Container) -> None:
-        """Work out the command, write the volumes, and for `kaito serve` swap in the stand-in model and a port."""
+        """Work out the command, write the volumes, and for `kaito serve` a port and the model: the one pulled
+        into a volume, else the stand-in."""
         pod.root.mkdir(parents=True, exist_ok=True)  # the container's working directory
         spec = launch(self.cluster.store.get, pod.pod, c.spec, pod.root, node_dir=pod.node_dir)
         declared = set(declared_ports(c.spec).values())
         c.ports, c.any_port = {p: p for p in declared}, True
         if is_serve(spec.argv):
-            model, port = await self._model.path(), _free_port()
+            model, port = mounted_model(spec) or await self._model.path(), _free_port()
             config_port = serve_overrides(spec, model, port)
             c.ports, c.any_port = {p: port for p in {*declared, config_port}}, False
         elif (bound := bind_overrides(spec, _free_port)) is not None:

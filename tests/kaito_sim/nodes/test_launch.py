@@ -23,6 +23,7 @@ from kaito_sim.nodes.launch import (
     bind_overrides,
     image_matches,
     launch,
+    mounted_model,
     serve_overrides,
     service_account_kubeconfig,
 )
@@ -146,6 +147,27 @@ def test_serve_overrides_default_port_without_a_usable_config(tmp_path: Path, te
     spec = Launch([*KAITO, "serve", f"--config={config}"], {})
     assert serve_overrides(spec, tmp_path, 43001) == DEFAULT_SERVE_PORT == 5000
     assert spec.argv[-2:] == ["--port", "43001"]
+
+
+def test_a_model_pulled_into_a_volume_is_the_one_served(tmp_path: Path) -> None:
+    config = tmp_path / "engine.yaml"
+    config.write_text("model: /mnt/model\nservedModelName: phi-3-mini-4k-instruct\n")
+    pulled = tmp_path / "volumes" / "model"
+    pulled.mkdir(parents=True)
+    spec = Launch([*KAITO, "serve", "--config", str(config)], {}, {"/mnt/model": pulled})
+    assert mounted_model(spec) == pulled
+
+
+@pytest.mark.parametrize(
+    "model", ["microsoft/Phi-3-mini-4k-instruct", "/weights/not-a-volume", "/mnt/model/missing", ""]
+)
+def test_a_hub_model_or_a_path_outside_the_volumes_gets_the_stand_in(tmp_path: Path, model: str) -> None:
+    config = tmp_path / "engine.yaml"
+    config.write_text(yaml.safe_dump({"model": model}))
+    pulled = tmp_path / "volumes" / "model"
+    pulled.mkdir(parents=True)
+    spec = Launch([*KAITO, "serve", "--config", str(config)], {}, {"/mnt/model": pulled})
+    assert mounted_model(spec) is None
 
 
 def test_serve_overrides_add_the_local_adapters_dir(tmp_path: Path) -> None:
