@@ -121,10 +121,14 @@ def ready(pod: dict[str, Any]) -> bool:
 
 
 async def puller_summary(kubectl: Kubectl, pod: str) -> dict[str, Any]:
-    """The last line `kaito pull-model` printed in the pod: its summary."""
-    lines = (await kubectl("logs", pod, "-c", "model-puller")).stdout.splitlines()
-    summary: dict[str, Any] = json.loads(lines[-1])
-    return summary
+    """The summary `kaito pull-model` printed in the pod (its last JSON line on stdout)."""
+    log = (await kubectl("logs", pod, "-c", "model-puller")).stdout
+    for line in reversed(log.splitlines()):
+        with contextlib.suppress(ValueError):
+            found = json.loads(line)
+            if isinstance(found, dict) and "downloadedBlobs" in found:
+                return found
+    raise AssertionError(f"no summary in the puller's log:\n{log}")
 
 
 async def test_a_workspace_pulls_its_model_image_serves_it_and_a_new_pod_starts_from_the_node_cache(
