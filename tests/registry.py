@@ -154,6 +154,16 @@ class Registry:
         path.write_text(json.dumps({"auths": {self.address: entry}}))
         return path
 
+    @contextlib.contextmanager
+    def paused(self) -> Iterator[None]:
+        """Stop the registry process (SIGSTOP) while inside: connections are accepted by the kernel, never answered."""
+        assert self._process is not None, "the registry is not running"
+        self._process.send_signal(signal.SIGSTOP)
+        try:
+            yield
+        finally:
+            self._process.send_signal(signal.SIGCONT)
+
     def requests_logged(self, method: str, path_part: str) -> int:
         """How many requests the access log (access_log=True) shows answered (2xx/3xx) for this method and path part."""
         log = self.workdir / "registry.log"

@@ -3,7 +3,8 @@
 The manager runs under a token minted for kaito-system/kaito-manager, bound only by the rendered
 `deploy/overlays/sim` ClusterRole and Role. The sim records who asked what and whether it was allowed;
 each granted (verb, group, resource) is matched to the first named step whose requests used it.
-Dropping a rule shows the step that needs it failing.
+Dropping a rule shows the step that needs it failing. The model image grants (a pull secret read at admission,
+the puller's log read for progress) are proven by their own test, whose pods run the puller as a real process.
 """
 
 from __future__ import annotations
@@ -25,10 +26,14 @@ from kaito_sim.aks import SimulatedAks
 from kaito_sim.apiserver.http import RequestRecord
 from kaito_sim.apiserver.kubeconfig import kubeconfig_dict, write_kubeconfig
 from kaito_sim.demo.operator import simulated_azure_provider
+from kaito_sim.nodes.processes import ProcessPods
 from kaito_sim.server import SimServer
 from tests.conftest import Kubectl
 from tests.deploy.rendered import ROOT, Obj, find, render
 from tests.e2e.conftest import wait_workspace
+from tests.e2e.test_model_images import pull_secret, push_tiny_model
+from tests.e2e.test_model_images import workspace as model_workspace
+from tests.registry import Registry
 
 MANAGER = "system:serviceaccount:kaito-system:kaito-manager"
 INSTALLED = {"Namespace", "CustomResourceDefinition", "ServiceAccount", "ClusterRole", "Role"}
@@ -37,6 +42,8 @@ PHI3 = "workspace-phi-3-mini"
 TUNING = "workspace-phi-3-tuning"
 LLAMA = "workspace-llama-3-1-8b"
 REVISION_LABEL = "workspace.kaito.io/name"
+# Used only where pods run their model puller as a real process, so proven by their own test below.
+MODEL_IMAGE_GRANTS = {("get", "", "secrets"), ("get", "", "pods/log")}
 
 
 class Grant(NamedTuple):
@@ -105,7 +112,7 @@ class Cluster:
     def step(self, name: str) -> None:
         self.steps.append((name, len(self.sim.requests)))
 
-    async def start_manager(self) -> None:
+    async def start_manager(self, *, model_registry_ca: Path | None = None) -> None:
         minted = await self.kubectl("create", "token", "kaito-manager", "-n", "kaito-system", namespaced=False)
         config = kubeconfig_dict(server=self.sim.url, ca_pem=self.sim.ca_pem, token=minted.stdout.strip())
         path = write_kubeconfig(self.tmp_path / "manager.kubeconfig", config)
@@ -119,6 +126,7 @@ class Cluster:
             leader_election=True,
             nodeclaim_poll_interval=0.2,
             nodeclaim_retry_interval=0.5,
+            model_registry_ca=model_registry_ca,
         )
         manager = build(self._client, self._provider, options)
         self._stop = asyncio.Event()
@@ -154,6 +162,13 @@ class Cluster:
             if not r.allowed
             for c in r.checks[-1:]
         ]
+
+
+@pytest.fixture
+async def sim(request: pytest.FixtureRequest) -> AsyncIterator[SimServer]:
+    """The simulated cluster; a test parametrized with `ProcessPods` (indirectly) gets real init containers."""
+    async with SimServer(bookmark_interval=0.5, process_pods=getattr(request, "param", None)) as server:
+        yield server
 
 
 @pytest.fixture
@@ -260,6 +275,9 @@ async def test_manager_rbac_is_sufficient_and_every_grant_is_used(cluster: Clust
     runtime = [r for r in cluster.sim.requests if r.user_agent.startswith("kaito-runtime")]
     assert runtime and {r.user for r in runtime} == {MANAGER}
     first_use = {g: next((step for step, r in requests if g.used_by(r)), None) for g in grants(objs)}
+    for g in first_use:
+        if (g.verb, g.group, g.resource) in MODEL_IMAGE_GRANTS and first_use[g] is None:
+            first_use[g] = "(test_model_image_grants_are_used: the puller runs as a real process there)"
     report = "\n".join(f"{g}  <-  {step or 'NEVER USED'}" for g, step in first_use.items())
     print(f"\nRBAC grants and the first step that used each:\n{report}")
     assert all(first_use.values()), f"grants nobody used:\n{report}"
@@ -294,3 +312,34 @@ async def test_without_a_rule_its_step_fails(cluster: Cluster, drop: tuple[str, 
         assert claims == [] and not cluster.aks.arm.pools, "no NodeClaim, so no node"
         assert (ws.get("status") or {}).get("state") != "Ready"
     assert {d.split("(")[1] for d in cluster.denials()} == {f"{denied})"}
+
+
+@pytest.mark.parametrize("sim", [ProcessPods()], indirect=True, ids=["process-pods"])
+async def test_model_image_grants_are_used(
+    cluster: Cluster, registry: Registry, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    kubectl = cluster.kubectl
+    objs = manifests()
+    await cluster.install(objs)
+    assert registry.ca_file is not None
+    monkeypatch.setenv("REQUESTS_CA_BUNDLE", str(registry.ca_file))  # what the puller's process trusts
+    cluster.step("start")
+    await cluster.start_manager(model_registry_ca=registry.ca_file)
+
+    cluster.step("model image: admission sizes an uncatalogued image with its pull secret; the pull's progress is read")
+    image = push_tiny_model(registry, tmp_path, "rbac")
+    await pull_secret(kubectl, registry, tmp_path, name="model-pull", password=None)
+    await kubectl("apply", "-f", "-", stdin=model_workspace("tiny", "tiny-llama", image))
+    with registry.paused():  # the puller's requests hang: it stays in its init step until the registry goes on
+
+        async def progress_read() -> bool:
+            return any(c.qualified == "pods/log" for _, r in cluster.manager_requests() for c in r.checks if r.allowed)
+
+        await wait_workspace(kubectl, "tiny", "InferenceReady", "False", reason="PullingModel", within=60)
+        await until(progress_read, "the manager to read the puller's log")
+    cluster.step("stop")
+    await cluster.stop_manager()
+
+    assert not cluster.denials(), "the manager was refused:\n" + "\n".join(cluster.denials())
+    used = {(g.verb, g.group, g.resource) for g in grants(objs) for _, r in cluster.manager_requests() if g.used_by(r)}
+    assert used >= MODEL_IMAGE_GRANTS, used

@@ -3,14 +3,24 @@
 Layout under the root (a hostPath such as /var/lib/kaito/models):
   blobs/<algorithm>/<hex>   a blob, complete and digest-verified (read-only); nothing else is ever put here
   tmp/<hex>.partial         a download in progress, written only under that blob's lock
-  models/<hex>.json         a model (by manifest digest): its image, blobs and the outputs it was linked into;
-                            the file's mtime is when the model was last pulled (the LRU clock)
+  models/<hex>.json         a model (by manifest digest): its image, its blobs, and whether it was ever linked
+                            by symbolic links; the file's mtime is when the model was last pulled (the LRU clock)
+  models/<hex>.hold         the model's marker file (read-only), hard-linked into every output as its marker
   locks/                    flock(2) files: `cache` (records and eviction), `blob-<hex>`, `model-<hex>`
 
-A model is *in use*, and never evicted, while (a) a pull holds its model lock (shared), or (b) an output
-directory it was linked into still holds the marker naming it (the pod's volume still exists: kubelet removes
-an emptyDir with its pod). Eviction deletes only blobs no remaining model references and nothing outside the
-cache hard-links (st_nlink == 1): deleting those would free no space.
+A model is *in use*, and never evicted, while (a) a pull holds its model lock (shared), or (b) its hold file has
+a link count above one, or (c) it was ever linked into an output by symbolic links.
+
+(b) is how the cache sees pods: a pod's model directory is an emptyDir on the node, its files are hard links to
+the cache's blobs (same file system), and its marker is a hard link to the model's hold file. So each pod's
+model directory adds one to that count, and the kubelet deleting the emptyDir with the pod takes it away again.
+No record of outputs can do this: every pod sees its emptyDir at the same path (/mnt/model), so a path names no
+pod. The blobs' own counts cannot either: models share blobs (one tokenizer in a family's models), and a blob
+says nothing about which of them a pod runs; the hold file is one per model.
+(c) is the fallback's price: where the output is on another file system, the files are symbolic links, whose
+readers the cache cannot count, so such a model is kept until someone removes it from the cache by hand.
+Eviction deletes only blobs no remaining model references and nothing outside the cache hard-links
+(st_nlink == 1): deleting those would free no space.
 """
 
 from __future__ import annotations
@@ -24,7 +34,7 @@ import os
 import secrets
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
 from kaito.api.modelimage import NODE_CACHE_DIR
@@ -44,10 +54,10 @@ class ModelRecord:
     image: str
     manifest: str
     blobs: dict[str, int]
-    outputs: list[str] = field(default_factory=list)
+    symlinked: bool = False  # linked into some output by symbolic links: the cache cannot tell when that ends
 
     def to_json(self) -> bytes:
-        body = {"image": self.image, "manifest": self.manifest, "blobs": self.blobs, "outputs": self.outputs}
+        body = {"image": self.image, "manifest": self.manifest, "blobs": self.blobs, "symlinked": self.symlinked}
         return json.dumps(body, sort_keys=True).encode()
 
 
@@ -92,7 +102,7 @@ class ModelCache:
             body = json.loads(self._record_path(manifest).read_bytes())
         except (OSError, ValueError):
             return None
-        return ModelRecord(body["image"], body["manifest"], dict(body["blobs"]), list(body.get("outputs", [])))
+        return ModelRecord(body["image"], body["manifest"], dict(body["blobs"]), bool(body.get("symlinked", False)))
 
     @contextlib.contextmanager
     def using(self, record: ModelRecord) -> Iterator[None]:
@@ -101,7 +111,7 @@ class ModelCache:
             with self._cache_lock():
                 known = self.record(record.manifest)
                 if known is not None:
-                    record.outputs = sorted(set(known.outputs) | set(record.outputs))
+                    record.symlinked = record.symlinked or known.symlinked
                 self._write_record(record)
             try:
                 yield
@@ -111,17 +121,20 @@ class ModelCache:
                         self._record_path(record.manifest).unlink(missing_ok=True)
                 raise
             with self._cache_lock():
-                self._write_record(record)  # its outputs, and a fresh mtime: the LRU clock
+                self._write_record(record)  # whether it is symlinked now, and a fresh mtime: the LRU clock
 
     def has_model(self, manifest: str) -> bool:
         record = self.record(manifest)
         return record is not None and all(self.has_blob(digest) for digest in record.blobs)
 
     # -- output directories
-    def link_into(self, output: Path, files: list[tuple[str, str]], *, marker: bytes) -> str:
+    def link_into(self, output: Path, files: list[tuple[str, str]], *, manifest: str, marker: bytes) -> str:
         """Make output/<title> the blob of each (title, digest): each file appears whole, the marker last.
 
-        Hard links where the output is on the cache's file system, else symbolic links; returns which.
+        The marker is a hard link to the model's hold file (written with `marker` when missing), so the hold
+        file's link count tells how many outputs use the model.
+        Hard links where the output is on the cache's file system, else symbolic links; returns which (the caller
+        sets the record's `symlinked` from it, before the record is written at the end of `using`).
         """
         output.mkdir(parents=True, exist_ok=True)
         kind = "hardlink"
@@ -140,8 +153,25 @@ class ModelCache:
                 os.symlink(blob, temporary)
                 kind = "symlink"
             os.replace(temporary, target)
-        _atomic_write(output / MARKER, marker)
+        self._link_marker(output, manifest, marker, hard=kind == "hardlink")
         return kind
+
+    def _link_marker(self, output: Path, manifest: str, marker: bytes, *, hard: bool) -> None:
+        hold = self._hold_path(manifest)
+        if not hold.exists():
+            _atomic_write(hold, marker, mode=0o444)
+        target = output / MARKER
+        if not hard:
+            _atomic_write(target, marker)
+            return
+        if target.exists() and os.path.samefile(target, hold):
+            return
+        temporary = output / f".{MARKER}.{secrets.token_hex(4)}.link"
+        try:
+            os.link(hold, temporary)
+        except OSError as exc:
+            raise CacheError(f"cannot link {hold} into {output}: {exc}") from exc
+        os.replace(temporary, target)
 
     # -- eviction
     def size(self) -> int:
@@ -163,13 +193,16 @@ class ModelCache:
                     break
                 if f"{blob.parent.name}:{blob.name}" not in referenced:
                     used -= self._drop_blob(blob)
+            gone: set[int] = set()  # the records evicted so far: their blobs are no one else's reason to stay
             for index, (_, record) in enumerate(records):
                 if used <= limit:
                     break
                 if self._in_use(record):
                     continue
                 self._record_path(record.manifest).unlink(missing_ok=True)
-                others = {d for _, kept in records[index + 1 :] for d in kept.blobs}
+                self._hold_path(record.manifest).unlink(missing_ok=True)
+                gone.add(index)
+                others = {d for j, (_, kept) in enumerate(records) if j not in gone for d in kept.blobs}
                 for digest in set(record.blobs) - others:
                     used -= self._drop_blob(self.blob_path(digest))
                 evicted.append(record.image)
@@ -181,7 +214,7 @@ class ModelCache:
         with _try_flock(lock, fcntl.LOCK_EX) as free:
             if not free:
                 return True  # a pull of it is running
-        return any(_marker_digest(Path(output)) == record.manifest for output in record.outputs)
+        return record.symlinked or _link_count(self._hold_path(record.manifest)) > 1
 
     def _drop_blob(self, blob: Path) -> int:
         """Delete a blob nothing else links to; returns the bytes freed (0 when it is linked elsewhere)."""
@@ -213,6 +246,9 @@ class ModelCache:
         algorithm, _, hexdigest = manifest.partition(":")
         return self.root / "models" / f"{algorithm}-{hexdigest}.json"
 
+    def _hold_path(self, manifest: str) -> Path:
+        return self._record_path(manifest).with_suffix(".hold")
+
     def _write_record(self, record: ModelRecord) -> None:
         path = self._record_path(record.manifest)
         _atomic_write(path, record.to_json())
@@ -226,13 +262,11 @@ class ModelCache:
         return _flock(self._lock_file("cache"), fcntl.LOCK_EX)
 
 
-def _marker_digest(output: Path) -> str | None:
+def _link_count(path: Path) -> int:
     try:
-        body = json.loads((output / MARKER).read_bytes())
-    except (OSError, ValueError):
-        return None
-    digest = body.get("digest") if isinstance(body, dict) else None
-    return digest if isinstance(digest, str) else None
+        return path.stat().st_nlink
+    except FileNotFoundError:
+        return 0
 
 
 def _hex(digest: str) -> str:
@@ -263,7 +297,9 @@ def _try_flock(path: Path, mode: int) -> Iterator[bool]:
         os.close(descriptor)
 
 
-def _atomic_write(path: Path, body: bytes) -> None:
+def _atomic_write(path: Path, body: bytes, *, mode: int | None = None) -> None:
     temporary = path.parent / f".{path.name}.{secrets.token_hex(4)}.tmp"
     temporary.write_bytes(body)
+    if mode is not None:
+        os.chmod(temporary, mode)
     os.replace(temporary, path)

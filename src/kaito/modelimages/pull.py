@@ -86,7 +86,6 @@ def pull_model(
             image=str(ref),
             manifest=digest,
             blobs={config_descriptor["digest"]: int(config_descriptor["size"]), **{x.digest: x.size for x in layers}},
-            outputs=[str(output.absolute())],
         )
         with cache.using(record):
             missing = {d: size for d, size in record.blobs.items() if not cache.has_blob(d)}
@@ -95,7 +94,9 @@ def pull_model(
             fetched = _Downloader(pool, cache, progress, parallel=parallel, range_part=range_part).run(missing)
             config = ModelImageConfig.from_blob(cache.blob_path(config_descriptor["digest"]).read_bytes())
             marker = json.dumps({"image": str(ref), "digest": digest}).encode()
-            link = cache.link_into(output, [(layer.title, layer.digest) for layer in layers], marker=marker)
+            files = [(layer.title, layer.digest) for layer in layers]
+            link = cache.link_into(output, files, manifest=digest, marker=marker)
+            record.symlinked = record.symlinked or link == "symlink"  # recorded as `using` ends
     cache.evict()
     snapshot = progress.finish()
     return PulledModel(str(ref), digest, config, output, fetched, snapshot.done, link)
