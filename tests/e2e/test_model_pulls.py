@@ -134,13 +134,13 @@ async def puller_summary(kubectl: Kubectl, pod: str) -> dict[str, Any]:
 async def test_a_workspace_pulls_its_model_image_serves_it_and_a_new_pod_starts_from_the_node_cache(
     kubectl: Kubectl, byo: Operator, registry: Registry, tmp_path: Path
 ) -> None:
-    model = make_model(tmp_path / "model", shards=2, shard_bytes=300_000, seed=1)
+    model = make_tiny_model(tmp_path / "model", seed=1)  # a model kaito serve loads: the pod serves what it pulled
     image = pushed(registry, model)
     before = blob_gets(registry, image)
     await pull_secret(kubectl, registry, tmp_path, name="model-pull", password=None)
     cache = node_cache(tmp_path)
 
-    with downloading(cache, (model / "model-00001-of-00002.safetensors").read_bytes()):
+    with downloading(cache, (model / "model.safetensors").read_bytes()):
         await apply(kubectl, workspace("phi", image))
         ws = await wait_workspace(kubectl, "phi", "InferenceReady", "False", reason="PullingModel", within=60)
         assert f"pulling {image}" in condition(ws, "InferenceReady")["message"]
@@ -171,7 +171,7 @@ async def test_a_workspace_pulls_its_model_image_serves_it_and_a_new_pod_starts_
 async def test_two_workspaces_of_one_model_on_one_node_download_it_once(
     kubectl: Kubectl, byo: Operator, registry: Registry, tmp_path: Path
 ) -> None:
-    model = make_model(tmp_path / "model", shards=2, shard_bytes=300_000, seed=2)
+    model = make_tiny_model(tmp_path / "model", seed=2)
     image = pushed(registry, model)
     before = blob_gets(registry, image)
     await pull_secret(kubectl, registry, tmp_path, name="model-pull", password=None)
