@@ -26,6 +26,7 @@ log = logging.getLogger(__name__)
 
 KUBELET_VERSION = "v1.32.0"
 LEASES = ("coordination.k8s.io", "leases")
+MAX_NODES = 4 * 256  # the /24s of 10.244.0.0/14
 _FALLBACK_POD_CIDR = "10.244.255.0/24"  # for Node objects some client created without a podCIDR
 _NOT_READY = (
     "container runtime network not ready: NetworkReady=false reason:NetworkPluginNotReady "
@@ -77,6 +78,20 @@ def _node_conditions(ready: bool, now: str) -> list[JsonObj]:
     ]
 
 
+def _pod_cidr(index: int) -> str:
+    """Node `index`'s /24 of the cluster's 10.244.0.0/14 pod network (AKS's kubenet hands out one /24 a node)."""
+    return f"10.{244 + index // 256}.{index % 256}.0/24"
+
+
+def _cidr_index(cidr: str) -> int | None:
+    """The node index a pod CIDR of ours belongs to; None for any other."""
+    octets = cidr.split("/")[0].split(".")
+    if len(octets) != 4 or octets[0] != "10" or not all(o.isdigit() for o in octets[1:3]):
+        return None
+    second, third = int(octets[1]), int(octets[2])
+    return (second - 244) * 256 + third if 244 <= second <= 247 else None
+
+
 def _node(spec: NodeSpec, index: int) -> tuple[JsonObj, JsonObj]:
     """The Node object and the status its kubelet first posts."""
     labels = {
@@ -87,7 +102,7 @@ def _node(spec: NodeSpec, index: int) -> tuple[JsonObj, JsonObj]:
         "beta.kubernetes.io/arch": "amd64",
         **spec.labels,
     }
-    cidr = f"10.244.{index}.0/24"
+    cidr = _pod_cidr(index)
     node_spec: JsonObj = {"podCIDR": cidr, "podCIDRs": [cidr]}
     if spec.provider_id:
         node_spec["providerID"] = spec.provider_id
@@ -100,7 +115,7 @@ def _node(spec: NodeSpec, index: int) -> tuple[JsonObj, JsonObj]:
         "allocatable": dict(capacity),
         "conditions": _node_conditions(spec.ready_after <= 0, now_rfc3339()),
         "addresses": [
-            {"type": "InternalIP", "address": f"10.224.0.{4 + index}"},
+            {"type": "InternalIP", "address": f"10.224.{(4 + index) // 256}.{(4 + index) % 256}"},
             {"type": "Hostname", "address": spec.name},
         ],
         "daemonEndpoints": {"kubeletEndpoint": {"Port": 10250}},
@@ -164,12 +179,11 @@ class Nodes:
                 await task
 
     def _free_index(self) -> int:
-        used = set()
-        for node in self.api.items(NODES):
-            cidr = str((node.get("spec") or {}).get("podCIDR", ""))
-            if cidr.startswith("10.244."):
-                used.add(int(cidr.split(".")[2]))
-        return next(i for i in range(250) if i not in used)
+        used = {_cidr_index(str((node.get("spec") or {}).get("podCIDR", ""))) for node in self.api.items(NODES)}
+        free = next((i for i in range(MAX_NODES) if i not in used and _pod_cidr(i) != _FALLBACK_POD_CIDR), None)
+        if free is None:
+            raise RuntimeError(f"the simulated cluster's pod network has room for {MAX_NODES} nodes; all are taken")
+        return free
 
     async def _ready_later(self, name: str, delay: float) -> None:
         await asyncio.sleep(delay)
