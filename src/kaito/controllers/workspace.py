@@ -29,7 +29,7 @@ from kaito.runtime.cache import Cache
 from kaito.runtime.client import Client
 from kaito.runtime.clock import Clock
 from kaito.runtime.events import EventRecorder
-from kaito.runtime.kinds import CONFIG_MAP, DEPLOYMENT, JOB, NODE, POD, SERVICE, STATEFUL_SET
+from kaito.runtime.kinds import CONFIG_MAP, DEPLOYMENT, JOB, NODE, POD, SERVICE, STATEFUL_SET, Kind
 from kaito.runtime.objects import ObjectKey, is_deleting
 from kaito.runtime.reconcile import Result
 from kaito.workspaces.imageconfigs import ImageConfigs, model_images_for
@@ -66,6 +66,7 @@ class WorkspaceReconciler:
         self.cloud = cloud
         self.settings = settings
         self.status = StatusWriter(client, clock=clock, recorder=recorder)
+        self.applier = apply.Applier(client, cache, clock=clock)
         self.sizing = sizing
 
     async def reconcile(self, key: ObjectKey) -> Result:
@@ -104,11 +105,12 @@ class WorkspaceReconciler:
         target = Target(ws=ws, uid=raw["metadata"]["uid"], plan=plan, model=planned.model, settings=self.settings)
         revision = await sync_revision(self.client, self.cache, raw)
         observed = await self._provision(target)
-        await self._run_workload(target, observed, revision)
+        recheck = await self._run_workload(target, observed, revision)
         self._observe_workload(target, observed)
-        pulling = await self._read_pull_progress(target, observed)
+        if await self._read_pull_progress(target, observed):
+            recheck.append(PULL_POLL_S)
         await self.status.write(raw, observed, tuning=ws.tuning is not None, plan=plan)
-        return Result(requeue_after=PULL_POLL_S) if pulling else Result()
+        return Result(requeue_after=min(recheck)) if recheck else Result()
 
     def _config_data(self, namespace: str, name: str) -> dict[str, str] | None:
         configmap = self.cache.find(CONFIG_MAP, name, namespace=namespace)
@@ -138,19 +140,25 @@ class WorkspaceReconciler:
         wanted = target.ws.resource.label_selector.match_labels or {}
         return [n for n in self.cache.list(NODE, labels=wanted) if node_ready(n, gpu=gpu)]
 
-    async def _run_workload(self, target: Target, observed: Observed, revision: str) -> None:
+    async def _run_workload(self, target: Target, observed: Observed, revision: str) -> list[float]:
+        """Apply the children; returns when to look again at writes still on their way to the cache."""
         ready_nodes = [n for n in observed.nodes if node_ready(n, gpu=observed.gpu)]
+        children: list[tuple[Kind, Obj, bool]] = []
         if target.ws.tuning is not None:
-            await apply.ensure(self.client, self.cache, CONFIG_MAP, build_tuning_configmap(target))
+            children.append((CONFIG_MAP, build_tuning_configmap(target), False))
             if len(ready_nodes) >= target.nodes:
-                await apply.ensure(self.client, self.cache, JOB, build_job(target, revision=revision), create_only=True)
-            return
-        await apply.ensure(self.client, self.cache, CONFIG_MAP, build_engine_configmap(target))
-        for service in build_services(target):
-            await apply.ensure(self.client, self.cache, SERVICE, service)
-        if len(ready_nodes) >= target.nodes:
-            workload = build_workload(target, revision=revision)
-            await apply.ensure(self.client, self.cache, apply.kind_of(workload), workload)
+                children.append((JOB, build_job(target, revision=revision), True))
+        else:
+            children.append((CONFIG_MAP, build_engine_configmap(target), False))
+            children += [(SERVICE, service, False) for service in build_services(target)]
+            if len(ready_nodes) >= target.nodes:
+                workload = build_workload(target, revision=revision)
+                children.append((apply.kind_of(workload), workload, False))
+        recheck = []
+        for kind, child, create_only in children:
+            if (after := await self.applier.ensure(kind, child, create_only=create_only)) is not None:
+                recheck.append(after)
+        return recheck
 
     def _observe_workload(self, target: Target, observed: Observed) -> None:
         ns = target.namespace
