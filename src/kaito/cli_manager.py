@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import os
 import re
+import ssl
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -30,6 +31,26 @@ def label_selector(text: str) -> str:
             "key or !key, joined by commas"
         )
     return text
+
+
+# Under this size a CA bundle fits a workspace's engine ConfigMap (1 MiB at most) next to the engine config.
+MAX_CA_BUNDLE_BYTES = 512 * 1024
+
+
+def ca_bundle(text: str) -> Path:
+    """A PEM CA bundle's path, checked here (readable, certificates in it, small enough) so start-up fails on it."""
+    path = Path(text)
+    try:
+        size = path.stat().st_size
+        if size > MAX_CA_BUNDLE_BYTES:
+            raise argparse.ArgumentTypeError(
+                f"{text} is {size} bytes; a CA bundle the pods get must be under {MAX_CA_BUNDLE_BYTES} bytes "
+                "(name only the CAs of the model registries)"
+            )
+        ssl.create_default_context(cafile=str(path))
+    except OSError as exc:  # ssl.SSLError (no certificate in it) is one too
+        raise argparse.ArgumentTypeError(f"{text} is not a readable PEM CA bundle ({exc})") from exc
+    return path
 
 
 def add_manager_arguments(parser: argparse.ArgumentParser) -> None:
@@ -80,7 +101,10 @@ def add_manager_arguments(parser: argparse.ArgumentParser) -> None:
         help="a registry spoken to in plain HTTP, not TLS (repeatable); every other model registry needs TLS",
     )
     parser.add_argument(
-        "--model-registry-ca", type=Path, help="PEM CA bundle admission trusts when it reads a model image's config"
+        "--model-registry-ca",
+        type=ca_bundle,
+        help="PEM CA bundle of the model registries' certificates: admission trusts it when it reads a model image's "
+        "config, and each workspace's model puller trusts it (it rides in the workspace's engine ConfigMap)",
     )
 
 

@@ -49,7 +49,8 @@ class OperatorOptions:
     model_registry: str | None = None  # REGISTRY[/PREFIX] of the catalog's model images
     model_cache_dir: str = NODE_CACHE_DIR
     insecure_model_registries: tuple[str, ...] = ()
-    model_registry_ca: Path | None = None  # a CA bundle admission trusts when it reads model images' configs
+    # A CA bundle admission trusts when it reads model images' configs, and the pods' model pullers trust too.
+    model_registry_ca: Path | None = None
 
 
 def cache_selectors(*, bring_your_own_nodes: bool, byo_node_selector: str | None = None) -> dict[Kind, Selectors]:
@@ -77,6 +78,7 @@ def build(client: Client, provider: CloudProvider | None, options: OperatorOptio
         model_registry=options.model_registry,
         model_cache_dir=options.model_cache_dir,
         insecure_model_registries=frozenset(options.insecure_model_registries),
+        model_registry_ca=options.model_registry_ca.read_text() if options.model_registry_ca else None,
     )
     manager = Manager(
         client,

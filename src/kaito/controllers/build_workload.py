@@ -21,6 +21,7 @@ from kaito.oci.reference import parse_reference
 from kaito.workspaces.modelsource import image_pull_secrets
 
 CONFIG_DIR = "/etc/kaito"
+REGISTRY_CA_KEY = "model-registry-ca.crt"  # in the engine ConfigMap: the CA the model puller trusts
 ADAPTER_DIR = "/mnt/adapter"
 WEIGHTS_DIR = "/workspace/weights"
 MODEL_DIR = "/mnt/model"  # where a model image's files appear in the pod (linked from the node's cache)
@@ -41,7 +42,10 @@ def headless_name(target: Target) -> str:
 
 
 def build_engine_configmap(target: Target) -> dict[str, Any]:
-    """The engine config `kaito serve` reads: the model, the plan's numbers, the adapters with their strengths."""
+    """The engine config `kaito serve` reads: the model, the plan's numbers, the adapters with their strengths.
+
+    With a model image and a registry CA set for the manager, the CA bundle rides along for the model puller.
+    """
     model = target.model
     local = target.model_image is not None  # the init step has put the files in MODEL_DIR: no hub id, no revision
     config = EngineConfig.from_plan(
@@ -52,11 +56,14 @@ def build_engine_configmap(target: Target) -> dict[str, Any]:
         adapters_dir=ADAPTER_DIR,
         adapters=_engine_adapters(target),
     )
+    data = config.to_configmap_data()
+    if (ca := _registry_ca(target)) is not None:
+        data[REGISTRY_CA_KEY] = ca
     return {
         "apiVersion": "v1",
         "kind": "ConfigMap",
         "metadata": _meta(target, engine_configmap_name(target)),
-        "data": config.to_configmap_data(),
+        "data": data,
     }
 
 
@@ -204,8 +211,8 @@ def _model_puller(target: Target) -> list[dict[str, Any]]:
     command = ["kaito", "pull-model", "--image", image, "--output", MODEL_DIR, "--cache", cache]
     command += ["--termination-message-path", TERMINATION_LOG, "--progress-lines"]
     registry = _registry_of(image)
-    if registry in target.settings.insecure_model_registries:
-        command += ["--plain-http", "--insecure-registry", registry]
+    if registry in target.settings.insecure_model_registries:  # HTTPS first, plain HTTP if it answers in HTTP
+        command += ["--insecure-registry", registry]
     mounts: list[dict[str, Any]] = [
         {"name": "model", "mountPath": MODEL_DIR},
         {"name": "model-cache", "mountPath": cache},
@@ -214,6 +221,9 @@ def _model_puller(target: Target) -> list[dict[str, Any]]:
         where = f"{PULL_SECRETS_DIR}/model/{secret}"
         mounts.append({"name": _model_secret_volume(secret), "mountPath": where, "readOnly": True})
         command += ["--docker-config", f"{PULL_SECRETS_DIR}/model/{secret}/{DOCKER_CONFIG_KEY}"]
+    if _registry_ca(target) is not None:
+        mounts.append({"name": "engine-config", "mountPath": CONFIG_DIR, "readOnly": True})
+        command += ["--ca-file", f"{CONFIG_DIR}/{REGISTRY_CA_KEY}"]
     return [
         {
             "name": MODEL_PULLER,
@@ -224,6 +234,11 @@ def _model_puller(target: Target) -> list[dict[str, Any]]:
             "terminationMessagePolicy": "FallbackToLogsOnError",
         }
     ]
+
+
+def _registry_ca(target: Target) -> str | None:
+    """The registry CA bundle the model puller trusts: the manager's, when the pods pull a model image."""
+    return target.settings.model_registry_ca if target.model_image is not None else None
 
 
 def _registry_of(image: str) -> str:

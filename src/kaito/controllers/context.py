@@ -24,8 +24,11 @@ class Settings:
     # REGISTRY[/PREFIX] holding the catalog's model images (see kaito.api.modelimage.catalog_image); None: the hub.
     model_registry: str | None = None
     model_cache_dir: str = NODE_CACHE_DIR  # the node-local model cache, a hostPath on every GPU node
-    # Registries the pods speak plain HTTP to (Docker's insecure registries); every other one is spoken to in TLS.
+    # Registries the pods may speak plain HTTP to when they answer TLS in plain HTTP (Docker's insecure registries,
+    # as loopback ones are); every other one is spoken to in TLS.
     insecure_model_registries: frozenset[str] = frozenset()
+    # A PEM CA bundle the model pullers trust for the registry's certificate (the manager's --model-registry-ca).
+    model_registry_ca: str | None = None
 
 
 @dataclass(frozen=True)

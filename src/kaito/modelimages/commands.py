@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import ipaddress
 import json
 import sys
 from collections.abc import Callable
@@ -20,6 +19,7 @@ from kaito.oci import dockerconfig
 from kaito.oci.client import Auth
 from kaito.oci.errors import OciError
 from kaito.oci.reference import Reference
+from kaito.oci.scheme import is_loopback
 
 EXIT_OK, EXIT_FAILED, EXIT_BAD_ARGUMENTS = 0, 1, 2
 TERMINATION_MESSAGE_LIMIT = 4096  # what the kubelet keeps of a termination message
@@ -69,14 +69,16 @@ def _add_common_arguments(parser: argparse.ArgumentParser, secret: str) -> None:
     parser.add_argument(
         "--plain-http",
         action="store_true",
-        help="talk HTTP, not HTTPS, to a registry on a loopback address (or one named by --insecure-registry)",
+        help="talk plain HTTP from the start to a registry on a loopback address (or one named by "
+        "--insecure-registry); without it, such a registry gets HTTPS first, then plain HTTP if it answers TLS in HTTP",
     )
     parser.add_argument(
         "--insecure-registry",
         action="append",
         default=[],
         metavar="HOST[:PORT]",
-        help="a registry off this machine that may be spoken to in plain HTTP (as Docker's insecure-registries)",
+        help="a registry off this machine that may be spoken to in plain HTTP when it does not speak TLS "
+        "(as Docker's insecure-registries); every other one off this machine must speak TLS",
     )
     parser.add_argument("--ca-file", type=Path, help="PEM CA bundle to trust for the registry's certificate")
     parser.add_argument("--parallel", type=int, default=DEFAULT_PARALLEL, help="blobs (or byte ranges) at once")
@@ -91,6 +93,7 @@ def run_push_model(args: argparse.Namespace) -> int:
             str(reference),
             auth=auth,
             plain_http=args.plain_http,
+            insecure=args.insecure_registry,
             ca_file=args.ca_file,
             source_repository=args.source_repository,
             revision=args.revision,
@@ -120,6 +123,7 @@ def run_pull_model(args: argparse.Namespace) -> int:
             cache=cache,
             auth=auth,
             plain_http=args.plain_http,
+            insecure=args.insecure_registry,
             ca_file=args.ca_file,
             parallel=args.parallel,
             metrics=_metrics(args.metrics_port),
@@ -201,14 +205,3 @@ def _reference_and_auth(args: argparse.Namespace) -> tuple[Reference, Auth]:
         return reference, dockerconfig.load(paths) if paths else None
     except dockerconfig.DockerConfigError as exc:
         raise _BadArguments(f"--docker-config: {exc}") from exc
-
-
-def is_loopback(registry: str) -> bool:
-    """Whether host[:port] names this machine: localhost or 127.0.0.0/8 (the hosts a reference can spell)."""
-    host = registry.rpartition(":")[0] if ":" in registry else registry
-    if host.lower() == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False

@@ -13,7 +13,7 @@ import logging
 import math
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
@@ -28,6 +28,7 @@ from kaito.modelimages.sessions import SessionPool
 from kaito.oci.client import OCI_MANIFEST, RETRY_DELAYS_S, Auth
 from kaito.oci.errors import OciError
 from kaito.oci.reference import DIGEST_RE, parse_reference
+from kaito.oci.scheme import Scheme
 
 log = logging.getLogger(__name__)
 
@@ -63,6 +64,7 @@ def pull_model(
     cache: ModelCache,
     auth: Auth,
     plain_http: bool = False,
+    insecure: Collection[str] = (),
     ca_file: Path | None = None,
     parallel: int = DEFAULT_PARALLEL,
     range_part: int = RANGE_MIN_PART,
@@ -74,11 +76,12 @@ def pull_model(
 
     A blob of at least two range_part bytes is fetched in byte ranges (when the registry serves them) while
     fewer large blobs than parallel streams remain to share them. `report` takes the progress at intervals
-    (instead of the log).
+    (instead of the log). The registry is spoken to in HTTPS, or plain HTTP by Docker's rule (`Scheme.docker_rule`).
     """
     ref = parse_reference(image)
+    scheme = Scheme.docker_rule(ref.registry, plain_http=plain_http, insecure=insecure)
     progress = Progress(direction="pull", image=str(ref), metrics=metrics, clock=clock, report=report)
-    with SessionPool(ref, auth, plain_http=plain_http, ca_file=ca_file, purpose="pull") as pool:
+    with SessionPool(ref, auth, scheme=scheme, ca_file=ca_file, purpose="pull") as pool:
         digest, manifest = _manifest(pool, ref.digest, str(ref))
         layers = _layers(manifest, str(ref))
         config_descriptor = manifest["config"]

@@ -11,7 +11,7 @@ import hashlib
 import json
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -33,6 +33,7 @@ from kaito.modelimages.sessions import SessionPool
 from kaito.oci.client import OCI_MANIFEST, Auth
 from kaito.oci.errors import OciError
 from kaito.oci.reference import parse_reference
+from kaito.oci.scheme import Scheme
 
 log = logging.getLogger(__name__)
 
@@ -64,6 +65,7 @@ def push_model(
     *,
     auth: Auth,
     plain_http: bool = False,
+    insecure: Collection[str] = (),
     ca_file: Path | None = None,
     source_repository: str = "",
     revision: str = "",
@@ -73,6 +75,7 @@ def push_model(
     clock: Callable[[], float] = time.monotonic,
 ) -> PushedModel:
     ref = parse_reference(image)
+    scheme = Scheme.docker_rule(ref.registry, plain_http=plain_http, insecure=insecure)
     if ref.digest:
         raise OciError(f"cannot push to {ref}: push to a tag (e.g. {ref.registry}/{ref.repository}:v1), not a digest")
     try:
@@ -84,7 +87,7 @@ def push_model(
     progress = Progress(direction="push", image=str(ref), metrics=metrics, clock=clock)
     with ThreadPoolExecutor(max(1, parallel), thread_name_prefix="model-push") as workers:
         files = list(workers.map(_hashed, *zip(*_files(model_dir), strict=True)))
-        with SessionPool(ref, auth, plain_http=plain_http, ca_file=ca_file, purpose="push") as pool:
+        with SessionPool(ref, auth, scheme=scheme, ca_file=ca_file, purpose="push") as pool:
 
             def upload(file: _File) -> bool:
                 session = pool.session()

@@ -9,15 +9,16 @@ from typing import Self
 from kaito.oci.blobs import BlobSession
 from kaito.oci.client import RETRY_DELAYS_S, Auth, credentials_for
 from kaito.oci.reference import Reference
+from kaito.oci.scheme import Scheme
 
 
 class SessionPool:
-    """Hands each thread its own BlobSession (requests sessions are not shared across threads)."""
+    """Hands each thread its own BlobSession (requests sessions are not shared across threads), all in one scheme."""
 
-    def __init__(self, ref: Reference, auth: Auth, *, plain_http: bool, ca_file: Path | None, purpose: str) -> None:
+    def __init__(self, ref: Reference, auth: Auth, *, scheme: Scheme, ca_file: Path | None, purpose: str) -> None:
         self.ref = ref
         self._credentials = credentials_for(auth, ref.registry)
-        self._plain_http, self._ca_file, self._purpose = plain_http, ca_file, purpose
+        self._scheme, self._ca_file, self._purpose = scheme, ca_file, purpose
         self._local = threading.local()
         self._lock = threading.Lock()
         self._sessions: list[BlobSession] = []
@@ -28,7 +29,7 @@ class SessionPool:
             session = BlobSession(
                 self.ref,
                 self._credentials,
-                plain_http=self._plain_http,
+                scheme=self._scheme,
                 ca_file=self._ca_file,
                 purpose=self._purpose,
                 retry_delays=RETRY_DELAYS_S,

@@ -16,6 +16,7 @@ import requests
 from kaito.oci.dockerconfig import Credentials
 from kaito.oci.errors import OciError, connection_failure, registry_error, tls_failure
 from kaito.oci.reference import Reference
+from kaito.oci.scheme import Scheme
 
 log = logging.getLogger(__name__)
 
@@ -38,8 +39,9 @@ class _OrasRegistry(oras.provider.Registry):  # type: ignore[misc]
     nor identity (refresh) tokens.
     """
 
-    def __init__(self, client: RegistryClient, *, plain_http: bool, tls_verify: bool | str) -> None:
-        super().__init__(hostname=client.ref.api_host, insecure=plain_http, tls_verify=tls_verify)
+    def __init__(self, client: RegistryClient, *, tls_verify: bool | str) -> None:
+        insecure = client.scheme.name == "http"
+        super().__init__(hostname=client.ref.api_host, insecure=insecure, tls_verify=tls_verify)
         self.kaito_session = client
 
     def do_request(
@@ -61,6 +63,7 @@ class RegistryClient:
     """Requests for one push or pull against one repository: auth state, retries, and errors phrased for the user.
 
     Transient failures (connection errors, 429, 5xx) are retried after retry_delays; auth and 404 never are.
+    The scheme says whether requests go in HTTPS or plain HTTP, and whether a TLS failure may turn them to HTTP.
     """
 
     def __init__(
@@ -68,7 +71,7 @@ class RegistryClient:
         ref: Reference,
         credentials: Credentials | None,
         *,
-        plain_http: bool,
+        scheme: Scheme,
         ca_file: Path | None,
         purpose: str,
         retry_delays: tuple[float, ...],
@@ -78,10 +81,10 @@ class RegistryClient:
         self.ref = ref
         self.purpose = purpose
         self.retry_delays = retry_delays
-        self.scheme = "http" if plain_http else "https"
+        self.scheme = scheme
         self.verify: bool | str = str(ca_file) if ca_file else True
         self.auth = _Authenticator(self, credentials)
-        self.oras = _OrasRegistry(self, plain_http=plain_http, tls_verify=self.verify)
+        self.oras = _OrasRegistry(self, tls_verify=self.verify)
         self.http: requests.Session = self.oras.session
         # Blobs are hashed as stored: no transparent gzip decoding between the registry and the digest check.
         self.http.headers["Accept-Encoding"] = "identity"
@@ -142,20 +145,26 @@ class RegistryClient:
             sent_headers = dict(headers or {})
             if self.auth.header:
                 sent_headers["Authorization"] = self.auth.header
-            response = self.http.request(
-                method,
-                url,
-                data=data,
-                json=json_body,
-                headers=sent_headers,
-                stream=stream,
-                verify=self.verify,
-                timeout=_TIMEOUT,
-            )
+            response = self._send(method, url, data=data, json=json_body, headers=sent_headers, stream=stream)
             if response.status_code != 401:
                 return response
             self.auth.answer(response, answered)
         raise OciError(f"registry {self.ref.registry} keeps asking for authentication with new challenges")
+
+    def _send(self, method: str, url: str, **kwargs: Any) -> requests.Response:
+        """One request in the transfer's scheme; sent again in plain HTTP when the scheme falls back after TLS fails."""
+        try:
+            return self.http.request(method, self._in_scheme(url), verify=self.verify, timeout=_TIMEOUT, **kwargs)
+        except requests.exceptions.SSLError:
+            if not self.scheme.falls_back(self.ref.api_host):
+                raise
+        return self.http.request(method, self._in_scheme(url), verify=self.verify, timeout=_TIMEOUT, **kwargs)
+
+    def _in_scheme(self, url: str) -> str:
+        """The URL in the transfer's scheme: a registry URL made before a fall back to plain HTTP is turned to HTTP."""
+        if self.scheme.name == "http" and url.startswith(f"https://{self.ref.api_host}/"):
+            return "http://" + url.removeprefix("https://")
+        return url
 
     def expect_success(self, response: requests.Response, action: str) -> None:
         if response.status_code < 300:

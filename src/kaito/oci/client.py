@@ -17,6 +17,7 @@ from kaito.oci.dockerconfig import Credentials, DockerConfig
 from kaito.oci.errors import OciError as OciError  # what push_files and pull raise
 from kaito.oci.errors import as_oci_error
 from kaito.oci.reference import DIGEST_RE, Reference, parse_reference
+from kaito.oci.scheme import Scheme
 from kaito.oci.session import RegistrySession, temporary_path_beside
 from kaito.oci.tar import extract_tar
 
@@ -151,7 +152,7 @@ def _session(ref: Reference, auth: Auth, *, plain_http: bool, ca_file: Path | No
     return RegistrySession(
         ref,
         credentials_for(auth, ref.registry),
-        plain_http=plain_http,
+        scheme=Scheme(plain_http=plain_http),
         ca_file=ca_file,
         purpose=purpose,
         retry_delays=RETRY_DELAYS_S,

@@ -41,7 +41,7 @@ class RegistrySession(RegistryClient):
         return container
 
     def url(self, path: str) -> str:
-        return f"{self.scheme}://{path}"
+        return f"{self.scheme.name}://{path}"
 
     def upload_file(self, path: Path, layer: dict[str, Any], *, chunked: bool, chunk_size: int) -> None:
         with as_oci_error(f"uploading {path.name} to {self.ref}"):

@@ -27,6 +27,7 @@ from kaito.oci.client import OCI_MANIFEST, credentials_for
 from kaito.oci.dockerconfig import DOCKER_CONFIG_KEY
 from kaito.oci.errors import OciError
 from kaito.oci.reference import Reference
+from kaito.oci.scheme import Scheme
 from kaito.presets.catalog import Catalog
 from kaito.workspaces.modelsource import ImageConfig, ModelImages, image_pull_secrets, uncatalogued_image
 
@@ -75,7 +76,7 @@ class ImageConfigs:
         with BlobSession(
             ref,
             credentials_for(auth, ref.registry),
-            plain_http=ref.registry in self.insecure,
+            scheme=Scheme.docker_rule(ref.registry, insecure=self.insecure),
             ca_file=self.ca_file,
             purpose="pull",
             retry_delays=(),
