@@ -9,6 +9,7 @@ import threading
 from pathlib import Path
 
 HASH_CHUNK = 256 * 1024  # read back from the page cache in pieces that stay in the L2 cache for the hash
+WAKE_BATCH = 8 * 1024 * 1024  # a hasher that caught up sleeps until this much more is written (or the part ends)
 
 
 class OrderedHasher:
@@ -24,12 +25,14 @@ class OrderedHasher:
         self.parts = parts  # (start, end) of each part, in file order, covering the file
         self._written = [0] * len(parts)
         self._abandoned = False
+        self._wake: tuple[int, int] | None = None  # (part, end): the hasher sleeps until that part reaches end
         self._changed = threading.Condition()
 
     def wrote(self, part: int, count: int) -> None:
         with self._changed:
             self._written[part] += count
-            self._changed.notify_all()
+            if self._wake is not None and part == self._wake[0] and self._written[part] >= self._wake[1]:
+                self._changed.notify()
 
     def abandon(self) -> None:
         with self._changed:
@@ -60,10 +63,13 @@ class OrderedHasher:
 
     def _ready(self, index: int, offset: int) -> int | None:
         """Wait until part index has bytes past offset; the end of what it holds (None: abandoned)."""
-        start, _ = self.parts[index]
+        start, end = self.parts[index]
         with self._changed:
-            while not self._abandoned and start + self._written[index] <= offset:
-                self._changed.wait()
+            if start + self._written[index] <= offset:
+                self._wake = (index, min(end, offset + WAKE_BATCH) - start)
+                while not self._abandoned and start + self._written[index] < start + self._wake[1]:
+                    self._changed.wait()
+                self._wake = None
             return None if self._abandoned else start + self._written[index]
 
 
