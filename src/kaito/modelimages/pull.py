@@ -8,6 +8,7 @@ under a temporary name, then renamed), with the marker file last.
 from __future__ import annotations
 
 import hashlib
+import io
 import json
 import logging
 import math
@@ -17,14 +18,16 @@ from collections.abc import Callable, Collection
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
-from typing import IO, Any
+from typing import Any
 
 import requests
 
 from kaito.api.modelimage import ANNOTATION_TITLE, ARTIFACT_TYPE, CONFIG_MEDIA_TYPE, ModelImageConfig
 from kaito.modelimages.cache import ModelCache, ModelRecord
+from kaito.modelimages.ordered_hash import MarkingSink, OrderedHasher
 from kaito.modelimages.progress import Progress, Snapshot, TransferMetrics
 from kaito.modelimages.sessions import SessionPool
+from kaito.oci.blobs import Sink
 from kaito.oci.client import OCI_MANIFEST, RETRY_DELAYS_S, Auth
 from kaito.oci.errors import OciError
 from kaito.oci.reference import DIGEST_RE, parse_reference
@@ -34,7 +37,6 @@ log = logging.getLogger(__name__)
 
 DEFAULT_PARALLEL = 4
 RANGE_MIN_PART = 32 * 1024 * 1024  # a blob is split into byte ranges only in parts at least this large
-_HASH_CHUNK = 8 * 1024 * 1024
 
 
 @dataclass(frozen=True)
@@ -171,11 +173,7 @@ class _Downloader:
             try:
                 parts = min(parts, max(1, size // self.range_part))
                 ranged = parts > 1 and self.pool.session().blob_exists(digest)[1]
-                if ranged:
-                    self._ranged(digest, size, parts, partial)
-                    actual = _hash_file(partial, digest)
-                else:
-                    actual = self._whole(digest, size, partial)
+                actual = self._ranged(digest, size, parts, partial) if ranged else self._whole(digest, size, partial)
                 if actual != digest:
                     raise OciError(
                         f"digest mismatch: blob {digest} of {self.pool.ref} arrived with digest {actual}; "
@@ -194,20 +192,32 @@ class _Downloader:
             self._fetch(digest, sink, 0, size, hasher=hasher, resumable=False)
         return f"{hasher.name}:{hasher.hexdigest()}"
 
-    def _ranged(self, digest: str, size: int, parts: int, partial: Path) -> None:
+    def _ranged(self, digest: str, size: int, parts: int, partial: Path) -> str:
+        """Parts download in parallel while this thread hashes the file in order right behind them."""
         with partial.open("wb") as sink:
             sink.truncate(size)
         step = math.ceil(size / parts)
+        follower = OrderedHasher(partial, [(start, min(size, start + step)) for start in range(0, size, step)])
 
-        def part(start: int) -> None:
-            with partial.open("r+b") as sink:
-                sink.seek(start)
-                self._fetch(digest, sink, start, min(size, start + step), hasher=None, resumable=True)
+        def part(index: int, start: int) -> None:
+            try:
+                with io.FileIO(partial, "r+") as sink:
+                    sink.seek(start)
+                    marked = MarkingSink(sink, follower, index)
+                    self._fetch(digest, marked, start, min(size, start + step), hasher=None, resumable=True)
+            except BaseException:
+                follower.abandon()
+                raise
 
-        for future in [self.parts.submit(part, start) for start in range(0, size, step)]:
-            future.result()
+        futures = [self.parts.submit(part, index, start) for index, start in enumerate(range(0, size, step))]
+        try:
+            actual = follower.hash(digest.partition(":")[0])
+        finally:
+            for future in futures:
+                future.result()
+        return actual
 
-    def _fetch(self, digest: str, sink: IO[bytes], start: int, end: int, *, hasher: Any, resumable: bool) -> None:
+    def _fetch(self, digest: str, sink: Sink, start: int, end: int, *, hasher: Any, resumable: bool) -> None:
         """Bytes [start, end) of the blob into sink; a broken stream continues where it stopped (same hasher)."""
         offset = start
         for delay in (*RETRY_DELAYS_S, None):
@@ -241,10 +251,10 @@ class _Downloader:
 class _Counting:
     """A sink that counts what is written through it, for progress and for resuming a broken stream."""
 
-    def __init__(self, sink: IO[bytes], progress: Progress) -> None:
+    def __init__(self, sink: Sink, progress: Progress) -> None:
         self.sink, self.progress, self.written = sink, progress, 0
 
-    def write(self, data: bytes, /) -> int:
+    def write(self, data: memoryview, /) -> int:
         count = self.sink.write(data)
         self.written += count
         self.progress.add(count)
@@ -253,11 +263,3 @@ class _Counting:
 
 def _ignore(_: int) -> None:
     return None
-
-
-def _hash_file(path: Path, digest: str) -> str:
-    hasher = hashlib.new(digest.partition(":")[0])
-    with path.open("rb") as handle:
-        while chunk := handle.read(_HASH_CHUNK):
-            hasher.update(chunk)
-    return f"{hasher.name}:{hasher.hexdigest()}"
