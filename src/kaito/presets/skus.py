@@ -27,6 +27,7 @@ class SkuSpec(BaseModel):
     vcpus: int | None = Field(default=None, gt=0)
     memory_gib: float | None = Field(default=None, gt=0)
     retired: str | None = None
+    quota_family: str | None = None  # Azure: the vCPU quota family the usages API reports the size under
     hourly_price_usd: float | None = Field(default=None, ge=0)
 
     @model_validator(mode="after")

@@ -1,4 +1,7 @@
-"""The ARM simulator's HTTP surface: the agentPools routes the SDK calls, operation status, auth, throttling, log.
+"""The ARM simulator's HTTP surface: the routes the SDKs call, operation status, auth, throttling, log.
+
+Routes: the managed cluster (GET), its agentPools, their operations, and the region's Compute usages (vCPU quota
+per VM family and in total, as `az vm list-usage` shows them).
 
 Paths are matched case-insensitively, as ARM does. Every request needs `Authorization: Bearer <token>` and an
 `api-version` query parameter; errors are ARM error bodies `{"error": {"code", "message"}}`.
@@ -31,6 +34,15 @@ _POOLS = re.compile(
 _OPERATIONS = re.compile(
     r"^/subscriptions/(?P<sub>[^/]+)/providers/Microsoft\.ContainerService/locations/(?P<location>[^/]+)/"
     r"(?P<kind>operations|operationresults)/(?P<id>[^/]+)/?$",
+    re.IGNORECASE,
+)
+_CLUSTER = re.compile(
+    r"^/subscriptions/(?P<sub>[^/]+)/resourceGroups/(?P<rg>[^/]+)/providers/Microsoft\.ContainerService/"
+    r"managedClusters/(?P<cluster>[^/]+)/?$",
+    re.IGNORECASE,
+)
+_USAGES = re.compile(
+    r"^/subscriptions/(?P<sub>[^/]+)/providers/Microsoft\.Compute/locations/(?P<location>[^/]+)/usages/?$",
     re.IGNORECASE,
 )
 # Only agent pools accept writes, so the method and status say what a request did.
@@ -142,6 +154,16 @@ class ArmApp:
             if name is None:
                 return await self._collection(request)
             return await self._pool(request, name)
+        if match := _USAGES.match(request.path):
+            self._check_scope(match["sub"], None, None)
+            if request.method != "GET":
+                raise _method_not_allowed(request)
+            return await self._usages(match["location"])
+        if match := _CLUSTER.match(request.path):
+            self._check_scope(match["sub"], match["rg"], match["cluster"])
+            if request.method != "GET":
+                raise _method_not_allowed(request)
+            return web.json_response(self.pools.cluster.body())
         if (match := _OPERATIONS.match(request.path)) and request.method == "GET":
             self._check_scope(match["sub"], None, None)
             return self._operation(request, match["id"], results=match["kind"].lower() == "operationresults")
@@ -161,6 +183,13 @@ class ArmApp:
                 f"'{resource_group}' was not found. For more details please go to "
                 "https://aka.ms/ARMResourceNotFoundFix",
             )
+
+    async def _usages(self, location: str) -> web.StreamResponse:
+        """Quota and usage in `location`; only the cluster's region holds any of its pools."""
+        own = _region(location) == _region(self.pools.cluster.location)
+        pools = list(self.pools.pools.values()) if own else []
+        usages = self.pools.limits.usages(pools, await self.pools.catalog())
+        return web.json_response({"value": [u.body() for u in usages]})
 
     async def _collection(self, request: web.Request) -> web.StreamResponse:
         if request.method != "GET":
@@ -217,6 +246,11 @@ class ArmApp:
             "Azure-AsyncOperation": f"{base}/operations/{operation.id}?{query}",
             "Location": f"{base}/operationresults/{operation.id}?{query}",
         }
+
+
+def _region(location: str) -> str:
+    """ARM accepts a location as its name or display name: "East US" is "eastus"."""
+    return location.replace(" ", "").lower()
 
 
 def _method_not_allowed(request: web.Request) -> ArmError:

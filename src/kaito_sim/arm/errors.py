@@ -70,13 +70,22 @@ def quota_family(vm_size: str) -> str:
     return f"standard{series}{''.join(parts[2:])}Family"
 
 
-def quota_message(*, vm_size: str, location: str, current_limit: int = 0, required: int = 6) -> str:
-    family = quota_family(vm_size)
+def quota_message(
+    *,
+    location: str,
+    vm_size: str = "",
+    family: str | None = None,
+    limit: int = 0,
+    usage: int = 0,
+    required: int = 6,
+) -> str:
+    """Azure's refusal for a create beyond a quota; `family` "Total Regional" for the regional vCPU total."""
+    family = family or quota_family(vm_size)
     return (
         f"Operation could not be completed as it results in exceeding approved {family} Cores quota. "
         f"Additional details - Deployment Model: Resource Manager, Location: {location}, "
-        f"Current Limit: {current_limit}, Current Usage: 0, Additional Required: {required}, "
-        f"(Minimum) New Limit Required: {current_limit + required}. "
+        f"Current Limit: {limit}, Current Usage: {usage}, Additional Required: {required}, "
+        f"(Minimum) New Limit Required: {usage + required}. "
         "Submit a request for Quota increase at https://aka.ms/ProdportalCRP/#blade/Microsoft_Azure_Capacity/"
         "UsageAndQuota.ReactView/Parameters/ by specifying parameters listed in the 'Details' section "
         "for deployment to succeed."

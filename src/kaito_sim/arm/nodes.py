@@ -24,14 +24,15 @@ _BASE36 = string.digits + string.ascii_lowercase
 _TAINT = re.compile(r"^(?P<key>[^=:\s]+)(=(?P<value>[^:\s]*))?:(?P<effect>NoSchedule|PreferNoSchedule|NoExecute)$")
 _LABEL_VALUE_BAD = re.compile(r"[^A-Za-z0-9_.-]+")
 
-# CPU sizes the catalog (GPU only) lacks, so a system or CPU pool can be created too: (vCPUs, memory GiB).
-CPU_SIZES: dict[str, tuple[int, float]] = {
-    "Standard_DS2_v2": (2, 7.0),
-    "Standard_D2s_v3": (2, 8.0),
-    "Standard_D4s_v3": (4, 16.0),
-    "Standard_D8s_v3": (8, 32.0),
-    "Standard_D4s_v5": (4, 16.0),
-    "Standard_D8s_v5": (8, 32.0),
+# CPU sizes the catalog (GPU only) lacks, so a system or CPU pool can be created too:
+# (vCPUs, memory GiB, quota family).
+CPU_SIZES: dict[str, tuple[int, float, str]] = {
+    "Standard_DS2_v2": (2, 7.0, "standardDSv2Family"),
+    "Standard_D2s_v3": (2, 8.0, "standardDSv3Family"),
+    "Standard_D4s_v3": (4, 16.0, "standardDSv3Family"),
+    "Standard_D8s_v3": (8, 32.0, "standardDSv3Family"),
+    "Standard_D4s_v5": (4, 16.0, "standardDSv5Family"),
+    "Standard_D8s_v5": (8, 32.0, "standardDSv5Family"),
 }
 
 
@@ -49,15 +50,21 @@ class VmSize:
     vcpus: int | None
     memory_gib: float | None
     gpu: SkuSpec | None = None
+    family: str | None = None  # the vCPU quota family it counts against
+
+    @property
+    def quota_vcpus(self) -> int:
+        """vCPUs one VM of this size takes from its family's quota."""
+        return self.vcpus or _FALLBACK_VCPUS
 
 
 def find_vm_size(catalog: Catalog, name: str) -> VmSize | None:
     sku = catalog.find_sku(name)
     if sku is not None and sku.cloud == "azure":
-        return VmSize(sku.name, sku.vcpus, sku.memory_gib, sku)
-    for known, (vcpus, memory) in CPU_SIZES.items():
+        return VmSize(sku.name, sku.vcpus, sku.memory_gib, sku, sku.quota_family)
+    for known, (vcpus, memory, family) in CPU_SIZES.items():
         if known.lower() == name.lower():
-            return VmSize(known, vcpus, memory)
+            return VmSize(known, vcpus, memory, family=family)
     return None
 
 
@@ -69,6 +76,28 @@ class Cluster:
     resource_group: str
     name: str
     location: str
+
+    @property
+    def id(self) -> str:
+        return (
+            f"/subscriptions/{self.subscription_id}/resourceGroups/{self.resource_group}/providers/"
+            f"Microsoft.ContainerService/managedClusters/{self.name}"
+        )
+
+    def body(self) -> dict[str, Any]:
+        """The managed cluster as ARM's GET returns it (the parts a client reads: its location above all)."""
+        return {
+            "id": self.id,
+            "name": self.name,
+            "type": "Microsoft.ContainerService/ManagedClusters",
+            "location": self.location,
+            "properties": {
+                "provisioningState": "Succeeded",
+                "powerState": {"code": "Running"},
+                "dnsPrefix": self.name,
+                "nodeResourceGroup": self.node_resource_group,
+            },
+        }
 
     @property
     def node_resource_group(self) -> str:
@@ -148,7 +177,7 @@ def node_spec(cluster: Cluster, pool: PoolShape, index: int, *, ready_after: flo
         "kubernetes.azure.com/os-sku": "Ubuntu",
         "kubernetes.azure.com/nodepool-type": "VirtualMachineScaleSets",
     }
-    vcpus = size.vcpus or _FALLBACK_VCPUS
+    vcpus = size.quota_vcpus
     memory_gib = size.memory_gib or _FALLBACK_MEMORY_GIB
     capacity = {
         "cpu": str(vcpus),

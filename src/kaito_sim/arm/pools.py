@@ -96,6 +96,7 @@ class PoolRecord:
     error: JsonObj | None = None
     nodes: dict[int, str] = field(default_factory=dict)  # VMSS instance id -> node name, for booted VMs
     next_index: int = 0
+    allocated: int = 0  # VMs the region has allocated to this pool (capacity is counted in these)
     etag: str = field(default_factory=lambda: str(uuid.uuid4()))
     operation: str | None = None  # the operation in progress
 

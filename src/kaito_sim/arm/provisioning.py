@@ -1,6 +1,8 @@
 """The agent pools' lifecycle in the ARM simulator: accept a PUT or DELETE at once, finish it in the background.
 
-A create or update waits `provisioning_delay`, then boots or removes VMs through the node hook until the pool
+A create or update beyond the family's or the region's vCPU quota is refused at once (QuotaExceeded); an accepted
+one waits `provisioning_delay`, fails AllocationFailed when its size has no VMs free (the capacity set in the
+limits), else boots or removes VMs through the node hook until the pool
 has `count` nodes, then turns Succeeded (or Failed with the injected error). A delete waits the same delay,
 removes every node and drops the pool. AKS accepts a delete while a create is running and preempts it; it
 refuses a second write while one is in progress (409 OperationNotAllowed), and so does this.
@@ -18,8 +20,9 @@ from kaito.presets.catalog import Catalog
 from kaito.runtime.clock import Clock
 from kaito_sim.arm.errors import ArmError, JsonObj, default_message, sync_status
 from kaito_sim.arm.faults import CreateFault, Faults
-from kaito_sim.arm.nodes import Cluster, NodeHook, node_spec
+from kaito_sim.arm.nodes import Cluster, NodeHook, VmSize, node_spec
 from kaito_sim.arm.pools import Operation, PoolRecord, failure, not_found, parse_spec, timestamp
+from kaito_sim.arm.quota import CloudLimits
 
 log = logging.getLogger(__name__)
 
@@ -37,6 +40,7 @@ class AgentPools:
         clock: Clock,
         delay: Callable[[], float],
         ready_after: Callable[[], float] = lambda: 0.0,
+        limits: CloudLimits | None = None,
     ) -> None:
         self.cluster = cluster
         self.catalog = catalog  # awaited by the first create or update: loading it never delays start-up
@@ -45,6 +49,7 @@ class AgentPools:
         self.clock = clock
         self.delay = delay
         self.ready_after = ready_after
+        self.limits = limits or CloudLimits()
         self.pools: dict[str, PoolRecord] = {}
         self.operations: dict[str, Operation] = {}
         self._work: dict[str, asyncio.Task[None]] = {}  # pool name -> the task finishing its operation
@@ -61,6 +66,7 @@ class AgentPools:
         record = self.pools.get(name)
         if record is not None:
             self._check_update(record, spec.vm_size.name)
+            self._check_quota(spec.vm_size, spec.count - record.spec.count)
             record.spec, record.provisioning_state, record.error = spec, "Updating", None
             record.etag = str(uuid.uuid4())
             operation = self._start(record, "update", None)
@@ -68,6 +74,8 @@ class AgentPools:
         fault = self.faults.take_create_fault()
         if fault is not None and fault.sync:
             raise self._refusal(fault, spec.vm_size.name)
+        if fault is None:
+            self._check_quota(spec.vm_size, spec.count)
         record = PoolRecord(name, spec, "Creating")
         self.pools[name] = record
         return record, self._start(record, "create", fault), True
@@ -106,6 +114,10 @@ class AgentPools:
         if vm_size != record.spec.vm_size.name:
             raise ArmError(400, "PropertyChangeNotAllowed", "Changing property 'properties.vmSize' is not allowed.")
 
+    def _check_quota(self, size: VmSize, more_vms: int) -> None:
+        required = more_vms * size.quota_vcpus
+        self.limits.check_quota(self.pools.values(), size, required=required, location=self.cluster.location)
+
     def _refusal(self, fault: CreateFault, vm_size: str) -> ArmError:
         message = fault.message or default_message(fault.code, vm_size=vm_size, location=self.cluster.location)
         return ArmError(fault.status or sync_status(fault.code), fault.code, message)
@@ -142,7 +154,10 @@ class AgentPools:
                 fault.code, vm_size=record.spec.vm_size.name, location=self.cluster.location
             )
             error = failure(fault.code, message)
+        elif (refused := self.limits.allocation_error(self.pools.values(), record)) is not None:
+            error = refused
         else:
+            record.allocated = record.spec.count
             try:
                 await self._scale(record)
             except Exception as exc:  # the hook is the simulated VM boot; its failure is the VM's failure
@@ -176,6 +191,7 @@ class AgentPools:
                 except Exception:  # a VM that fails to leave is still deleted with its scale set
                     log.exception("node hook failed to remove %s", record.nodes[index])
         record.nodes.clear()
+        record.allocated = 0
         if self.pools.get(record.name) is record:
             del self.pools[record.name]
         operation.finish("Succeeded")

@@ -19,10 +19,13 @@ from kaito_sim.arm.faults import Faults
 from kaito_sim.arm.nodes import Cluster, NodeHook
 from kaito_sim.arm.pools import Operation, PoolRecord
 from kaito_sim.arm.provisioning import AgentPools
+from kaito_sim.arm.quota import CloudLimits
 
 
 class ArmSimulator:
-    """Serves the agentPools API of `cluster` over HTTPS until stopped; VMs it boots join through `node_hook`.
+    """Serves the agentPools and Compute usages APIs of `cluster` over HTTPS until stopped.
+
+    VMs it boots join through `node_hook`; `limits` holds the vCPU quotas and per-size capacity.
 
     Point the real SDK at it with `base_url=sim.url` and `connection_verify=sim.ca_path`, and a credential
     that returns `token`.
@@ -43,6 +46,7 @@ class ArmSimulator:
         port: int = 0,
         catalog: Catalog | None = None,
         clock: Clock = REAL_CLOCK,
+        limits: CloudLimits | None = None,
     ) -> None:
         self.cluster = Cluster(subscription_id, resource_group, cluster, location)
         self.token = token
@@ -51,6 +55,7 @@ class ArmSimulator:
         self.provisioning_delay = provisioning_delay
         self.node_ready_after = node_ready_after  # seconds a booted node stays NotReady (NodeSpec.ready_after)
         self.faults = Faults()
+        self.limits = limits or CloudLimits()  # vCPU quotas and per-size capacity, settable while serving
         self.requests = RequestLog()
         self._catalog = catalog
         self._catalog_loading: asyncio.Task[Catalog] | None = None
@@ -62,6 +67,7 @@ class ArmSimulator:
             clock=clock,
             delay=lambda: self.provisioning_delay,
             ready_after=lambda: self.node_ready_after,
+            limits=self.limits,
         )
         self._runner: web.AppRunner | None = None
         self._tmp: tempfile.TemporaryDirectory[str] | None = None
