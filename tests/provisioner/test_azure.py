@@ -404,3 +404,134 @@ def sdk_client(sim: ArmSimulator) -> ContainerServiceClient:
 
 def body(pool: Mapping[str, Any]) -> io.BytesIO:
     return io.BytesIO(json.dumps(pool).encode())
+
+
+A100 = "Standard_NC24ads_A100_v4"
+A100_FAMILY = "standardNCADSA100v4Family"
+
+
+class SteppedClock(InstantClock):
+    """An instant clock whose `now` moves only when a test steps it, for the usages cache."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.at = 1000.0
+
+    def now(self) -> float:
+        return self.at
+
+
+def usage_reads(sim: ArmSimulator) -> int:
+    return sum(1 for r in sim.requests.records if r.path.lower().endswith("/usages"))
+
+
+async def test_a_size_over_its_family_quota_is_refused_without_creating_a_pool(
+    sim: ArmSimulator, provider: AzureProvider
+) -> None:
+    sim.limits.set_quota(A100_FAMILY, 0)
+    with pytest.raises(QuotaExceeded) as refused:
+        await provider.create(request("ws-a100-0", A100))
+    assert refused.value.code == "QuotaExceeded"
+    assert refused.value.message.startswith(
+        f"Operation could not be completed as it results in exceeding approved {A100_FAMILY} Cores quota. "
+        "Additional details - Deployment Model: Resource Manager, Location: eastus, Current Limit: 0, "
+        "Current Usage: 0, Additional Required: 24, (Minimum) New Limit Required: 24."
+    )
+    assert sim.requests.count("PUT") == 0 and sim.pools == {}
+    # What it asked: whether the pool exists, where the cluster is, and the region's usages; nothing else.
+    assert [(r.method, r.status) for r in sim.requests.records] == [("GET", 404), ("GET", 200), ("GET", 200)]
+    assert usage_reads(sim) == 1
+
+    sim.requests.clear()
+    instance = await provider.create(request("ws-h100-0", "Standard_NC40ads_H100_v5"))  # another family fits
+    assert instance.state is InstanceState.CREATING
+    assert sim.requests.creates == 1 and usage_reads(sim) == 0, "the burst reused the cached usages"
+
+
+async def test_the_regional_vcpu_total_refuses_too(sim: ArmSimulator, provider: AzureProvider) -> None:
+    sim.limits.set_quota("cores", 20)
+    with pytest.raises(QuotaExceeded, match="exceeding approved Total Regional Cores quota"):
+        await provider.create(request("ws-a100-0", A100))
+    assert sim.requests.count("PUT") == 0
+
+
+async def test_one_usages_read_serves_a_burst_and_counts_its_own_creates(
+    sim: ArmSimulator, provider: AzureProvider
+) -> None:
+    sim.limits.set_quota(A100_FAMILY, 48)
+    results = await asyncio.gather(
+        *(provider.create(request(f"ws-a100-{i}", A100)) for i in range(3)), return_exceptions=True
+    )
+    refused = [r for r in results if isinstance(r, QuotaExceeded)]
+    assert len(refused) == 1 and "Current Usage: 48, Additional Required: 24" in refused[0].message
+    assert sim.requests.count("PUT") == 2, "the third claim was refused by the check, not by ARM"
+    assert usage_reads(sim) == 1
+    assert (
+        sum(
+            1
+            for r in sim.requests.records
+            if "managedclusters/" in r.path.lower() and "agentpools" not in r.path.lower()
+        )
+        == 1
+    )
+
+
+async def test_a_failing_usages_read_still_creates_and_is_not_retried_within_the_ttl(sim: ArmSimulator) -> None:
+    clock = SteppedClock()
+    async with make_provider(sim, clock) as provider:
+        sim.faults.fail_usages(times=1)
+        sim.limits.set_quota(A100_FAMILY, 24)
+        await provider.create(request("ws-a100-0", A100))
+        assert sim.requests.creates == 1
+        with pytest.raises(QuotaExceeded):  # quota unknown to us: the PUT goes out, and ARM refuses it
+            await provider.create(request("ws-a100-1", A100))
+        assert sim.requests.count("PUT") == 2 and usage_reads(sim) == 1
+        assert clock.sleeps == [], "a failed usages read is not retried"
+
+        clock.at += provider.quota.ttl
+        with pytest.raises(QuotaExceeded, match="Current Limit: 24, Current Usage: 24"):
+            await provider.create(request("ws-a100-2", A100))
+        assert usage_reads(sim) == 2 and sim.requests.count("PUT") == 2, "refused by the check this time"
+
+
+async def test_an_unknown_size_and_a_forbidden_usages_read_are_unknown(
+    sim: ArmSimulator, provider: AzureProvider
+) -> None:
+    await provider.create(request("ws-cpu-0", "Standard_D4s_v3"))  # not in the catalog: no family known to check
+    assert sim.requests.creates == 1 and usage_reads(sim) == 0
+    sim.faults.fail_usages(times=1, status=403)  # a role without Microsoft.Compute/locations/usages/read
+    await provider.create(request("ws-a100-0", A100))
+    assert sim.requests.creates == 2 and usage_reads(sim) == 1
+
+
+async def test_cached_usages_expire_and_a_delete_drops_them(sim: ArmSimulator) -> None:
+    clock = SteppedClock()
+    async with make_provider(sim, clock, max_retries=0) as provider:
+        sim.limits.set_quota(A100_FAMILY, 24)
+        await provider.create(request("ws-a100-0", A100))
+        clock.at += provider.quota.ttl - 1
+        with pytest.raises(QuotaExceeded):
+            await provider.create(request("ws-a100-1", A100))
+        assert usage_reads(sim) == 1
+
+        await provider.delete("ws-a100-0")
+        await wait_until_gone(sim)
+        await provider.create(request("ws-a100-1", A100))
+        assert usage_reads(sim) == 2, "the delete dropped the cached usages"
+
+
+async def test_a_given_location_is_not_read_from_the_cluster(sim: ArmSimulator, clock: InstantClock) -> None:
+    provider = AzureProvider(
+        credential=StaticTokenCredential(TOKEN),
+        subscription_id=SUB,
+        resource_group=RG,
+        cluster=CLUSTER,
+        base_url=sim.url,
+        connection_verify=str(sim.ca_path),
+        clock=clock,
+        location="westeurope",
+    )
+    async with provider:
+        await provider.create(request("ws-a100-0", A100))
+    assert next(r.path for r in sim.requests.records if "usages" in r.path).endswith("/locations/westeurope/usages")
+    assert not any(r.path.lower().endswith(f"/managedclusters/{CLUSTER}") for r in sim.requests.records)

@@ -7,6 +7,10 @@ and a Failed one is for the caller to `delete` (the next `create` after it is go
 karpenter does with a failed launch. Neither `create` nor `delete` waits for the long-running operation; the
 controller polls `get`.
 
+Before the PUT, `create` asks the Compute usages API whether one more VM of the size fits its family's vCPU quota
+(and the region's), and refuses at once with QuotaExceeded when it does not (see azure_quota). The region is
+the managed cluster's location, read once, unless `location` is given.
+
 Retries are ours, not azure-core's (its retry policy is switched off): 429 and 5xx/connection failures are
 retried up to `max_retries` times with the injected clock, honouring Retry-After, then surface as Throttled or
 TransientError. A PUT is retried only after a 429, which ARM answers before doing anything; after a 5xx the PUT
@@ -15,6 +19,7 @@ may have landed, so the error surfaces and the caller's next `create` looks befo
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import hashlib
 import io
@@ -28,12 +33,15 @@ import aiohttp
 from azure.core.credentials_async import AsyncTokenCredential
 from azure.core.exceptions import AzureError
 from azure.core.pipeline import PipelineResponse
+from azure.mgmt.compute.aio import ComputeManagementClient
 from azure.mgmt.containerservice.aio import ContainerServiceClient
 from azure.mgmt.containerservice.aio.operations import AgentPoolsOperations
 from azure.mgmt.containerservice.models import AgentPool
 
 from kaito.api.nodeclaim import LABEL_NODECLAIM
+from kaito.presets.catalog import Catalog
 from kaito.provisioner.azure_errors import InvalidRequest, classify, from_azure
+from kaito.provisioner.azure_quota import DEFAULT_TTL, FamilyUsage, QuotaCheck, SizeQuota, Usages
 from kaito.provisioner.cloud import (
     CloudError,
     Instance,
@@ -85,6 +93,9 @@ class AzureProvider:
         max_retries: int = 5,
         retry_backoff: float = 0.5,
         max_retry_delay: float = 60.0,
+        location: str | None = None,
+        catalog: Catalog | None = None,
+        usages_ttl: float = DEFAULT_TTL,
     ) -> None:
         self.resource_group = resource_group
         self.cluster = cluster
@@ -96,24 +107,42 @@ class AzureProvider:
         self._base_url = base_url
         self._connection_verify = connection_verify
         self._client: ContainerServiceClient | None = None
+        self._compute: ComputeManagementClient | None = None
+        self._location = location
+        self._catalog = catalog
+        self.quota = QuotaCheck(
+            fetch=self._read_usages,
+            size_quota=self._size_quota,
+            location=self._known_location,
+            clock=clock,
+            ttl=usages_ttl,
+        )
+
+    @property
+    def _aks(self) -> ContainerServiceClient:
+        """The AKS SDK client, made on first use, inside the running loop its session needs."""
+        if self._client is None:
+            self._client = ContainerServiceClient(*self._sdk_args, **self._client_options())
+        return self._client
 
     @property
     def _pools(self) -> AgentPoolsOperations:
-        """The SDK's agent pool operations, its client made on first use, inside the running loop its session needs."""
-        if self._client is None:
-            self._client = ContainerServiceClient(
-                *self._sdk_args,
-                base_url=self._base_url,
-                retry_total=0,
-                connection_timeout=30,
-                read_timeout=60,
-                **_tls_options(self._connection_verify),
-            )
-        return self._client.agent_pools
+        return self._aks.agent_pools
+
+    def _client_options(self) -> dict[str, Any]:
+        return {
+            "base_url": self._base_url,
+            "retry_total": 0,
+            "connection_timeout": 30,
+            "read_timeout": 60,
+            **_tls_options(self._connection_verify),
+        }
 
     async def close(self) -> None:
         if self._client is not None:
             await self._client.close()
+        if self._compute is not None:
+            await self._compute.close()
 
     async def __aenter__(self) -> AzureProvider:
         return self
@@ -138,6 +167,7 @@ class AzureProvider:
                     code="AgentPoolNameConflict",
                 )
             return instance
+        await self.quota.reserve(request.instance_type)
         body = _agent_pool(request)
 
         async def put() -> None:
@@ -145,7 +175,11 @@ class AzureProvider:
                 self.resource_group, self.cluster, name, io.BytesIO(body), polling=False
             )
 
-        await self._call(put, retry_transient=False)
+        try:
+            await self._call(put, retry_transient=False)
+        except CloudError:
+            await self.quota.release(request.instance_type)
+            raise
         return Instance(
             name=name, nodeclaim=request.nodeclaim, instance_type=request.instance_type, state=InstanceState.CREATING
         )
@@ -168,6 +202,7 @@ class AzureProvider:
             )
 
         await self._call(start, retry_transient=True)
+        self.quota.forget()
         if statuses and statuses[-1] == 204:  # ARM answers a DELETE of nothing with 204 No Content
             raise NotFound(f"agent pool {name} for NodeClaim {nodeclaim} does not exist", code="NotFound")
 
@@ -179,6 +214,35 @@ class AzureProvider:
         return [
             _instance(pool, pool.name or "") for pool in pools if (pool.tags or {}).get(MANAGED_BY_TAG) == MANAGED_BY
         ]
+
+    async def _read_usages(self) -> Usages:
+        """One try at the region's usages (no retries: the check is advisory and must not hold a create up)."""
+        location = await self._cluster_location()
+        if self._compute is None:
+            self._compute = ComputeManagementClient(*self._sdk_args, **self._client_options())
+        return [
+            FamilyUsage(usage.name.value, usage.current_value, usage.limit)
+            async for usage in self._compute.usage.list(location)
+            if usage.name is not None and usage.name.value
+        ]
+
+    async def _cluster_location(self) -> str:
+        if self._location is None:
+            cluster = await self._aks.managed_clusters.get(self.resource_group, self.cluster)
+            self._location = cluster.location
+        return self._location
+
+    async def _known_location(self) -> str | None:
+        return self._location
+
+    async def _size_quota(self, vm_size: str) -> SizeQuota | None:
+        """The size's quota family and vCPUs from the catalog; None for a size it does not know."""
+        if self._catalog is None:
+            self._catalog = await asyncio.to_thread(Catalog.builtin)
+        sku = self._catalog.find_sku(vm_size)
+        if sku is None or sku.cloud != "azure" or not sku.quota_family or sku.vcpus is None:
+            return None
+        return SizeQuota(sku.quota_family, sku.vcpus)
 
     async def _get_pool(self, name: str) -> AgentPool:
         async def get() -> AgentPool:

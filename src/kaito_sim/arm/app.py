@@ -186,6 +186,10 @@ class ArmApp:
 
     async def _usages(self, location: str) -> web.StreamResponse:
         """Quota and usage in `location`; only the cluster's region holds any of its pools."""
+        failure = self.faults.take_usages_failure()
+        if failure is not None:
+            code = "AuthorizationFailed" if failure == 403 else "InternalServerError"
+            raise ArmError(failure, code, f"The usages of location '{location}' could not be read.")
         own = _region(location) == _region(self.pools.cluster.location)
         pools = list(self.pools.pools.values()) if own else []
         usages = self.pools.limits.usages(pools, await self.pools.catalog())

@@ -1,4 +1,4 @@
-"""Scripted failures for the ARM simulator: refused or failing creates and throttling, set by tests."""
+"""Scripted failures for the ARM simulator: refused or failing creates, failing usages reads and throttling."""
 
 from __future__ import annotations
 
@@ -23,6 +23,8 @@ class Faults:
         self._create: CreateFault | None = None
         self._throttle_left = 0
         self._retry_after = 1
+        self._usages_left = 0
+        self._usages_status = 500
 
     def fail_create(
         self, code: str, message: str = "", *, times: int | None = None, sync: bool = True, status: int | None = None
@@ -41,9 +43,22 @@ class Faults:
         self._throttle_left = count
         self._retry_after = retry_after
 
+    def fail_usages(self, times: int = 1, *, status: int = 500) -> None:
+        """Answer the next `times` Compute usages reads with `status` (500 InternalServerError, 403, ...)."""
+        self._usages_left = times
+        self._usages_status = status
+
     def clear(self) -> None:
         self._create = None
         self._throttle_left = 0
+        self._usages_left = 0
+
+    def take_usages_failure(self) -> int | None:
+        """The HTTP status to fail this usages read with, or None."""
+        if self._usages_left <= 0:
+            return None
+        self._usages_left -= 1
+        return self._usages_status
 
     def take_throttle(self) -> int | None:
         """The Retry-After to answer this request with, or None when it is not throttled."""
