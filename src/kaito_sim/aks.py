@@ -6,7 +6,7 @@ import secrets
 from dataclasses import dataclass
 from types import TracebackType
 
-from kaito_sim.arm import ArmSimulator
+from kaito_sim.arm import ArmSimulator, CloudLimits
 from kaito_sim.nodes.nodespec import NodeSpec
 from kaito_sim.server import SimServer
 
@@ -41,9 +41,16 @@ class AzureTarget:
 
 
 class SimulatedAks:
-    """Starts and stops both simulators together; `arm.faults` injects cloud failures."""
+    """Starts and stops both simulators together; `arm.faults` injects cloud failures, `arm.limits` quotas."""
 
-    def __init__(self, sim: SimServer, *, provisioning_delay: float = 0.0, node_ready_after: float = 0.0) -> None:
+    def __init__(
+        self,
+        sim: SimServer,
+        *,
+        provisioning_delay: float = 0.0,
+        node_ready_after: float = 0.0,
+        limits: CloudLimits | None = None,
+    ) -> None:
         self.sim = sim
         self.token = secrets.token_urlsafe(24)
         self.arm = ArmSimulator(
@@ -54,6 +61,7 @@ class SimulatedAks:
             node_hook=_Kubelets(sim),
             provisioning_delay=provisioning_delay,
             node_ready_after=node_ready_after,
+            limits=limits,
         )
 
     @property

@@ -16,6 +16,7 @@ from kaito.commands import Command
 from kaito_sim.apiserver.store import DEFAULT_HISTORY
 
 if TYPE_CHECKING:
+    from kaito_sim.arm.quota import CloudLimits
     from kaito_sim.nodes.processes import ProcessPods
 
 DEFAULT_KUBECONFIG = Path(".kaito/kubeconfig")
@@ -49,8 +50,50 @@ def add_sim_arguments(sim: argparse.ArgumentParser) -> None:
         "default: a scratch directory removed on exit",
     )
     sim.add_argument("--provisioning-delay", type=float, default=2.0, help="seconds a simulated agent pool takes")
+    sim.add_argument(
+        "--azure-quota",
+        action="append",
+        default=[],
+        type=quota_setting,
+        metavar="FAMILY=VCPUS",
+        help="with --with-manager: the simulated subscription's vCPU quota for a VM family as the usages API names "
+        "it (e.g. standardNCADSA100v4Family=0; 'cores' is the regional total); repeatable",
+    )
+    sim.add_argument(
+        "--azure-capacity",
+        action="append",
+        default=[],
+        type=capacity_setting,
+        metavar="SKU=COUNT",
+        help="with --with-manager: how many VMs of a size the simulated region can allocate (e.g. "
+        "Standard_NC24ads_A100_v4=1); beyond it creates fail AllocationFailed; repeatable",
+    )
     sim.add_argument("--metrics-bind-address", default=":8080")
     sim.add_argument("--health-probe-bind-address", default=":8081")
+
+
+def _setting(text: str, what: str, unit: str) -> tuple[str, int]:
+    name, sep, value = text.partition("=")
+    if not sep or not name.strip() or not value.strip().isdigit():
+        raise argparse.ArgumentTypeError(f"expected {what}={unit} with {unit} a whole number 0 or more, got {text!r}")
+    return name.strip(), int(value)
+
+
+def quota_setting(text: str) -> tuple[str, int]:
+    """FAMILY=VCPUS, for --azure-quota."""
+    return _setting(text, "FAMILY", "VCPUS")
+
+
+def capacity_setting(text: str) -> tuple[str, int]:
+    """SKU=COUNT, for --azure-capacity."""
+    return _setting(text, "SKU", "COUNT")
+
+
+def cloud_limits(args: argparse.Namespace) -> CloudLimits:
+    """The simulated Azure's quotas and capacity from the flags (a later setting of one name wins)."""
+    from kaito_sim.arm.quota import CloudLimits
+
+    return CloudLimits(quotas=dict(args.azure_quota), capacity=dict(args.azure_capacity))
 
 
 def process_pods(args: argparse.Namespace) -> ProcessPods | None:
@@ -65,6 +108,8 @@ async def serve_sim(args: argparse.Namespace, *, kubeconfig: Path) -> int:
     """The simulated cluster (with the operator and a simulated Azure when asked) until SIGINT/SIGTERM."""
     from kaito_sim.server import SimServer
 
+    if (args.azure_quota or args.azure_capacity) and not args.with_manager:
+        raise SystemExit("kaito sim: --azure-quota and --azure-capacity need --with-manager (the simulated Azure)")
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
@@ -83,6 +128,7 @@ async def serve_sim(args: argparse.Namespace, *, kubeconfig: Path) -> int:
             async with manager_process(
                 sim,
                 provisioning_delay=args.provisioning_delay,
+                limits=cloud_limits(args),
                 metrics_address=args.metrics_bind_address,
                 health_address=args.health_probe_bind_address,
             ):

@@ -11,7 +11,10 @@ import subprocess
 import sys
 from pathlib import Path
 
-from kaito_sim.cli import add_sim_arguments, process_pods
+import pytest
+
+from kaito_sim.arm.quota import DEFAULT_FAMILY_VCPUS
+from kaito_sim.cli import add_sim_arguments, cloud_limits, process_pods, serve_sim
 
 
 async def test_kaito_sim_serves_kubectl_and_stops_on_sigterm(tmp_path: Path) -> None:
@@ -110,3 +113,59 @@ def test_process_pods_keep_node_volumes_where_asked(tmp_path: Path) -> None:
     options = process_pods(parser.parse_args(["--process-pods", "--nodes-dir", str(tmp_path)]))
     assert options is not None and options.nodes_dir == tmp_path
     assert process_pods(parser.parse_args(["--nodes-dir", str(tmp_path)])) is None
+
+
+def test_azure_quota_and_capacity_flags_set_the_simulated_limits() -> None:
+    parser = argparse.ArgumentParser()
+    add_sim_arguments(parser)
+    args = parser.parse_args(
+        [
+            "--with-manager",
+            "--azure-quota",
+            "standardNCADSA100v4Family=0",
+            "--azure-quota",
+            "cores=200",
+            "--azure-capacity",
+            "Standard_NC40ads_H100_v5=2",
+            "--azure-capacity",
+            "Standard_NC24ads_A100_v4 = 1",
+        ]
+    )
+    limits = cloud_limits(args)
+    assert limits.limit("standardNCADSA100v4Family") == 0
+    assert limits.limit("StandardNCADSA100v4Family") == 0, "family names match ignoring case"
+    assert limits.limit("standardNCadsH100v5Family") == DEFAULT_FAMILY_VCPUS
+    assert limits.regional_vcpus == 200
+    assert limits.capacity("Standard_NC40ads_H100_v5") == 2 and limits.capacity("standard_nc24ads_a100_v4") == 1
+    assert limits.capacity("Standard_ND96isr_H100_v5") is None
+    defaults = cloud_limits(parser.parse_args([]))
+    assert defaults.limit("standardNCADSA100v4Family") == DEFAULT_FAMILY_VCPUS
+
+
+@pytest.mark.parametrize(
+    ("flag", "value"),
+    [
+        pytest.param("--azure-quota", "standardNCADSA100v4Family", id="no-value"),
+        pytest.param("--azure-quota", "standardNCADSA100v4Family=-4", id="negative"),
+        pytest.param("--azure-quota", "=24", id="no-name"),
+        pytest.param("--azure-capacity", "Standard_NC24ads_A100_v4=two", id="not-a-number"),
+    ],
+)
+def test_bad_limit_flags_are_cli_errors_naming_the_flag(
+    flag: str, value: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    parser = argparse.ArgumentParser(prog="kaito sim")
+    add_sim_arguments(parser)
+    with pytest.raises(SystemExit) as exited:
+        parser.parse_args([flag, value])
+    assert exited.value.code == 2
+    error = capsys.readouterr().err
+    assert f"argument {flag}: expected" in error and repr(value) in error
+
+
+def test_limit_flags_need_the_simulated_azure(tmp_path: Path) -> None:
+    parser = argparse.ArgumentParser()
+    add_sim_arguments(parser)
+    args = parser.parse_args(["--azure-quota", "cores=0", "--kubeconfig", str(tmp_path / "kubeconfig")])
+    with pytest.raises(SystemExit, match="need --with-manager"):
+        asyncio.run(serve_sim(args, kubeconfig=tmp_path / "kubeconfig"))

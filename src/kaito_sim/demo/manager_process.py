@@ -17,6 +17,7 @@ from collections.abc import AsyncIterator, Callable
 from kaito.api.crds import nodeclaim_crd, workspace_crd
 from kaito_sim.aks import SimulatedAks
 from kaito_sim.apiserver.errors import ApiError
+from kaito_sim.arm import CloudLimits
 from kaito_sim.server import SimServer
 from kaito_sim.workloads.api import Api
 
@@ -86,13 +87,14 @@ async def manager_process(
     metrics_address: str,
     health_address: str,
     namespace: str = "kaito-system",
+    limits: CloudLimits | None = None,
 ) -> AsyncIterator[asyncio.subprocess.Process]:
     """A simulated Azure next to `sim`, the CRDs installed, and `kaito manager` running as a child process.
 
     Yields once the child is spawned: a Workspace applied before the manager has synced is reconciled
     when its informers list, as after any operator restart.
     """
-    async with SimulatedAks(sim, provisioning_delay=provisioning_delay) as aks:
+    async with SimulatedAks(sim, provisioning_delay=provisioning_delay, limits=limits) as aks:
         await install_kaito_crds(sim, namespace)
         argv = manager_argv(
             sim, aks, namespace=namespace, metrics_address=metrics_address, health_address=health_address
