@@ -1,8 +1,15 @@
-"""Scripted failures for the ARM simulator: refused or failing creates and throttling, set by tests."""
+"""Scripted failures for the ARM simulator: refused or failing creates, throttling, VMs that never join or get Ready."""
 
 from __future__ import annotations
 
+import dataclasses
+import math
 from dataclasses import dataclass
+from typing import Literal
+
+from kaito_sim.nodes.nodespec import NodeSpec
+
+BootFault = Literal["never-joins", "never-ready"]
 
 
 @dataclass
@@ -23,6 +30,8 @@ class Faults:
         self._create: CreateFault | None = None
         self._throttle_left = 0
         self._retry_after = 1
+        self._boot: BootFault | None = None
+        self._boot_left: int | None = None  # VMs the boot fault still applies to; None: every one until cleared
 
     def fail_create(
         self, code: str, message: str = "", *, times: int | None = None, sync: bool = True, status: int | None = None
@@ -41,9 +50,18 @@ class Faults:
         self._throttle_left = count
         self._retry_after = retry_after
 
+    def never_join(self, *, times: int | None = None) -> None:
+        """The next `times` VMs booted (all, when None) never register their Node; their pools still succeed."""
+        self._script_boot("never-joins", times)
+
+    def never_ready(self, *, times: int | None = None) -> None:
+        """The next `times` VMs booted (all, when None) register a Node that stays NotReady."""
+        self._script_boot("never-ready", times)
+
     def clear(self) -> None:
         self._create = None
         self._throttle_left = 0
+        self._boot = None
 
     def take_throttle(self) -> int | None:
         """The Retry-After to answer this request with, or None when it is not throttled."""
@@ -61,3 +79,19 @@ class Faults:
             if fault.remaining <= 0:
                 self._create = None
         return fault
+
+    def take_boot_fault(self, spec: NodeSpec) -> NodeSpec | None:
+        """The Node a booting VM registers: `spec`, one that never turns Ready, or None when it never joins."""
+        fault = self._boot
+        if fault is not None and self._boot_left is not None:
+            self._boot_left -= 1
+            if self._boot_left <= 0:
+                self._boot = None
+        if fault == "never-joins":
+            return None
+        return dataclasses.replace(spec, ready_after=math.inf) if fault == "never-ready" else spec
+
+    def _script_boot(self, fault: BootFault, times: int | None) -> None:
+        if times is not None and times <= 0:
+            raise ValueError("times must be positive (or None for every VM)")
+        self._boot, self._boot_left = fault, times
