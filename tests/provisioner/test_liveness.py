@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import datetime as dt
 from collections.abc import Awaitable, Callable
@@ -9,6 +10,7 @@ from collections.abc import Awaitable, Callable
 import pytest
 
 from kaito.api.nodeclaim import FINALIZER, INITIALIZED, LAUNCHED, NODECLAIM, REGISTERED
+from kaito.cli_manager import add_manager_arguments, operator_options, seconds
 from kaito.provisioner.cloud import Instance, InstanceState
 from kaito.provisioner.conditions import Conditions
 from kaito.provisioner.controller import setup
@@ -174,3 +176,16 @@ def test_deadlines_count_from_launch_then_from_registration() -> None:
 )
 def test_durations_read_as_a_person_writes_them(seconds: float, text: str) -> None:
     assert duration(seconds) == text
+
+
+def test_manager_flags_set_both_timeouts() -> None:
+    parser = argparse.ArgumentParser()
+    add_manager_arguments(parser)
+    defaults = operator_options(parser.parse_args([]))
+    assert (defaults.nodeclaim_registration_timeout, defaults.node_ready_timeout) == (900.0, 900.0)
+    args = parser.parse_args(["--nodeclaim-registration-timeout", "120", "--node-ready-timeout", "0"])
+    options = operator_options(args)
+    assert (options.nodeclaim_registration_timeout, options.node_ready_timeout) == (120.0, 0.0)
+    for bad in ("-1", "ten", "nan", "inf"):
+        with pytest.raises(argparse.ArgumentTypeError, match="not a number of seconds"):
+            seconds(bad)
