@@ -197,10 +197,7 @@ class NodeClaimReconciler:
         if deadline is not None and self.clock.wall() >= deadline.at:
             return await self._give_up(work, deadline)
         await self._write_status(work)
-        if deadline is None:
-            return result
-        left = max(self.poll_interval, (deadline.at - self.clock.wall()).total_seconds())
-        return Result(requeue_after=min(left, result.requeue_after or left)) if not result.requeue else result
+        return result if deadline is None else self._by_deadline(result, deadline)
 
     # ----- the pipeline
 
@@ -356,6 +353,13 @@ class NodeClaimReconciler:
         except CloudError as exc:
             log.warning("nodeclaim %s: deleting the failed instance: %s (retried on the next launch)", work.name, exc)
         return self._launch_failed(work, reason, message, self.retry_interval)
+
+    def _by_deadline(self, result: Result, deadline: Deadline) -> Result:
+        """`result`, brought forward to the deadline: no event may come when a Node never shows up."""
+        if result.requeue:
+            return result
+        left = (deadline.at - self.clock.wall()).total_seconds()
+        return Result(requeue_after=min(left, result.requeue_after or left))
 
     async def _give_up(self, work: Pass, deadline: Deadline) -> Result:
         """Past a liveness deadline: say why on the claim, then delete it; its deletion takes the instance down."""
