@@ -53,6 +53,17 @@ def ca_bundle(text: str) -> Path:
     return path
 
 
+def seconds(text: str) -> float:
+    """A duration in seconds, `0` or more, checked here so a typo fails at start-up."""
+    try:
+        value = float(text)
+    except ValueError:
+        value = -1.0
+    if not value >= 0 or value == float("inf"):
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number of seconds (0 or more)")
+    return value
+
+
 def add_manager_arguments(parser: argparse.ArgumentParser) -> None:
     env = os.environ.get
     parser.add_argument("--kubeconfig", default=None, help="default: in-cluster, then $KUBECONFIG, ~/.kube/config")
@@ -82,6 +93,22 @@ def add_manager_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--nodeclaim-poll-interval", type=float, default=5.0, help="seconds between polls of a pending cloud operation"
+    )
+    parser.add_argument(
+        "--nodeclaim-registration-timeout",
+        type=seconds,
+        default=900.0,
+        metavar="SECONDS",
+        help="a launched node that has not registered by then is deleted and launched again (default 900, 15 minutes; "
+        "0: wait forever)",
+    )
+    parser.add_argument(
+        "--node-ready-timeout",
+        type=seconds,
+        default=900.0,
+        metavar="SECONDS",
+        help="a registered node that is not Ready with its GPUs by then is deleted and launched again "
+        "(default 900; 0: wait forever)",
     )
     parser.add_argument(
         "--model-registry",
@@ -127,6 +154,8 @@ def operator_options(args: argparse.Namespace) -> OperatorOptions:
         webhook_address=None if args.no_webhook else args.webhook_bind_address,
         webhook_service=service,
         nodeclaim_poll_interval=args.nodeclaim_poll_interval,
+        nodeclaim_registration_timeout=args.nodeclaim_registration_timeout,
+        node_ready_timeout=args.node_ready_timeout,
         model_registry=args.model_registry or None,
         model_cache_dir=args.model_cache_dir,
         insecure_model_registries=tuple(args.insecure_model_registry),

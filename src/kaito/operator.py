@@ -15,6 +15,7 @@ from kaito.controllers import setup as workspace_controller
 from kaito.controllers.context import DEFAULT_IMAGE, Settings
 from kaito.presets.catalogsource import CatalogSource
 from kaito.provisioner.cloud import CloudProvider
+from kaito.provisioner.liveness import DEFAULT_NODE_READY_TIMEOUT, DEFAULT_REGISTRATION_TIMEOUT, Liveness
 from kaito.runtime.client import Client
 from kaito.runtime.informer import Selectors
 from kaito.runtime.kinds import NODE, POD, Kind
@@ -46,6 +47,8 @@ class OperatorOptions:
     webhook_hosts: list[str] = field(default_factory=lambda: ["localhost", "127.0.0.1"])
     nodeclaim_poll_interval: float = 5.0
     nodeclaim_retry_interval: float = 30.0
+    nodeclaim_registration_timeout: float = DEFAULT_REGISTRATION_TIMEOUT  # a launched node must register by then
+    node_ready_timeout: float = DEFAULT_NODE_READY_TIMEOUT  # ... and be Ready this long after registering
     model_registry: str | None = None  # REGISTRY[/PREFIX] of the catalog's model images
     model_cache_dir: str = NODE_CACHE_DIR
     insecure_model_registries: tuple[str, ...] = ()
@@ -108,6 +111,7 @@ def build(client: Client, provider: CloudProvider | None, options: OperatorOptio
             MeteredCloudProvider(provider),
             poll_interval=options.nodeclaim_poll_interval,
             retry_interval=options.nodeclaim_retry_interval,
+            liveness=Liveness(options.nodeclaim_registration_timeout, options.node_ready_timeout),
         )
     if options.webhook_address is not None:
         webhook = _webhook_runnable(client, catalog, options, image_configs)

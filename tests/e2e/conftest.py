@@ -33,10 +33,13 @@ class Operator:
     def new_provider(self) -> AzureProvider:
         return simulated_azure_provider(self.aks)
 
-    async def start(self, *, byo: bool = False, byo_node_selector: str | None = None) -> None:
+    async def start(
+        self, *, byo: bool = False, byo_node_selector: str | None = None, registration_timeout: float = 900.0
+    ) -> None:
         self.provider = None if byo else self.new_provider()
         options = OperatorOptions(
             byo_node_selector=byo_node_selector,
+            nodeclaim_registration_timeout=registration_timeout,
             metrics_address="127.0.0.1:0",
             health_address="127.0.0.1:0",
             webhook_address="127.0.0.1:0",

@@ -6,8 +6,10 @@ finalizer and instance-type label -> launch (create) -> await the instance (poll
 status is then written with one merge patch, only when it changed, and each condition transition
 becomes one Event. Two writes are spared: a launch whose instance is already up waits (one poll
 interval at most) for its Node, so launch and registration are one write; and no pass writes over
-a version of the claim older than its own last patch (the write would only conflict). A deleting
-claim waits for its instance to be gone, deletes its Node and lets go.
+a version of the claim older than its own last patch (the write would only conflict). A launched
+claim whose Node does not register in time, or does not turn Ready in time after registering, says
+why and is deleted, so the workspace controller makes a new one (see `liveness`). A deleting claim
+waits for its instance to be gone, deletes its Node and lets go.
 """
 
 from __future__ import annotations
@@ -40,6 +42,7 @@ from kaito.provisioner.cloud import CloudError, CloudProvider, Instance, Instanc
 from kaito.provisioner.conditions import Conditions
 from kaito.provisioner.events import transition_events
 from kaito.provisioner.launches import Launches, retry_delay, retry_result
+from kaito.provisioner.liveness import Deadline, Liveness
 from kaito.provisioner.nodeclaims import (
     add_indexes,
     claim_nodes,
@@ -50,6 +53,7 @@ from kaito.provisioner.nodeclaims import (
 )
 from kaito.provisioner.orphans import OrphanCollector
 from kaito.provisioner.termination import Terminator
+from kaito.runtime import errors
 from kaito.runtime.builder import Builder
 from kaito.runtime.cache import Cache
 from kaito.runtime.client import Client
@@ -83,12 +87,14 @@ def setup(
     orphan_interval: float = 300.0,
     max_concurrent_reconciles: int = 10,
     catalog: Catalog | None = None,
+    liveness: Liveness | None = None,
 ) -> Controller:
     """Wire the NodeClaim controller and the orphan collector onto `manager`.
 
     `poll_interval`: how often a creating instance (or one being deleted) is checked. `retry_interval`:
     how long a launch that failed for capacity, quota or SKU reasons waits before trying again, so a
-    cleared fault recovers by itself. `catalog` tells which instance types must advertise GPUs.
+    cleared fault recovers by itself. `catalog` tells which instance types must advertise GPUs. `liveness`: how
+    long a launched claim may wait for its Node to register, then to turn Ready, before it is deleted and replaced.
     """
     recorder = EventRecorder(
         manager.client, controller=EVENT_CONTROLLER, instance=manager.options.identity, clock=manager.clock
@@ -103,6 +109,7 @@ def setup(
         poll_interval=poll_interval,
         retry_interval=retry_interval,
         catalog=catalog,
+        liveness=liveness,
     )
     controller = (
         Builder(manager, CONTROLLER_NAME)
@@ -155,6 +162,7 @@ class NodeClaimReconciler:
         poll_interval: float,
         retry_interval: float,
         catalog: Catalog | None = None,
+        liveness: Liveness | None = None,
     ) -> None:
         self.cache = cache
         self.client = client
@@ -163,6 +171,7 @@ class NodeClaimReconciler:
         self.poll_interval = poll_interval
         self.retry_interval = retry_interval
         self.catalog = catalog or Catalog.builtin()
+        self.liveness = liveness or Liveness()
         self.launches = Launches()
         # Per claim: the resourceVersion our last status patch was made over, until the cache shows a newer one.
         self._patched_over: dict[str, str] = {}
@@ -184,8 +193,11 @@ class NodeClaimReconciler:
             if (outcome := await step(work)) is not None:
                 result = outcome
                 break
+        deadline = self.liveness.deadline(work.conditions)
+        if deadline is not None and self.clock.wall() >= deadline.at:
+            return await self._give_up(work, deadline)
         await self._write_status(work)
-        return result
+        return result if deadline is None else self._by_deadline(result, deadline)
 
     # ----- the pipeline
 
@@ -341,6 +353,24 @@ class NodeClaimReconciler:
         except CloudError as exc:
             log.warning("nodeclaim %s: deleting the failed instance: %s (retried on the next launch)", work.name, exc)
         return self._launch_failed(work, reason, message, self.retry_interval)
+
+    def _by_deadline(self, result: Result, deadline: Deadline) -> Result:
+        """`result`, brought forward to the deadline: no event may come when a Node never shows up."""
+        if result.requeue:
+            return result
+        left = (deadline.at - self.clock.wall()).total_seconds()
+        return Result(requeue_after=min(left, result.requeue_after or left))
+
+    async def _give_up(self, work: Pass, deadline: Deadline) -> Result:
+        """Past a liveness deadline: say why on the claim, then delete it; its deletion takes the instance down."""
+        if self._patched_over.get(work.name) == resource_version(work.claim):
+            return DONE  # the watch event of our last patch brings the claim back, read afresh
+        work.conditions.set(deadline.condition, "False", deadline.reason, deadline.message)
+        work.hold = False
+        await self._write_status(work)
+        log.info("nodeclaim %s: %s: %s", work.name, deadline.reason, deadline.message)
+        await errors.ignore_not_found(self.client.delete(NODECLAIM, work.name, preconditions_uid=work.uid or None))
+        return DONE
 
     def _cloud_retry(self, exc: CloudError) -> Result:
         log.info("nodeclaim controller: %s call failed, retrying: %s", self.provider.name, exc)

@@ -1,4 +1,4 @@
-"""The Events a NodeClaim's condition transitions make: a launch that failed, as a Warning.
+"""The Events a NodeClaim's condition transitions make: a launch that failed, or a node given up on, as a Warning.
 
 A node's arrival (launched, registered, ready) is in the claim's conditions and, once it serves, in the
 workspace's one Normal Event; an Event for each step would cost three API writes per node and tell nothing new.
@@ -6,7 +6,7 @@ workspace's one Normal Event; an Event for each step would cost three API writes
 
 from __future__ import annotations
 
-from kaito.api.nodeclaim import LAUNCHED
+from kaito.api.nodeclaim import INITIALIZED, LAUNCHED, REGISTERED
 from kaito.provisioner.conditions import became
 from kaito.runtime.events import WARNING, EventSpec
 from kaito.runtime.objects import Obj
@@ -22,4 +22,7 @@ def transition_events(old: Obj, new: Obj) -> list[EventSpec]:
         found.append(
             EventSpec(WARNING, LAUNCH_FAILED, "Launch", f"{failed.get('reason')}: {failed.get('message', '')}")
         )
+    for stage in (REGISTERED, INITIALIZED):  # only a liveness deadline turns these False: the claim is deleted
+        if expired := became(before, after, stage, "False"):
+            found.append(EventSpec(WARNING, str(expired.get("reason")), "Delete", str(expired.get("message", ""))))
     return found

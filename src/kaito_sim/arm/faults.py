@@ -1,8 +1,16 @@
-"""Scripted failures for the ARM simulator: refused or failing creates, failing usages reads and throttling."""
+"""Scripted failures for the ARM simulator: refused or failing creates, failing usages reads, throttling, and VMs
+that never join or never get Ready."""
 
 from __future__ import annotations
 
+import dataclasses
+import math
 from dataclasses import dataclass
+from typing import Literal
+
+from kaito_sim.nodes.nodespec import NodeSpec
+
+BootFault = Literal["never-joins", "never-ready"]
 
 
 @dataclass
@@ -25,6 +33,8 @@ class Faults:
         self._retry_after = 1
         self._usages_left = 0
         self._usages_status = 500
+        self._boot: BootFault | None = None
+        self._boot_left: int | None = None  # VMs the boot fault still applies to; None: every one until cleared
 
     def fail_create(
         self, code: str, message: str = "", *, times: int | None = None, sync: bool = True, status: int | None = None
@@ -48,10 +58,19 @@ class Faults:
         self._usages_left = times
         self._usages_status = status
 
+    def never_join(self, *, times: int | None = None) -> None:
+        """The next `times` VMs booted (all, when None) never register their Node; their pools still succeed."""
+        self._script_boot("never-joins", times)
+
+    def never_ready(self, *, times: int | None = None) -> None:
+        """The next `times` VMs booted (all, when None) register a Node that stays NotReady."""
+        self._script_boot("never-ready", times)
+
     def clear(self) -> None:
         self._create = None
         self._throttle_left = 0
         self._usages_left = 0
+        self._boot = None
 
     def take_usages_failure(self) -> int | None:
         """The HTTP status to fail this usages read with, or None."""
@@ -76,3 +95,19 @@ class Faults:
             if fault.remaining <= 0:
                 self._create = None
         return fault
+
+    def take_boot_fault(self, spec: NodeSpec) -> NodeSpec | None:
+        """The Node a booting VM registers: `spec`, one that never turns Ready, or None when it never joins."""
+        fault = self._boot
+        if fault is not None and self._boot_left is not None:
+            self._boot_left -= 1
+            if self._boot_left <= 0:
+                self._boot = None
+        if fault == "never-joins":
+            return None
+        return dataclasses.replace(spec, ready_after=math.inf) if fault == "never-ready" else spec
+
+    def _script_boot(self, fault: BootFault, times: int | None) -> None:
+        if times is not None and times <= 0:
+            raise ValueError("times must be positive (or None for every VM)")
+        self._boot, self._boot_left = fault, times

@@ -173,8 +173,9 @@ class AgentPools:
             index = record.next_index
             record.next_index += 1
             spec = node_spec(self.cluster, shape, index, ready_after=self.ready_after())
-            if self.node_hook is not None:
-                await self.node_hook.add(spec)
+            joining = self.faults.take_boot_fault(spec)
+            if self.node_hook is not None and joining is not None:
+                await self.node_hook.add(joining)
             record.nodes[index] = spec.name
         while len(record.nodes) > record.spec.count:
             index = max(record.nodes)
