@@ -84,13 +84,21 @@ def _plan_end(observed: Observed, now: dt.datetime) -> dt.datetime:
 def derive(
     ws: Obj, observed: Observed, *, ready: bool, now: dt.datetime
 ) -> dict[str, tuple[dt.datetime, dt.datetime | None]]:
-    """The phases the objects show now, by name: (started, ended or None while under way)."""
+    """The phases the objects show now, by name: (started, ended or None while under way).
+
+    A phase `status.phases` already shows ended is taken from there, and the next one starts where it ended.
+    """
     wanted = max(1, observed.target_nodes)
     created = parse_time(ws["metadata"].get("creationTimestamp")) or now
+    written = {str(p.get("name")): p for p in (ws.get("status") or {}).get("phases") or [] if isinstance(p, dict)}
     out: dict[str, tuple[dt.datetime, dt.datetime | None]] = {}
 
     def add(name: str, start: dt.datetime | None, end: dt.datetime | None) -> dt.datetime | None:
         """Record a phase that has started; an end before its start (a node Ready before the apply) is its start."""
+        was = written.get(name) or {}
+        was_start, was_end = parse_time(was.get("startedAt")), parse_time(was.get("endedAt"))
+        if was_start is not None and was_end is not None:
+            start, end = was_start, was_end
         if start is None:
             return None
         out[name] = (start, None if end is None else max(start, end))
@@ -121,19 +129,15 @@ def derive(
 
 
 def merge(previous: list[Obj] | None, derived: dict[str, tuple[dt.datetime, dt.datetime | None]]) -> list[Obj]:
-    """`status.phases`: what was written before stays (a phase ended is never moved), the rest as derived now."""
-    before = {str(p.get("name")): p for p in previous or [] if isinstance(p, dict)}
+    """`status.phases`: a phase written as ended stays as written; one under way is as the objects show it now."""
+    ended = {str(p.get("name")): p for p in previous or [] if isinstance(p, dict) and p.get("endedAt")}
     phases: list[Obj] = []
     for name in PHASES:
-        old, new = before.get(name) or {}, derived.get(name)
-        started = old.get("startedAt") or (api_time(new[0]) if new else None)
-        ended = old.get("endedAt") or (api_time(new[1]) if new and new[1] else None)
-        if started is None and ended is None:
-            continue
-        phase: Obj = {"name": name, "startedAt": started}
-        if ended is not None:
-            phase["endedAt"] = ended
-        phases.append(phase)
+        if name in ended:
+            phases.append(ended[name])
+        elif name in derived:
+            start, end = derived[name]
+            phases.append({"name": name, "startedAt": api_time(start), **({"endedAt": api_time(end)} if end else {})})
     return phases
 
 
