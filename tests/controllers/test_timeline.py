@@ -170,3 +170,18 @@ def test_apply_to_ready_spans_the_planned_start_to_the_first_readiness() -> None
         {"name": "firstReady", "startedAt": at(181), "endedAt": at(211)},
     ]
     assert apply_to_ready(phases) == 211.0
+
+
+def test_ready_before_the_cache_shows_the_pods_ends_every_phase_at_the_workloads_readiness() -> None:
+    available = {"type": "Available", "status": "True", "lastTransitionTime": at(95)}
+    observed = Observed(
+        target_nodes=1,
+        nodeclaims=[claim("c", created=0, launched=10)],
+        nodes=[node("n", ready_since=20)],
+        pods=[kubelet_pod(puller=None, server=None, ready_since=None)],  # the pod as the cache last saw it: waiting
+        workload={"spec": {"replicas": 1}, "status": {"readyReplicas": 1, "conditions": [available]}},
+        model_image=IMAGE,
+    )
+    derived = times(derive(workspace(), observed, ready=True, now=T0 + dt.timedelta(seconds=99)))
+    assert derived["modelPulled"] == (20, 95) and derived["engineStarted"] == (95, 95)
+    assert derived["firstReady"] == (95, 95)

@@ -112,19 +112,21 @@ def derive(
     step = add("nodesReady", step, _all_of([_true_since(n, "Ready") for n in ready_nodes], wanted))
     if ws.get("tuning") is not None or step is None:
         return out
-    pullers = [cs for cs in map(puller_status, observed.pods) if cs is not None]
+    # Ready is read from the workload, whose status may reach the cache before its pods' does: then a step the pods
+    # do not show yet ended by the readiness, dated by the pods' Ready transition or else the workload's Available one.
+    readiness = None
+    if ready:
+        workload_ready = _true_since(observed.workload or {}, "Available")
+        readiness = _latest([_true_since(p, "Ready") for p in observed.pods]) or parse_time(workload_ready) or now
     if observed.model_image is not None:  # the engine starts once its weights are in: after the pull
-        if not pullers:
-            return out
-        began, done = _pull_times(pullers)
-        step = add("modelPulled", _earliest(began), _all_of(done, wanted))
+        began, done = _pull_times([cs for cs in map(puller_status, observed.pods) if cs is not None])
+        step = add("modelPulled", _earliest(began) or (step if ready else None), _all_of(done, wanted) or readiness)
         if step is None:
             return out
     running = [((_container(p, SERVER_CONTAINER).get("state") or {}).get("running") or {}) for p in observed.pods]
-    step = add("engineStarted", step, _all_of([r.get("startedAt") for r in running], wanted))
+    step = add("engineStarted", step, _all_of([r.get("startedAt") for r in running], wanted) or readiness)
     if step is not None:
-        pods_ready = _latest([_true_since(p, "Ready") for p in observed.pods])
-        add("firstReady", step, (pods_ready or now) if ready else None)
+        add("firstReady", step, readiness)
     return out
 
 
