@@ -14,11 +14,20 @@ from typing import Any, TextIO
 
 from kaito.api.nodeclaim import NODECLAIM
 from kaito.controllers.kinds import WORKSPACE, workspace_labels
+from kaito.controllers.timeline import apply_to_ready, parse_time
 from kaito.runtime import errors
 from kaito.runtime.client import Client
 from kaito.runtime.kinds import NODE, POD
 
 Obj = dict[str, Any]
+PHASE_LABELS = {
+    "planned": "planned",
+    "nodesProvisioned": "nodes provisioned",
+    "nodesReady": "nodes ready",
+    "modelPulled": "model pulled",
+    "engineStarted": "engine started",
+    "firstReady": "ready",
+}
 CONDITION_ORDER = ("NodeClaimReady", "NodesReady", "ResourceReady", "InferenceReady", "JobStarted")
 
 
@@ -60,6 +69,7 @@ def describe(ws: Obj, claims: list[Obj], nodes: list[Obj], pods: list[Obj]) -> s
     meta, status = ws["metadata"], ws.get("status") or {}
     lines = [f"workspace {meta['namespace']}/{meta['name']}: {status.get('state') or 'Pending'}"]
     lines += _plan_lines(status.get("plan") or {})
+    lines += timeline_lines(status.get("phases") or [])
     lines.append("conditions:")
     for cond in sorted(status.get("conditions") or [], key=_condition_rank):
         lines.append(f"  {cond['type']:18} {cond['status']:6} {cond.get('reason', '')}: {cond.get('message', '')}")
@@ -93,6 +103,35 @@ def _plan_lines(plan: Obj) -> list[str]:
         f"max-model-len={plan.get('maxModelLen')} max-num-seqs={plan.get('maxNumSeqs')}"
     )
     return [summary, *(f"  why: {line}" for line in plan.get("explanation") or [])]
+
+
+def timeline_lines(phases: list[Obj]) -> list[str]:
+    """`status.phases` as one line, each phase with how long it took, then apply->Ready (or the phase under way)."""
+    if not phases:
+        return []
+    steps: list[str] = []
+    for phase in phases:
+        label = PHASE_LABELS.get(str(phase.get("name")), str(phase.get("name")))
+        took = _seconds_between(phase.get("startedAt"), phase.get("endedAt"))
+        steps.append(f"{label} {'+' if steps else ''}{format_duration(took)}" if took is not None else f"{label} ...")
+    total = apply_to_ready(phases)
+    ending = f"apply→Ready {format_duration(total)}" if total is not None else "not ready yet"
+    return [f"timeline: {' → '.join(steps)} ({ending})"]
+
+
+def format_duration(seconds: float) -> str:
+    """`0s`, `42s`, `1m02s`, `1h05m00s`."""
+    whole = max(0, round(seconds))
+    hours, rest = divmod(whole, 3600)
+    minutes, secs = divmod(rest, 60)
+    if hours:
+        return f"{hours}h{minutes:02d}m{secs:02d}s"
+    return f"{minutes}m{secs:02d}s" if minutes else f"{secs}s"
+
+
+def _seconds_between(start: object, end: object) -> float | None:
+    began, ended = parse_time(start), parse_time(end)
+    return None if began is None or ended is None else (ended - began).total_seconds()
 
 
 def _endpoint_lines(ws: Obj) -> list[str]:

@@ -159,6 +159,20 @@ class TuningStatus(WireModel):
     loss: float | None = Field(default=None, description="Training loss over the last logging window")
 
 
+# The steps from `kubectl apply` to the first token, in order (`status.phases`): the plan made, the NodeClaims
+# launched, the GPU nodes Ready, the model image pulled (only with one), the engine's container running, and the
+# workspace first ready to serve.
+PHASES = ("planned", "nodesProvisioned", "nodesReady", "modelPulled", "engineStarted", "firstReady")
+
+
+class PhaseStatus(WireModel):
+    """One step on the way to the first token, timed by the objects that took it (not by when kaito noticed)."""
+
+    name: str = Field(description="planned, nodesProvisioned, nodesReady, modelPulled, engineStarted or firstReady")
+    started_at: str | None = None
+    ended_at: str | None = Field(default=None, description="Unset while the phase is under way")
+
+
 class WorkspaceStatus(WireModel):
     conditions: list[Condition] | None = None
     worker_nodes: list[str] | None = None
@@ -167,6 +181,9 @@ class WorkspaceStatus(WireModel):
     plan: PlanStatus | None = None
     tuning: TuningStatus | None = None
     performance: Schemaless | None = None
+    phases: list[PhaseStatus] | None = Field(
+        default=None, description="When each step to the first readiness started and ended; kept once ended"
+    )
 
     def condition(self, kind: str) -> Condition | None:
         return next((c for c in self.conditions or [] if c.type == kind), None)

@@ -14,7 +14,7 @@ from kaito.api.engine import EngineAdapter, EngineConfig
 from kaito.api.nodeclaim import GPU_TAINT
 from kaito.api.workspace import AdapterSpec
 from kaito.controllers.context import Target
-from kaito.controllers.kinds import GPU, MODEL_PULLER, SERVE_PORT
+from kaito.controllers.kinds import GPU, MODEL_PULLER, SERVE_PORT, SERVER_CONTAINER
 from kaito.oci.dockerconfig import DOCKER_CONFIG_KEY
 from kaito.oci.errors import OciError
 from kaito.oci.reference import parse_reference
@@ -168,7 +168,7 @@ def _server_container(target: Target) -> dict[str, Any]:
         env.append({"name": "HF_TOKEN", "valueFrom": {"secretKeyRef": {"name": secret, "key": "HF_TOKEN"}}})
     probe = {"httpGet": {"path": "/health", "port": SERVE_PORT}, "periodSeconds": 10}
     return {
-        "name": "server",
+        "name": SERVER_CONTAINER,
         "image": target.settings.image,
         "command": command,
         "ports": [{"name": "http", "containerPort": SERVE_PORT}],

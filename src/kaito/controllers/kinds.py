@@ -19,6 +19,7 @@ ANNOTATION_REVISION = "workspace.kaito.io/revision"
 ANNOTATION_DESIRED = "kaito.sh/desired-hash"
 GPU = GPU_NVIDIA  # the resource the workloads request
 MODEL_PULLER = "model-puller"  # the init container of an inference pod that pulls its model image
+SERVER_CONTAINER = "server"  # an inference pod's main container: `kaito serve`
 SERVE_PORT = 5000
 
 

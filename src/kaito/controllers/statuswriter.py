@@ -12,8 +12,9 @@ from typing import Any
 
 from kaito.api.nodeclaim import AWAITING_INITIALIZATION, AWAITING_REGISTRATION
 from kaito.api.workspace import PlanStatus
-from kaito.controllers import metrics
+from kaito.controllers import metrics, timeline
 from kaito.controllers.kinds import WORKSPACE
+from kaito.controllers.metrics import PHASE_METRICS, PhaseMetrics
 from kaito.controllers.status import Cond, Observed, compute
 from kaito.runtime import errors
 from kaito.runtime.client import Client
@@ -50,14 +51,21 @@ class _Written:
 
 
 class StatusWriter:
-    def __init__(self, client: Client, *, clock: Clock, recorder: EventRecorder) -> None:
+    def __init__(
+        self, client: Client, *, clock: Clock, recorder: EventRecorder, phase_metrics: PhaseMetrics = PHASE_METRICS
+    ) -> None:
         self.client = client
         self.clock = clock
         self.events = recorder
+        self.phase_metrics = phase_metrics
         self._written: dict[ObjectKey, _Written] = {}
+        # Per workspace (by uid): the phases this process observed in the histograms, so that a patch made over a
+        # status the cache has not refreshed yet does not observe them twice.
+        self._timed: dict[ObjectKey, tuple[str, set[str]]] = {}
 
     def forget(self, key: ObjectKey) -> None:
         self._written.pop(key, None)
+        self._timed.pop(key, None)
 
     async def write(self, ws: Obj, observed: Observed, *, tuning: bool, plan: PlanStatus | None = None) -> None:
         status: Obj = dict(ws.get("status") or {})
@@ -87,6 +95,12 @@ class StatusWriter:
         if written is not None and written.base == base and written.status == desired:
             self._written[key] = written  # the cache has not caught up with this very patch yet
             return
+        # The phases ride on a patch something else called for: phase times come from the objects, so the ones that
+        # arrived since the last patch are as true now as they would have been then, and cost no write of their own.
+        compared = desired
+        if plan is not None:
+            derived = timeline.derive(ws, observed, ready=state == "Ready", now=self.clock.wall())
+            desired = {**desired, "phases": timeline.merge(status.get("phases"), derived)}
         try:
             updated = await self.client.patch_status(
                 WORKSPACE, meta["name"], {"status": desired}, namespace=meta["namespace"]
@@ -94,8 +108,29 @@ class StatusWriter:
         except errors.NotFound:
             return
         if resource_version(updated) != base:
-            self._written[key] = _Written(base, desired)
+            self._written[key] = _Written(base, compared)
+        self._observe_phases(ws, key, status.get("phases"), desired.get("phases"), plan)
         await self._announce(ws, conds, previous)
+
+    def _observe_phases(
+        self, ws: Obj, key: ObjectKey, before: list[Obj] | None, after: list[Obj] | None, plan: PlanStatus | None
+    ) -> None:
+        """Each phase's histogram, once per workspace, when its end is first written to status.
+
+        A manager that restarts reads the ended phases back from status and observes none of them again: a count
+        lost to a crash between a patch and this is preferred to one counted twice.
+        """
+        uid = str(ws["metadata"].get("uid") or "")
+        timed_uid, timed = self._timed.get(key) or (uid, set())
+        if timed_uid != uid:
+            timed = set()
+        ended = [(name, s) for name, s in timeline.newly_ended(before, after or []) if name not in timed]
+        self._timed[key] = (uid, timed | {name for name, _ in ended})
+        if not ended:
+            return
+        ready = timeline.apply_to_ready(after or []) if any(name == "firstReady" for name, _ in ended) else None
+        sku = (plan.instance_type if plan is not None else None) or "unknown"
+        self.phase_metrics.observe(ended, model=metrics.model_label(ws), sku=sku, ready_after=ready)
 
     def _condition(self, cond: Cond, before: Obj | None, generation: int | None) -> Obj:
         status = "True" if cond.status else "False"
