@@ -41,6 +41,12 @@ class ResourceSpec(WireModel):
 
     count: int | None = Field(default=None, ge=1, description="Number of nodes (deprecated: kaito sizes this)")
     instance_type: str | None = Field(default=None, description="Cloud SKU, e.g. Standard_NC24ads_A100_v4, or auto")
+    instance_types: list[str] | None = Field(
+        default=None,
+        min_length=1,
+        description="Cloud SKUs in order of preference, instead of instanceType: when the cloud refuses one "
+        "(quota, SKU not offered, or no capacity after retries) the next is tried",
+    )
     label_selector: LabelSelector = Field(description="Labels of the nodes the workload may run on")
     preferred_nodes: list[str] | None = Field(default=None, description="Deprecated; ignored")
 
@@ -159,6 +165,15 @@ class TuningStatus(WireModel):
     loss: float | None = Field(default=None, description="Training loss over the last logging window")
 
 
+class InstanceAttempt(WireModel):
+    """One instance type the cloud refused for this workspace, in the cloud's own words."""
+
+    instance_type: str
+    reason: str = Field(description="QuotaExceeded, SkuNotAvailable or InsufficientCapacity")
+    message: str = Field(default="", description="The cloud's message")
+    time: str | None = None
+
+
 class WorkspaceStatus(WireModel):
     conditions: list[Condition] | None = None
     worker_nodes: list[str] | None = None
@@ -167,6 +182,9 @@ class WorkspaceStatus(WireModel):
     plan: PlanStatus | None = None
     tuning: TuningStatus | None = None
     performance: Schemaless | None = None
+    instance_attempts: list[InstanceAttempt] | None = Field(
+        default=None, description="Instance types refused so far, oldest first (with instanceTypes or auto)"
+    )
 
     def condition(self, kind: str) -> Condition | None:
         return next((c for c in self.conditions or [] if c.type == kind), None)
