@@ -84,6 +84,12 @@ def add_manager_arguments(parser: argparse.ArgumentParser) -> None:
         "--nodeclaim-poll-interval", type=float, default=5.0, help="seconds between polls of a pending cloud operation"
     )
     parser.add_argument(
+        "--fallback-capacity-retries",
+        type=int,
+        default=2,
+        help="launch retries a capacity failure gets before a workspace with several instance types tries the next",
+    )
+    parser.add_argument(
         "--model-registry",
         default=env("KAITO_MODEL_REGISTRY"),
         metavar="REGISTRY[/PREFIX]",
@@ -129,6 +135,7 @@ def operator_options(args: argparse.Namespace) -> OperatorOptions:
         nodeclaim_poll_interval=args.nodeclaim_poll_interval,
         model_registry=args.model_registry or None,
         model_cache_dir=args.model_cache_dir,
+        fallback_capacity_retries=args.fallback_capacity_retries,
         insecure_model_registries=tuple(args.insecure_model_registry),
         model_registry_ca=args.model_registry_ca,
     )

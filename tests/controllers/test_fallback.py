@@ -99,7 +99,7 @@ def test_when_every_type_is_refused_it_says_so_then_starts_over_after_the_retry_
     assert waiting.exhausted and waiting.record is None and waiting.recheck == pytest.approx(11.0)
     over = decide(CANDIDATES, current=H100, claims=[last], attempts=history, now=at(31), policy=POLICY)
     assert over.exhausted and over.move_to == A100
-    assert describe(history) == f"{A100}: QuotaExceeded: no; {H100}: SkuNotAvailable: not offered"
+    assert describe(history) == f"{A100} (QuotaExceeded), {H100} (SkuNotAvailable)"
 
 
 def test_a_type_no_longer_listed_moves_to_the_first() -> None:
@@ -111,3 +111,15 @@ def test_the_recorded_history_is_bounded() -> None:
     many = [attempt(A100, "QuotaExceeded", at(i)) for i in range(30)]
     kept = with_attempt(many, attempt(H100, "QuotaExceeded", at(40)))
     assert len(kept) == 20 and kept[-1].instance_type == H100
+
+
+def test_a_new_claim_of_a_type_refused_in_the_same_second_is_recorded_again() -> None:
+    refused = claim("QuotaExceeded")
+    refused["metadata"]["uid"] = "second-claim"
+    earlier = attempt(A100, "QuotaExceeded", at(0)).model_copy(update={"node_claim_uid": "first-claim"})
+    decision = decide(CANDIDATES, current=A100, claims=[refused], attempts=[earlier], now=at(0), policy=POLICY)
+    assert decision.record is not None and decision.record.node_claim_uid == "second-claim"
+    again = decide(
+        CANDIDATES, current=A100, claims=[refused], attempts=[earlier, decision.record], now=at(0), policy=POLICY
+    )
+    assert again.record is None and again.move_to == H100

@@ -33,7 +33,9 @@ class Operator:
     def new_provider(self) -> AzureProvider:
         return simulated_azure_provider(self.aks)
 
-    async def start(self, *, byo: bool = False, byo_node_selector: str | None = None) -> None:
+    async def start(
+        self, *, byo: bool = False, byo_node_selector: str | None = None, capacity_retries: int = 2
+    ) -> None:
         self.provider = None if byo else self.new_provider()
         options = OperatorOptions(
             byo_node_selector=byo_node_selector,
@@ -43,6 +45,7 @@ class Operator:
             leader_election=False,
             nodeclaim_poll_interval=0.2,
             nodeclaim_retry_interval=0.5,
+            fallback_capacity_retries=capacity_retries,
         )
         self.manager = build(self.client, self.provider, options)
         self.stop = asyncio.Event()

@@ -172,6 +172,9 @@ class InstanceAttempt(WireModel):
     reason: str = Field(description="QuotaExceeded, SkuNotAvailable or InsufficientCapacity")
     message: str = Field(default="", description="The cloud's message")
     time: str | None = None
+    node_claim_uid: str | None = Field(
+        default=None, description="The NodeClaim refused (each claim's refusal is told once)"
+    )
 
 
 class WorkspaceStatus(WireModel):

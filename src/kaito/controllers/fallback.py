@@ -71,11 +71,16 @@ def decide(
         tried = (now - created).total_seconds()
         if tried < bound:
             return Decision(recheck=bound - tried)
-    recorded = next((a for a in reversed(attempts) if a.instance_type == current and _after(a, created)), None)
+    uid = str(claim["metadata"].get("uid") or "")
+    recorded = next(
+        (a for a in reversed(attempts) if a.instance_type == current and _same_claim(a, uid, created)), None
+    )
     record = (
         None
         if recorded is not None
-        else InstanceAttempt(instance_type=current, reason=reason, message=message, time=api_time(now))
+        else InstanceAttempt(
+            instance_type=current, reason=reason, message=message, time=api_time(now), node_claim_uid=uid or None
+        )
     )
     index = candidates.index(current) if current in candidates else -1
     if index + 1 < len(candidates):
@@ -106,13 +111,16 @@ def with_attempt(attempts: Sequence[InstanceAttempt], attempt: InstanceAttempt |
 
 
 def describe(attempts: Sequence[InstanceAttempt]) -> str:
-    """The refusals for people, most recent last: `SKU: Reason: the cloud's message`."""
-    return "; ".join(f"{a.instance_type}: {a.reason}: {a.message}" for a in attempts)
+    """The refusals in brief, most recent last: `SKU (Reason)` (the cloud's messages stay in the attempts)."""
+    return ", ".join(f"{a.instance_type} ({a.reason})" for a in attempts)
 
 
-def _after(attempt: InstanceAttempt, moment: dt.datetime) -> bool:
+def _same_claim(attempt: InstanceAttempt, uid: str, created: dt.datetime) -> bool:
+    """Whether `attempt` told this claim's refusal: by its uid, or (for a claim without one) by time."""
+    if uid or attempt.node_claim_uid:
+        return attempt.node_claim_uid == uid
     when = _parse(attempt.time or "")
-    return when is not None and when >= moment
+    return when is not None and when >= created
 
 
 def _parse(text: str) -> dt.datetime | None:

@@ -20,7 +20,7 @@ from kaito.presets.choice import AUTO
 from kaito.runtime.cache import Cache
 from kaito.runtime.clock import Clock
 from kaito.runtime.events import WARNING, EventRecorder, EventSpec
-from kaito.runtime.objects import is_deleting, labels_of
+from kaito.runtime.objects import ObjectKey, is_deleting, labels_of
 from kaito.workspaces.modelsource import ModelImages
 from kaito.workspaces.plan import Invalid, Planned, Sizing, instance_candidates, plan_workspace
 from kaito.workspaces.rules import ConfigLookup
@@ -46,7 +46,10 @@ class Chosen:
             ]
         if self.decision.exhausted:
             recent = fallback.with_attempt(self.attempts, self.decision.record)[-len(self.candidates) :]
-            observed.exhausted = f"every instance type was refused ({fallback.describe(recent)}); trying again"
+            observed.exhausted = (
+                f"every instance type was refused: {fallback.describe(recent)}; the cloud's words are in "
+                f"status.instanceAttempts; trying {self.candidates[0]} again"
+            )
 
 
 class InstanceFallback:
@@ -69,6 +72,12 @@ class InstanceFallback:
             retry_interval=settings.retry_interval, capacity_retries=settings.capacity_retries
         )
         self.enabled = not settings.bring_your_own_nodes
+        # Per workspace: the type it moved to, until the cache shows the status patch that records the move (a
+        # pass reading the older status would plan on the refused type again and move the workspace back).
+        self._moved: dict[ObjectKey, str] = {}
+
+    def forget(self, key: ObjectKey) -> None:
+        self._moved.pop(key, None)
 
     async def choose(
         self, raw: Obj, planned: Planned, *, catalog: Catalog, config_lookup: ConfigLookup, model_images: ModelImages
@@ -76,6 +85,14 @@ class InstanceFallback:
         ws, plan = planned.workspace, planned.plan
         attempts = list(ws.status.instance_attempts or []) if ws.status else []
         current = plan.instance_type
+        key = ObjectKey(ws.namespace, ws.name)
+        if (moved_to := self._moved.get(key)) is not None:
+            if moved_to == current:
+                del self._moved[key]  # the cache shows the move now
+            else:
+                images = (config_lookup, model_images)
+                replanned = self._plan_on(ws, moved_to, [moved_to], catalog=catalog, images=images)
+                return Chosen(replanned or plan, fallback.STAY, attempts, [])
         if not self.enabled or not current or not _may_fall_back(ws):
             return Chosen(plan, fallback.STAY, attempts, [])
         labels = workspace_labels(ws.name, ws.namespace)
@@ -97,6 +114,7 @@ class InstanceFallback:
         moved = self._plan_on(ws, decision.move_to, candidates, catalog=catalog, images=(config_lookup, model_images))
         if moved is None:
             return Chosen(plan, decision, attempts, candidates)
+        self._moved[key] = str(moved.instance_type)
         said = decision.record.message if decision.record else ""
         message = f"{current} refused ({said}); moving to {moved.instance_type}"
         await self.events.emit(WORKSPACE, raw, EventSpec(WARNING, MOVED, "Reconcile", message[:1024]))

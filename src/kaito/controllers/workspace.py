@@ -78,6 +78,7 @@ class WorkspaceReconciler:
         if raw is None:
             metrics.forget(key.namespace, key.name)
             self.status.forget(key)
+            self.fallback.forget(key)
             return Result()
         if is_deleting(raw):
             return await self._finalize(raw)
