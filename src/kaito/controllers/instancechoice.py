@@ -37,15 +37,17 @@ class Chosen:
     decision: fallback.Decision
     attempts: list[InstanceAttempt]
     candidates: list[str]
+    moved: bool = False  # this pass moved the workspace, or re-plans a move the cache does not show yet
+
+    def recorded(self) -> list[InstanceAttempt]:
+        return fallback.with_attempt(self.attempts, self.decision.record)
 
     def report(self, observed: Observed) -> None:
         """Put the refusal to record, and the every-type-refused message, where the status writer reads them."""
-        if self.decision.record is not None:
-            observed.instance_attempts = [
-                a.to_wire() for a in fallback.with_attempt(self.attempts, self.decision.record)
-            ]
+        if self.decision.record is not None or self.moved:
+            observed.instance_attempts = [a.to_wire() for a in self.recorded()]
         if self.decision.exhausted:
-            recent = fallback.with_attempt(self.attempts, self.decision.record)[-len(self.candidates) :]
+            recent = self.recorded()[-len(self.candidates) :]
             observed.exhausted = (
                 f"every instance type was refused: {fallback.describe(recent)}; the cloud's words are in "
                 f"status.instanceAttempts; trying {self.candidates[0]} again"
@@ -72,9 +74,10 @@ class InstanceFallback:
             retry_interval=settings.retry_interval, capacity_retries=settings.capacity_retries
         )
         self.enabled = not settings.bring_your_own_nodes
-        # Per workspace: the type it moved to, until the cache shows the status patch that records the move (a
-        # pass reading the older status would plan on the refused type again and move the workspace back).
-        self._moved: dict[ObjectKey, str] = {}
+        # Per workspace: the type it moved to and the refusals recorded, until the cache shows the status patch
+        # that records the move (a pass reading the older status would plan on the refused type again, moving the
+        # workspace back, and write the older list of refusals over the newer).
+        self._moved: dict[ObjectKey, tuple[str, list[InstanceAttempt]]] = {}
 
     def forget(self, key: ObjectKey) -> None:
         self._moved.pop(key, None)
@@ -86,13 +89,14 @@ class InstanceFallback:
         attempts = list(ws.status.instance_attempts or []) if ws.status else []
         current = plan.instance_type
         key = ObjectKey(ws.namespace, ws.name)
-        if (moved_to := self._moved.get(key)) is not None:
+        if (remembered := self._moved.get(key)) is not None:
+            moved_to, written = remembered
             if moved_to == current:
                 del self._moved[key]  # the cache shows the move now
             else:
                 images = (config_lookup, model_images)
                 replanned = self._plan_on(ws, moved_to, [moved_to], catalog=catalog, images=images)
-                return Chosen(replanned or plan, fallback.STAY, attempts, [])
+                return Chosen(replanned or plan, fallback.STAY, written, [], moved=True)
         if not self.enabled or not current or not _may_fall_back(ws):
             return Chosen(plan, fallback.STAY, attempts, [])
         labels = workspace_labels(ws.name, ws.namespace)
@@ -114,11 +118,12 @@ class InstanceFallback:
         moved = self._plan_on(ws, decision.move_to, candidates, catalog=catalog, images=(config_lookup, model_images))
         if moved is None:
             return Chosen(plan, decision, attempts, candidates)
-        self._moved[key] = str(moved.instance_type)
+        chosen = Chosen(moved, decision, attempts, candidates, moved=True)
+        self._moved[key] = (str(moved.instance_type), chosen.recorded())
         said = decision.record.message if decision.record else ""
         message = f"{current} refused ({said}); moving to {moved.instance_type}"
         await self.events.emit(WORKSPACE, raw, EventSpec(WARNING, MOVED, "Reconcile", message[:1024]))
-        return Chosen(moved, decision, attempts, candidates)
+        return chosen
 
     def _plan_on(
         self,
