@@ -70,6 +70,13 @@ def describe(ws: Obj, claims: list[Obj], nodes: list[Obj], pods: list[Obj]) -> s
     lines = [f"workspace {meta['namespace']}/{meta['name']}: {status.get('state') or 'Pending'}"]
     lines += _plan_lines(status.get("plan") or {})
     lines += timeline_lines(status.get("phases") or [])
+    if attempts := status.get("instanceAttempts"):
+        lines.append("instance types refused:")
+        for attempt in attempts:
+            lines.append(
+                f"  {attempt.get('time') or '-':20} {attempt['instanceType']:28} {attempt['reason']}: "
+                f"{attempt.get('message', '')}"
+            )
     lines.append("conditions:")
     for cond in sorted(status.get("conditions") or [], key=_condition_rank):
         lines.append(f"  {cond['type']:18} {cond['status']:6} {cond.get('reason', '')}: {cond.get('message', '')}")

@@ -111,6 +111,12 @@ def add_manager_arguments(parser: argparse.ArgumentParser) -> None:
         "(default 900; 0: wait forever)",
     )
     parser.add_argument(
+        "--fallback-capacity-retries",
+        type=int,
+        default=2,
+        help="launch retries a capacity failure gets before a workspace with several instance types tries the next",
+    )
+    parser.add_argument(
         "--model-registry",
         default=env("KAITO_MODEL_REGISTRY"),
         metavar="REGISTRY[/PREFIX]",
@@ -158,6 +164,7 @@ def operator_options(args: argparse.Namespace) -> OperatorOptions:
         node_ready_timeout=args.node_ready_timeout,
         model_registry=args.model_registry or None,
         model_cache_dir=args.model_cache_dir,
+        fallback_capacity_retries=args.fallback_capacity_retries,
         insecure_model_registries=tuple(args.insecure_model_registry),
         model_registry_ca=args.model_registry_ca,
     )

@@ -49,6 +49,7 @@ class OperatorOptions:
     nodeclaim_retry_interval: float = 30.0
     nodeclaim_registration_timeout: float = DEFAULT_REGISTRATION_TIMEOUT  # a launched node must register by then
     node_ready_timeout: float = DEFAULT_NODE_READY_TIMEOUT  # ... and be Ready this long after registering
+    fallback_capacity_retries: int = 2  # retries a capacity failure gets before the next instance type is tried
     model_registry: str | None = None  # REGISTRY[/PREFIX] of the catalog's model images
     model_cache_dir: str = NODE_CACHE_DIR
     insecure_model_registries: tuple[str, ...] = ()
@@ -82,6 +83,8 @@ def build(client: Client, provider: CloudProvider | None, options: OperatorOptio
         model_cache_dir=options.model_cache_dir,
         insecure_model_registries=frozenset(options.insecure_model_registries),
         model_registry_ca=options.model_registry_ca.read_text() if options.model_registry_ca else None,
+        retry_interval=options.nodeclaim_retry_interval,
+        capacity_retries=options.fallback_capacity_retries,
     )
     manager = Manager(
         client,

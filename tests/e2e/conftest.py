@@ -34,7 +34,12 @@ class Operator:
         return simulated_azure_provider(self.aks)
 
     async def start(
-        self, *, byo: bool = False, byo_node_selector: str | None = None, registration_timeout: float = 900.0
+        self,
+        *,
+        byo: bool = False,
+        byo_node_selector: str | None = None,
+        registration_timeout: float = 900.0,
+        capacity_retries: int = 2,
     ) -> None:
         self.provider = None if byo else self.new_provider()
         options = OperatorOptions(
@@ -46,6 +51,7 @@ class Operator:
             leader_election=False,
             nodeclaim_poll_interval=0.2,
             nodeclaim_retry_interval=0.5,
+            fallback_capacity_retries=capacity_retries,
         )
         self.manager = build(self.client, self.provider, options)
         self.stop = asyncio.Event()

@@ -11,7 +11,8 @@ import yaml
 
 from kaito.api.workspace import PlanStatus, Workspace
 from kaito.presets.catalog import Catalog
-from kaito.workspaces.plan import Invalid, plan_workspace, validate_and_plan
+from kaito.presets.choice import fitting
+from kaito.workspaces.plan import Invalid, instance_candidates, plan_workspace, validate_and_plan
 from tests.workspaces.counting import CountingSizing
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -111,3 +112,58 @@ def test_a_plan_recorded_before_the_engine_fields_existed_is_planned_again_on_it
     assert sizing.runs == 1
     assert again.instance_type == plan.instance_type and again.max_num_batched_tokens == plan.max_num_batched_tokens
     assert again.engine_args == plan.engine_args
+
+
+def listed(*names: str) -> dict[str, Any]:
+    doc = example()
+    doc["resource"].pop("instanceType", None)
+    doc["resource"]["instanceTypes"] = list(names)
+    return doc
+
+
+A100, H100 = "Standard_NC24ads_A100_v4", "Standard_NC40ads_H100_v5"
+
+
+def test_a_list_plans_on_its_first_type_and_moves_to_another_when_asked() -> None:
+    doc = listed(A100, H100)
+    plan, _ = plan_workspace(Workspace.parse(doc), catalog=CATALOG, cloud="azure")
+    assert plan.instance_type == A100
+    sizing = CountingSizing()
+    kept, _ = plan_workspace(Workspace.parse(pinned(doc, plan)), catalog=CATALOG, cloud="azure", sizing=sizing)
+    assert kept == plan and sizing.runs == 0
+    moved, _ = plan_workspace(
+        Workspace.parse(pinned(doc, plan)), catalog=CATALOG, cloud="azure", sizing=sizing, instance_type=H100
+    )
+    assert moved.instance_type == H100 and sizing.runs == 1 and moved.inputs_hash == plan.inputs_hash
+
+
+def test_candidates_are_the_list_the_ranking_for_auto_and_one_named_type() -> None:
+    model = CATALOG.find_model("phi-3-mini-4k-instruct")
+    ws = Workspace.parse(listed(H100, A100))
+    assert instance_candidates(ws, model=model, catalog=CATALOG, cloud="azure") == [H100, A100]
+    ranked = instance_candidates(Workspace.parse(example("auto")), model=model, catalog=CATALOG, cloud="azure")
+    chosen, _ = plan_workspace(Workspace.parse(example("auto")), catalog=CATALOG, cloud="azure")
+    assert ranked[0] == chosen.instance_type and len(ranked) > 2 and len(set(ranked)) == len(ranked)
+    assert model is not None and ranked == [c.sku.name for c in fitting(model, CATALOG, "azure")]
+    named = Workspace.parse(example(A100))
+    assert instance_candidates(named, model=model, catalog=CATALOG, cloud="azure") == [A100]
+
+
+@pytest.mark.parametrize(
+    ("resource", "path"),
+    [
+        pytest.param({"instanceType": A100, "instanceTypes": [H100]}, "resource.instanceTypes", id="both"),
+        pytest.param({"instanceTypes": [A100, "auto"]}, "resource.instanceTypes[1]", id="auto-in-list"),
+        pytest.param({"instanceTypes": [A100, A100]}, "resource.instanceTypes", id="twice"),
+        pytest.param({"instanceTypes": []}, "resource.instanceTypes", id="empty"),
+    ],
+)
+def test_instance_type_lists_are_checked(resource: dict[str, Any], path: str) -> None:
+    doc = example()
+    doc["resource"].pop("instanceType", None)
+    doc["resource"].update(resource)
+    with pytest.raises(Invalid) as raised:
+        validate_and_plan(doc, catalog=CATALOG, cloud="azure")
+    assert [p.path for p in raised.value.problems] == [path]
+    if path == "resource.instanceTypes" and "instanceType" in resource:
+        assert "resource.instanceType " in str(raised.value) and "resource.instanceTypes" in str(raised.value)

@@ -29,7 +29,12 @@ def _condition_column(name: str, condition: str, *, priority: int = 0) -> dict[s
 
 
 WORKSPACE_COLUMNS: list[dict[str, Any]] = [
-    {"name": "Instance", "type": "string", "jsonPath": ".resource.instanceType", "description": "GPU instance type"},
+    {
+        "name": "Instance",
+        "type": "string",
+        "jsonPath": ".status.plan.instanceType",
+        "description": "The GPU instance type in use",
+    },
     _condition_column("ResourceReady", "ResourceReady"),
     _condition_column("InferenceReady", "InferenceReady"),
     _condition_column("WorkspaceReady", "WorkspaceSucceeded"),

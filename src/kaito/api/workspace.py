@@ -41,6 +41,12 @@ class ResourceSpec(WireModel):
 
     count: int | None = Field(default=None, ge=1, description="Number of nodes (deprecated: kaito sizes this)")
     instance_type: str | None = Field(default=None, description="Cloud SKU, e.g. Standard_NC24ads_A100_v4, or auto")
+    instance_types: list[str] | None = Field(
+        default=None,
+        min_length=1,
+        description="Cloud SKUs in order of preference, instead of instanceType: when the cloud refuses one "
+        "(quota, SKU not offered, or no capacity after retries) the next is tried",
+    )
     label_selector: LabelSelector = Field(description="Labels of the nodes the workload may run on")
     preferred_nodes: list[str] | None = Field(default=None, description="Deprecated; ignored")
 
@@ -173,6 +179,18 @@ class PhaseStatus(WireModel):
     ended_at: str | None = Field(default=None, description="Unset while the phase is under way")
 
 
+class InstanceAttempt(WireModel):
+    """One instance type the cloud refused for this workspace, in the cloud's own words."""
+
+    instance_type: str
+    reason: str = Field(description="QuotaExceeded, SkuNotAvailable or InsufficientCapacity")
+    message: str = Field(default="", description="The cloud's message")
+    time: str | None = None
+    node_claim_uid: str | None = Field(
+        default=None, description="The NodeClaim refused (each claim's refusal is told once)"
+    )
+
+
 class WorkspaceStatus(WireModel):
     conditions: list[Condition] | None = None
     worker_nodes: list[str] | None = None
@@ -183,6 +201,9 @@ class WorkspaceStatus(WireModel):
     performance: Schemaless | None = None
     phases: list[PhaseStatus] | None = Field(
         default=None, description="When each step to the first readiness started and ended; kept once ended"
+    )
+    instance_attempts: list[InstanceAttempt] | None = Field(
+        default=None, description="Instance types refused so far, oldest first (with instanceTypes or auto)"
     )
 
     def condition(self, kind: str) -> Condition | None:

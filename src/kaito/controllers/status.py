@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from kaito.api.nodeclaim import GPU_NVIDIA, GPU_RESOURCES, READY, STAGES, node_ready
+from kaito.controllers.fallback import EXHAUSTED
 from kaito.controllers.kinds import MODEL_PULLER
 from kaito.presets.catalog import Catalog
 
@@ -42,6 +43,8 @@ class Observed:
     gpu: str | None = GPU_NVIDIA  # the resource a node must advertise to count (see `gpu_resource`)
     model_image: str | None = None  # the model image the pods pull, None when they download from the hub
     pull_progress: dict[str, Obj] = field(default_factory=dict)  # by pod: the puller's last progress line
+    instance_attempts: list[Obj] | None = None  # the refused instance types to record, when one was added
+    exhausted: str | None = None  # every candidate instance type was refused: what the cloud said
 
 
 def gpu_resource(catalog: Catalog, instance_type: str | None) -> str | None:
@@ -58,6 +61,8 @@ def _claim_condition(claim: Obj, kind: str) -> Obj | None:
 
 
 def nodeclaim_condition(observed: Observed) -> Cond:
+    if observed.exhausted:
+        return Cond("NodeClaimReady", False, EXHAUSTED, observed.exhausted)
     claims = observed.nodeclaims
     ready = [c for c in claims if (_claim_condition(c, READY) or {}).get("status") == "True"]
     if len(ready) >= observed.target_nodes:

@@ -82,6 +82,8 @@ class StatusWriter:
         }
         if plan is not None:
             desired["plan"] = plan.to_wire()
+        if observed.instance_attempts is not None:
+            desired["instanceAttempts"] = observed.instance_attempts
         if observed.tuning_output:
             desired["tuning"] = observed.tuning_output
         desired = {k: v for k, v in desired.items() if v is not None}

@@ -11,13 +11,14 @@ import logging
 from collections.abc import Callable
 from typing import Any
 
-from kaito.api.nodeclaim import NODECLAIM, node_ready
+from kaito.api.nodeclaim import LABEL_INSTANCE_TYPE, NODECLAIM, node_ready
 from kaito.api.workspace import FINALIZER
 from kaito.controllers import apply, metrics
 from kaito.controllers.build_job import build_job, build_tuning_configmap
 from kaito.controllers.build_nodeclaims import build_nodeclaims
 from kaito.controllers.build_workload import build_engine_configmap, build_services, build_workload
 from kaito.controllers.context import Settings, Target
+from kaito.controllers.instancechoice import InstanceFallback
 from kaito.controllers.kinds import WORKSPACE, workspace_labels
 from kaito.controllers.pullprogress import last_progress_line
 from kaito.controllers.revisions import sync_revision
@@ -30,7 +31,7 @@ from kaito.runtime.client import Client
 from kaito.runtime.clock import Clock
 from kaito.runtime.events import EventRecorder
 from kaito.runtime.kinds import CONFIG_MAP, DEPLOYMENT, JOB, NODE, POD, SERVICE, STATEFUL_SET, Kind
-from kaito.runtime.objects import ObjectKey, is_deleting
+from kaito.runtime.objects import ObjectKey, is_deleting, labels_of
 from kaito.runtime.reconcile import Result
 from kaito.workspaces.imageconfigs import ImageConfigs, model_images_for
 from kaito.workspaces.plan import Invalid, Sizing, validate_and_plan
@@ -68,12 +69,16 @@ class WorkspaceReconciler:
         self.status = StatusWriter(client, clock=clock, recorder=recorder)
         self.applier = apply.Applier(client, cache, clock=clock)
         self.sizing = sizing
+        self.fallback = InstanceFallback(
+            cache, clock=clock, recorder=recorder, cloud=cloud, settings=settings, sizing=sizing
+        )
 
     async def reconcile(self, key: ObjectKey) -> Result:
         raw = self.cache.find(WORKSPACE, key.name, namespace=key.namespace)
         if raw is None:
             metrics.forget(key.namespace, key.name)
             self.status.forget(key)
+            self.fallback.forget(key)
             return Result()
         if is_deleting(raw):
             return await self._finalize(raw)
@@ -101,11 +106,18 @@ class WorkspaceReconciler:
             await self.status.write(raw, Observed(target_nodes=0, invalid=str(exc)), tuning=tuning)
             unread = any(isinstance(config, str) for config in images.configs.values())
             return Result(requeue_after=IMAGE_RETRY_S) if unread else Result()
-        ws, plan = planned.workspace, planned.plan
+        ws = planned.workspace
+        fallback = await self.fallback.choose(
+            raw, planned, catalog=catalog, config_lookup=self._config_data, model_images=images
+        )
+        plan = fallback.plan
         target = Target(ws=ws, uid=raw["metadata"]["uid"], plan=plan, model=planned.model, settings=self.settings)
         revision = await sync_revision(self.client, self.cache, raw)
         observed = await self._provision(target)
+        fallback.report(observed)
         recheck = await self._run_workload(target, observed, revision)
+        if fallback.decision.recheck is not None:
+            recheck.append(fallback.decision.recheck)
         self._observe_workload(target, observed)
         if await self._read_pull_progress(target, observed):
             recheck.append(PULL_POLL_S)
@@ -127,14 +139,30 @@ class WorkspaceReconciler:
             return observed
         labels = workspace_labels(target.name, target.namespace)
         existing = {c["metadata"]["name"]: c for c in self.cache.list(NODECLAIM, labels=labels)}
+        replaced = await self._delete_other_types(existing, target.plan.instance_type)
+        for name in replaced:
+            del existing[name]  # its replacement, of the plan's type, is made once it is gone
         for claim in build_nodeclaims(target):
-            if claim["metadata"]["name"] not in existing:
+            if claim["metadata"]["name"] not in existing and claim["metadata"]["name"] not in replaced:
                 created = await errors.ignore_already_exists(self.client.create(NODECLAIM, claim))
                 existing[claim["metadata"]["name"]] = created or claim
         observed.nodeclaims = list(existing.values())
         names = {str((c.get("status") or {}).get("nodeName") or "") for c in observed.nodeclaims} - {""}
         observed.nodes = [n for n in (self.cache.find(NODE, name) for name in sorted(names)) if n is not None]
         return observed
+
+    async def _delete_other_types(self, existing: dict[str, Obj], instance_type: str | None) -> set[str]:
+        """Claims of another type than the plan's (one the cloud refused) are deleted, so that one workspace never
+        runs on two types' nodes; returns their names."""
+        stale = {
+            name
+            for name, claim in existing.items()
+            if instance_type and labels_of(claim).get(LABEL_INSTANCE_TYPE) not in (None, "", instance_type)
+        }
+        for name in sorted(stale):
+            if not is_deleting(existing[name]):
+                await errors.ignore_not_found(self.client.delete(NODECLAIM, name))
+        return stale
 
     def _matching_nodes(self, target: Target, *, gpu: str | None) -> list[Obj]:
         wanted = target.ws.resource.label_selector.match_labels or {}

@@ -15,14 +15,14 @@ from kaito.api.engine import with_engine_args
 from kaito.api.fielderrors import FieldError, summarize
 from kaito.api.workspace import PlanStatus, Workspace
 from kaito.presets.catalog import Catalog, CatalogError, ModelSpec
-from kaito.presets.choice import Choice, plan_for
-from kaito.presets.overrides import CONFIG_KEY, OverrideError
+from kaito.presets.choice import AUTO, Choice, fitting, plan_for
+from kaito.presets.overrides import CONFIG_KEY, OverrideError, Overrides
 from kaito.presets.sizing import PlanError, Request
 from kaito.runtime.objects import content_hash
 from kaito.workspaces.modelsource import ModelImages
 from kaito.workspaces.rules import ConfigLookup, overrides_from, preset_model, validate_workspace
 
-__all__ = ["Invalid", "Planned", "Sizing", "plan_workspace", "validate_and_plan"]
+__all__ = ["Invalid", "Planned", "Sizing", "instance_candidates", "plan_workspace", "validate_and_plan"]
 
 
 class Sizing(Protocol):
@@ -83,8 +83,12 @@ def plan_workspace(
     config_lookup: ConfigLookup | None = None,
     sizing: Sizing | None = None,
     model_images: ModelImages | None = None,
+    instance_type: str | None = None,
 ) -> tuple[PlanStatus, ModelSpec | None]:
-    """The persisted plan when its inputs are unchanged, else a fresh one pinned to the hardware already chosen."""
+    """The persisted plan when its inputs are unchanged, else a fresh one pinned to the hardware already chosen.
+
+    `instance_type` moves the plan onto another of the workspace's candidates (see `instance_candidates`).
+    """
     config_name = ws.inference.config if ws.inference else None
     config = config_lookup(ws.namespace, config_name) if config_name and config_lookup else None
     inputs = _inputs(ws, config)
@@ -95,25 +99,61 @@ def plan_workspace(
         if problems:
             raise Invalid(problems)
     previous = ws.status.plan if ws.status else None
-    if previous is not None and previous.inputs_hash == inputs and not _recorded_without_engine_fields(previous):
+    moved = instance_type is not None and previous is not None and previous.instance_type != instance_type
+    unchanged = previous is not None and previous.inputs_hash == inputs and not moved
+    if unchanged and previous is not None and not _recorded_without_engine_fields(previous):
         return previous, model
+    if previous is not None and previous.instance_type and instance_type is None:
+        instance_type = previous.instance_type  # a re-plan stays on the hardware already chosen
+    listed = ws.resource.instance_types
+    instance_type = instance_type or ws.resource.instance_type or (listed[0] if listed else None)
     if model is None:  # a pod template workspace: nothing to size, one node of the named type
         return PlanStatus(
-            instance_type=ws.resource.instance_type,
+            instance_type=instance_type,
             nodes=ws.resource.count or 1,
-            gpus_per_node=_gpus(catalog, ws),
+            gpus_per_node=_gpus(catalog, instance_type),
             inputs_hash=inputs,
         ), None
     try:
         overrides = overrides_from(config, config_name or "")
     except OverrideError as exc:
         raise Invalid([FieldError("inference.config", str(exc))]) from None
-    instance_type = previous.instance_type if previous and previous.instance_type else ws.resource.instance_type
-    request = Request(adapters=len(ws.inference.adapters or []) if ws.inference else 0, overrides=overrides)
+    request = _request(ws, overrides)
     choice = _size(sizing, model, catalog, instance_type, cloud=cloud, request=request)
     status = plan_status(choice)
     status.model, status.inputs_hash = model.name, inputs
     return status, model
+
+
+def _request(ws: Workspace, overrides: Overrides) -> Request:
+    return Request(adapters=len(ws.inference.adapters or []) if ws.inference else 0, overrides=overrides)
+
+
+def instance_candidates(
+    ws: Workspace,
+    *,
+    model: ModelSpec | None,
+    catalog: Catalog,
+    cloud: str,
+    config_lookup: ConfigLookup | None = None,
+) -> list[str]:
+    """The instance types this workspace may run on, in the order they are tried when the cloud refuses one.
+
+    `resource.instanceTypes` as listed; `auto` every fitting SKU, ranked as the planner ranks them (cheapest
+    one-node first); a single named type alone. Sizes every SKU for `auto`: call it when a refusal needs it.
+    """
+    if ws.resource.instance_types:
+        return list(ws.resource.instance_types)
+    named = ws.resource.instance_type
+    if model is None or (named and named.lower() != AUTO):
+        return [named] if named else []
+    config_name = ws.inference.config if ws.inference else None
+    config = config_lookup(ws.namespace, config_name) if config_name and config_lookup else None
+    try:
+        overrides = overrides_from(config, config_name or "")
+    except OverrideError:
+        return []
+    return [choice.sku.name for choice in fitting(model, catalog, cloud, _request(ws, overrides))]
 
 
 def _size(
@@ -153,6 +193,7 @@ def _inputs(ws: Workspace, config: Mapping[str, str] | None) -> str:
         {
             "preset": ws.preset_name,
             "instanceType": ws.resource.instance_type,
+            **({"instanceTypes": ws.resource.instance_types} if ws.resource.instance_types else {}),
             "adapters": len((ws.inference.adapters or []) if ws.inference else []),
             "config": dict(config or {}).get(CONFIG_KEY),
             "mode": "tuning" if ws.tuning else "inference",
@@ -194,6 +235,6 @@ def plan_status(choice: Choice) -> PlanStatus:
     return with_engine_args(numbers)
 
 
-def _gpus(catalog: Catalog, ws: Workspace) -> int:
-    sku = catalog.find_sku(ws.resource.instance_type or "")
+def _gpus(catalog: Catalog, instance_type: str | None) -> int:
+    sku = catalog.find_sku(instance_type or "")
     return sku.gpu_count if sku else 1

@@ -18,6 +18,7 @@ from kaito.api.tuningconfig import CONFIG_KEY as TRAINING_CONFIG_KEY
 from kaito.api.tuningconfig import ConfigError, parse_training_config
 from kaito.api.workspace import InferenceSpec, TuningSpec, Workspace
 from kaito.presets.catalog import Catalog, ModelSpec, UnknownModel
+from kaito.presets.choice import AUTO
 from kaito.presets.overrides import CONFIG_KEY, OverrideError, Overrides
 from kaito.workspaces.modelsource import ModelImages, model_from_image, model_image, uncatalogued_image
 from kaito.workspaces.urls import check_data_url, check_image_reference
@@ -73,12 +74,28 @@ def _validate_shape(ws: Workspace) -> list[FieldError]:
         errors.append(FieldError("metadata.name", "must be a DNS-1123 label (a-z, 0-9, '-', at most 63 characters)"))
     if (ws.inference is None) == (ws.tuning is None):
         errors.append(FieldError("", "exactly one of inference or tuning must be set"))
+    errors += _validate_instance_types(ws)
     selector = ws.resource.label_selector
     if not selector.match_labels and not selector.match_expressions:
         errors.append(FieldError("resource.labelSelector", "needs matchLabels (or matchExpressions with In)"))
     for i, expr in enumerate(selector.match_expressions or []):
         if expr.operator != "In":
             errors.append(FieldError(f"resource.labelSelector.matchExpressions[{i}].operator", "only In is supported"))
+    return errors
+
+
+def _validate_instance_types(ws: Workspace) -> list[FieldError]:
+    listed = ws.resource.instance_types
+    if listed is None:
+        return []
+    if ws.resource.instance_type is not None:
+        return [FieldError("resource.instanceTypes", "set either resource.instanceType or resource.instanceTypes")]
+    errors = []
+    for i, name in enumerate(listed):
+        if name.lower() == AUTO:
+            errors.append(FieldError(f"resource.instanceTypes[{i}]", "auto is for resource.instanceType"))
+    if len(set(listed)) != len(listed):
+        errors.append(FieldError("resource.instanceTypes", "lists an instance type twice"))
     return errors
 
 
@@ -289,6 +306,7 @@ def _validate_update(old: Workspace, new: Workspace) -> list[FieldError]:
         return errors
     pairs = [
         ("resource.instanceType", old.resource.instance_type, new.resource.instance_type),
+        ("resource.instanceTypes", old.resource.instance_types, new.resource.instance_types),
         ("resource.labelSelector", old.resource.label_selector.to_wire(), new.resource.label_selector.to_wire()),
         ("resource.count", old.resource.count, new.resource.count),
     ]
