@@ -105,6 +105,17 @@ def main() -> None:
     if "--crash" in sys.argv:
         print("fake vllm: CUDA out of memory while loading", flush=True)
         raise SystemExit(3)
+    if "--kv-too-small" in sys.argv:  # vLLM v1's words, as its engine core logs them
+        print(
+            "(EngineCore_DP0 pid=1) ERROR 10-08 20:33:48 [core.py:708] ValueError: To serve at least one request with "
+            f"the models's max seq len ({known.max_model_len}), (5.62 GiB KV cache is needed, which is larger than the "
+            "available KV cache memory (4.50 GiB). Based on the available memory, the estimated maximum model length "
+            "is 1024. Try increasing `gpu_memory_utilization` or decreasing `max_model_len` when initializing the "
+            "engine.",
+            flush=True,
+        )
+        raise SystemExit(1)
+    print("INFO 10-08 20:33:40 [kv_cache_utils.py:1087] GPU KV cache size: 12,345 tokens", flush=True)
     names = [known.served_model_name, *(m.split("=", 1)[0] for m in known.lora_modules)]
     app = fake_app(names, max_model_len=known.max_model_len)
     web.run_app(app, host=known.host, port=known.port, print=None)

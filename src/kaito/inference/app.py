@@ -10,14 +10,15 @@ import asyncio
 import contextlib
 import logging
 import math
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 from aiohttp import web
 from aiohttp.typedefs import Handler
 
 from kaito.inference import generation
-from kaito.inference.engine import Engine, EngineError, Overloaded
+from kaito.inference.engine import Engine, EngineError, Overloaded, ReportsKvCache
+from kaito.inference.engine_report import EngineRefused, Refusal
 from kaito.inference.metrics import CONTENT_TYPE
 from kaito.inference.openai_shapes import model_list
 from kaito.inference.state import STATE, ServerState
@@ -27,9 +28,12 @@ MAX_BODY = 64 * 1024 * 1024  # long-context prompts are far beyond aiohttp's 1 M
 CLIENT_GONE = 499  # the status nginx records when the client closes the connection before the answer
 
 
-def create_app(engine: Engine, *, max_model_len: int | None = None) -> web.Application:
+def create_app(
+    engine: Engine, *, max_model_len: int | None = None, on_refusal: Callable[[Refusal], None] | None = None
+) -> web.Application:
+    """`on_refusal` hears the engine refusing to start (KV cache too small, out of memory); /health says so too."""
     app = web.Application(middlewares=[_errors_and_metrics], client_max_size=MAX_BODY)
-    app[STATE] = ServerState(engine, max_model_len=max_model_len)
+    app[STATE] = ServerState(engine, max_model_len=max_model_len, on_refusal=on_refusal)
     app.cleanup_ctx.append(_engine_lifecycle)
     app.router.add_post("/v1/chat/completions", generation.chat_completions)
     app.router.add_post("/v1/completions", generation.completions)
@@ -58,12 +62,27 @@ async def _load(state: ServerState) -> None:
     log.info("loading the %s engine for %s", state.engine.name, state.engine.served_model_name)
     try:
         await state.engine.load()
+    except EngineRefused as exc:
+        state.status, state.error = "failed", f"{exc.refusal.reason}: {exc.refusal.message}"
+        log.error("the %s engine refused to start: %s", state.engine.name, state.error)
+        if state.on_refusal is not None:
+            state.on_refusal(exc.refusal)
+        return
     except Exception as exc:
         state.status, state.error = "failed", f"{type(exc).__name__}: {exc}"
         log.exception("the %s engine failed to load", state.engine.name)
         return
     seconds = state.clock() - began
     state.metrics.model_load.set(seconds)
+    state.metrics.max_model_len.set(state.engine.max_model_len)
+    if isinstance(state.engine, ReportsKvCache):
+        state.metrics.kv_cache_tokens.set(state.engine.kv_cache_tokens)
+    log.info(
+        "the %s engine got max_model_len %d, KV cache %s tokens",
+        state.engine.name,
+        state.engine.max_model_len,
+        state.engine.kv_cache_tokens if isinstance(state.engine, ReportsKvCache) else "unknown",
+    )
     state.status = "ready"
     log.info("the %s engine is ready after %.1fs", state.engine.name, seconds)
 

@@ -116,3 +116,10 @@ class EventSource(Protocol):
         """The upstream's raw SSE bytes for a streamed `request`: OpenAI chunk events, then one usage-only event,
         then `data: [DONE]`. Entering raises EngineError subclasses for refused requests, before any byte."""
         ...
+
+
+@runtime_checkable
+class ReportsKvCache(Protocol):
+    """An engine that knows, once loaded, how many tokens its KV cache holds (0 while it does not know)."""
+
+    kv_cache_tokens: int

@@ -40,6 +40,12 @@ class InferenceMetrics:
         self.model_load = Gauge(
             "kaito_inference_model_load_seconds", "Seconds the engine took to load (0 until loaded)", registry=r
         )
+        self.kv_cache_tokens = Gauge(
+            "kaito_engine_kv_cache_tokens", "Tokens the engine's KV cache holds as allocated (0: unknown)", registry=r
+        )
+        self.max_model_len = Gauge(
+            "kaito_engine_max_model_len", "The context length the engine accepted (0 until loaded)", registry=r
+        )
 
     def exposition(self) -> bytes:
         return generate_latest(self.registry)

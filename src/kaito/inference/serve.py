@@ -22,6 +22,7 @@ from aiohttp import web
 from kaito.api.engine import ENGINES, EngineConfig, EngineConfigError
 from kaito.inference.app import create_app
 from kaito.inference.engine import Engine
+from kaito.inference.engine_report import Refusal
 
 log = logging.getLogger("kaito.serve")
 DEFAULT_PORT = 5000
@@ -38,6 +39,7 @@ PLAN_FLAGS = (  # `kaito serve` flags that override the engine config's plan for
     "max_lora_rank",
     "max_loras",
 )
+REFUSED = 3  # the exit code when the engine refuses to start with these settings
 SHUTDOWN_TIMEOUT = 20.0  # in-flight requests get this long after SIGTERM; Kubernetes allows 30 s by default
 
 
@@ -62,6 +64,7 @@ class ServeOptions:
     engine_url: str | None = None
     openai_direct: bool = False
     own_port: int = DEFAULT_OWN_PORT
+    kv_cache_memory: int | None = None
 
 
 def add_serve_arguments(parser: argparse.ArgumentParser) -> None:
@@ -95,6 +98,16 @@ def add_serve_arguments(parser: argparse.ArgumentParser) -> None:
         "between; this server's own routes (/health, /metrics, /chat, and a relayed /v1) move to --own-port",
     )
     add("--own-port", type=int, default=DEFAULT_OWN_PORT, help="this server's port under --openai-direct")
+    add(
+        "--termination-message-path",
+        help="when the engine refuses to start (KV cache too small, out of memory): write its reason and numbers here "
+        f"as JSON (a pod's terminationMessagePath) and exit {REFUSED}",
+    )
+    add(
+        "--kv-cache-memory",
+        type=int,
+        help="transformers only: bytes allowed for KV caches (default: half the device's free memory after loading)",
+    )
 
 
 def load_config(path: str | None) -> EngineConfig:
@@ -129,6 +142,7 @@ def resolve(args: argparse.Namespace, config: EngineConfig) -> ServeOptions:
         engine_url=args.engine_url,
         openai_direct=args.openai_direct,
         own_port=args.own_port,
+        kv_cache_memory=args.kv_cache_memory,
     )
 
 
@@ -193,6 +207,7 @@ def _transformers_engine(options: ServeOptions, config: EngineConfig) -> Engine:
         max_queue=options.max_queue,
         dtype=options.dtype or "auto",
         device="cuda" if torch.cuda.is_available() else "cpu",
+        kv_cache_memory=options.kv_cache_memory,
     )
 
 
@@ -235,7 +250,13 @@ async def run_serve(args: argparse.Namespace) -> int:
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
-    app = create_app(engine, max_model_len=options.max_model_len)
+    refused: list[Refusal] = []
+
+    def on_refusal(refusal: Refusal) -> None:
+        refused.append(refusal)
+        stop.set()
+
+    app = create_app(engine, max_model_len=options.max_model_len, on_refusal=on_refusal)
     listen = own_port(options, engine)
     try:
         async with serving(app, host=options.host, port=listen) as port:
@@ -247,5 +268,18 @@ async def run_serve(args: argparse.Namespace) -> int:
     except OSError as exc:
         print(f"kaito serve: cannot listen on {options.host}:{listen}: {exc}", file=sys.stderr)
         return 1
+    if refused:
+        return report_refusal(refused[0], path=args.termination_message_path)
     log.info("stopped")
     return 0
+
+
+def report_refusal(refusal: Refusal, *, path: str | None) -> int:
+    """The engine's refusal on stderr and, with `path`, as the termination message the operator reads."""
+    print(f"kaito serve: the engine refused to start ({refusal.reason}): {refusal.message}", file=sys.stderr)
+    if path:
+        try:
+            Path(path).write_text(refusal.to_json())
+        except OSError as exc:
+            print(f"kaito serve: cannot write the termination message to {path}: {exc}", file=sys.stderr)
+    return REFUSED

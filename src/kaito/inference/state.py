@@ -11,6 +11,7 @@ from typing import Literal
 from aiohttp import web
 
 from kaito.inference.engine import Chunk, Engine, NotReady, Request
+from kaito.inference.engine_report import Refusal
 from kaito.inference.metrics import InferenceMetrics
 
 
@@ -23,6 +24,7 @@ class ServerState:
     status: Literal["loading", "ready", "failed"] = "loading"
     error: str | None = None
     started: int = field(default_factory=lambda: int(time.time()))
+    on_refusal: Callable[[Refusal], None] | None = None  # the engine refused to start with these settings
 
     @property
     def context_limit(self) -> int | None:

@@ -22,6 +22,7 @@ from typing import Any, Literal, TypeVar
 import torch
 
 from kaito.inference.engine import Chunk, NotReady, Overloaded, Request, Sampling, UnknownModel
+from kaito.inference.engine_report import KV_TOO_SMALL, EngineRefused, Refusal
 from kaito.inference.engines.tf_decode import CompletionText
 from kaito.inference.engines.tf_model import LoadedModel, load_model, torch_dtype
 from kaito.inference.engines.tf_request import Prompt, check_length, tokenize_request, validate_sampling
@@ -50,13 +51,21 @@ class TransformersEngine:
         dtype: str = "auto",
         device: str = "cpu",
         environ: Mapping[str, str] | None = None,
+        kv_cache_memory: int | None = None,
     ) -> None:
-        """`environ` (default os.environ) supplies `<adapter>=<strength>` for adapters `adapter_strengths` omits."""
+        """`environ` (default os.environ) supplies `<adapter>=<strength>` for adapters `adapter_strengths` omits.
+
+        `kv_cache_memory` is the bytes this engine allows itself for KV caches (default: half of what the device has
+        free once the weights are in); what they hold in tokens is `kv_cache_tokens`, and a budget that cannot hold
+        one `max_model_len` sequence refuses the start, as vLLM does.
+        """
         if max_concurrency < 1 or max_queue < 0 or (max_model_len is not None and max_model_len < 1):
             raise ValueError(f"bad limits: {max_concurrency=} (>= 1), {max_queue=} (>= 0), {max_model_len=} (>= 1)")
         torch_dtype(dtype)  # fail on a bad dtype now, not minutes into loading
         self.served_model_name = served_model_name
         self.max_model_len = max_model_len or 0  # resolved from the model's config by load()
+        self.kv_cache_tokens = 0  # computed by load()
+        self._kv_cache_memory = kv_cache_memory
         self._model_path = Path(model_path)
         self._requested_len = max_model_len
         self._adapters_dir = adapters_dir
@@ -125,6 +134,9 @@ class TransformersEngine:
         if self.served_model_name in loaded.adapters:
             raise ValueError(f"adapter directory {self.served_model_name!r} clashes with the served model name")
         self.max_model_len = _resolve_max_model_len(self._requested_len, loaded.context_limit)
+        budget = self._kv_cache_memory if self._kv_cache_memory is not None else free_memory(self._device) // 2
+        self.kv_cache_tokens = budget // kv_bytes_per_token(loaded)
+        check_kv_fits(self.kv_cache_tokens, max_model_len=self.max_model_len, budget=budget)
         self._warm_up(loaded)
         return loaded
 
@@ -229,3 +241,35 @@ def _resolve_max_model_len(requested: int | None, model_limit: int | None) -> in
     if requested > model_limit:
         raise ValueError(f"max_model_len {requested} exceeds the model's max_position_embeddings {model_limit}")
     return requested
+
+
+def kv_bytes_per_token(loaded: LoadedModel) -> int:
+    """A key and a value per layer per KV head, in the weights' dtype (what a DynamicCache stores per token)."""
+    config = loaded.config.get_text_config()
+    heads = int(getattr(config, "num_attention_heads", 1) or 1)
+    kv_heads = int(getattr(config, "num_key_value_heads", None) or heads)
+    head_dim = int(getattr(config, "head_dim", None) or config.hidden_size // heads)
+    element = int(next(loaded.model.parameters()).element_size())
+    return max(1, 2 * int(config.num_hidden_layers) * kv_heads * head_dim * element)
+
+
+def free_memory(device: str) -> int:
+    """Bytes the device has free now: the GPU's free memory, or the host's available physical pages."""
+    if device.startswith("cuda"):
+        free, _total = torch.cuda.mem_get_info(torch.device(device))
+        return int(free)
+    return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+
+
+def check_kv_fits(kv_tokens: int, *, max_model_len: int, budget: int) -> None:
+    """Refuse, in vLLM's terms, a KV budget that cannot hold one sequence of `max_model_len` tokens."""
+    if kv_tokens >= max_model_len:
+        return
+    message = (
+        f"The model's max seq len ({max_model_len}) is larger than the maximum number of tokens that can be stored "
+        f"in KV cache ({kv_tokens}) with {budget} bytes allowed for it. Decrease `max_model_len` or allow more memory."
+    )
+    refusal = Refusal(
+        KV_TOO_SMALL, message, max_model_len=max_model_len, kv_cache_tokens=kv_tokens, fits_max_model_len=kv_tokens
+    )
+    raise EngineRefused(refusal)

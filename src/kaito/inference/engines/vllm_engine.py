@@ -22,6 +22,7 @@ import aiohttp
 
 from kaito.api.engine import EngineConfig
 from kaito.inference.engine import BadParameter, Chunk, EngineError, NotReady, Overloaded, Request, UnknownModel
+from kaito.inference.engine_report import DEFAULT_BLOCK_SIZE, EngineRefused, kv_tokens_in, refusal_in
 from kaito.inference.engines.adapter_files import find_adapters, with_strength
 from kaito.inference.engines.vllm_args import INTERNAL_HOST, INTERNAL_PORT, connect_host, vllm_args
 from kaito.inference.sse import EventCutter, payloads
@@ -54,6 +55,9 @@ class VllmEngine:
         self.config = config
         self.served_model_name = config.served_model_name or config.model
         self.max_model_len = config.max_model_len or 0
+        self.kv_cache_tokens = 0  # from vLLM's start-up log; 0 until it says (or when relaying to a running server)
+        block = config.vllm.get("block-size", config.vllm.get("block_size"))
+        self._block_size = int(block) if isinstance(block, int | str) and str(block).isdigit() else DEFAULT_BLOCK_SIZE
         self.adapters_dir = Path(config.adapters_dir) if config.adapters_dir else None
         self.host = host
         self.port = port
@@ -106,6 +110,8 @@ class VllmEngine:
         async for raw in self.process.stdout:
             line = raw.decode(errors="replace").rstrip()
             self.log_tail.append(line)
+            if (tokens := kv_tokens_in(line, block_size=self._block_size)) is not None:
+                self.kv_cache_tokens = tokens
             log.info("vllm: %s", line)
 
     async def _until_healthy(self) -> None:
@@ -114,6 +120,8 @@ class VllmEngine:
             if self.process is not None and self.process.returncode is not None:
                 if self._log_task is not None:
                     await asyncio.wait({self._log_task}, timeout=5)  # the last lines say why it died
+                if (refusal := refusal_in(list(self.log_tail))) is not None:
+                    raise EngineRefused(refusal)
                 tail = "\n".join(list(self.log_tail)[-15:])
                 raise NotReady(f"vLLM exited with code {self.process.returncode} while starting:\n{tail}")
             with contextlib.suppress(aiohttp.ClientError, OSError):
