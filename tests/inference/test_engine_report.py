@@ -11,15 +11,8 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from kaito.api.engine import EngineConfig
-from kaito.inference.engine_report import (
-    KV_TOO_SMALL,
-    OUT_OF_MEMORY,
-    TERMINATION_BYTES,
-    EngineRefused,
-    Refusal,
-    kv_tokens_in,
-    refusal_in,
-)
+from kaito.api.engine_report import KV_TOO_SMALL, OUT_OF_MEMORY, TERMINATION_BYTES, Refusal
+from kaito.inference.engine_report import EngineRefused, kv_tokens_in, refusal_in
 from kaito.inference.engines.transformers_engine import TransformersEngine
 from kaito.inference.engines.vllm_engine import VllmEngine
 from kaito.inference.serve import REFUSED, add_serve_arguments, run_serve

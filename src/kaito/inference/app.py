@@ -16,9 +16,10 @@ from typing import Any
 from aiohttp import web
 from aiohttp.typedefs import Handler
 
+from kaito.api.engine_report import Refusal
 from kaito.inference import generation
 from kaito.inference.engine import Engine, EngineError, Overloaded, ReportsKvCache
-from kaito.inference.engine_report import EngineRefused, Refusal
+from kaito.inference.engine_report import EngineRefused
 from kaito.inference.metrics import CONTENT_TYPE
 from kaito.inference.openai_shapes import model_list
 from kaito.inference.state import STATE, ServerState

@@ -20,9 +20,9 @@ from pathlib import Path
 from aiohttp import web
 
 from kaito.api.engine import ENGINES, EngineConfig, EngineConfigError
+from kaito.api.engine_report import Refusal
 from kaito.inference.app import create_app
 from kaito.inference.engine import Engine
-from kaito.inference.engine_report import Refusal
 
 log = logging.getLogger("kaito.serve")
 DEFAULT_PORT = 5000

@@ -10,8 +10,8 @@ from typing import Literal
 
 from aiohttp import web
 
+from kaito.api.engine_report import Refusal
 from kaito.inference.engine import Chunk, Engine, NotReady, Request
-from kaito.inference.engine_report import Refusal
 from kaito.inference.metrics import InferenceMetrics
 
 

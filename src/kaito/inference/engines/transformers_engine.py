@@ -21,8 +21,9 @@ from typing import Any, Literal, TypeVar
 
 import torch
 
+from kaito.api.engine_report import KV_TOO_SMALL, Refusal
 from kaito.inference.engine import Chunk, NotReady, Overloaded, Request, Sampling, UnknownModel
-from kaito.inference.engine_report import KV_TOO_SMALL, EngineRefused, Refusal
+from kaito.inference.engine_report import EngineRefused
 from kaito.inference.engines.tf_decode import CompletionText
 from kaito.inference.engines.tf_model import LoadedModel, load_model, torch_dtype
 from kaito.inference.engines.tf_request import Prompt, check_length, tokenize_request, validate_sampling
