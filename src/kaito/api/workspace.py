@@ -191,6 +191,18 @@ class InstanceAttempt(WireModel):
     )
 
 
+class EngineStatus(WireModel):
+    """The plan's prediction beside what the engine reported at start: here, its refusal and the numbers in it."""
+
+    predicted_kv_cache_tokens: int | None = None
+    predicted_max_model_len: int | None = None
+    observed_kv_cache_tokens: int | None = Field(default=None, description="What the engine's KV cache held")
+    observed_max_model_len: int | None = Field(default=None, description="The context length the engine was asked for")
+    fits_max_model_len: int | None = Field(default=None, description="The longest context the engine said would fit")
+    refusal: str | None = Field(default=None, description="EngineKVCacheTooSmall or EngineOutOfMemory")
+    message: str | None = Field(default=None, description="The engine's own words")
+
+
 class WorkspaceStatus(WireModel):
     conditions: list[Condition] | None = None
     worker_nodes: list[str] | None = None
@@ -205,6 +217,7 @@ class WorkspaceStatus(WireModel):
     instance_attempts: list[InstanceAttempt] | None = Field(
         default=None, description="Instance types refused so far, oldest first (with instanceTypes or auto)"
     )
+    engine: EngineStatus | None = None
 
     def condition(self, kind: str) -> Condition | None:
         return next((c for c in self.conditions or [] if c.type == kind), None)

@@ -153,6 +153,7 @@ def pod_spec(target: Target) -> dict[str, Any]:
 def _server_container(target: Target) -> dict[str, Any]:
     # Under vLLM, vLLM itself takes the serving port (the Service's target): OpenAI calls skip a relay hop.
     command = ["kaito", "serve", "--config", f"{CONFIG_DIR}/{ENGINE_KEY}", "--openai-direct"]
+    command += ["--termination-message-path", TERMINATION_LOG]  # an engine refusing to start says why there
     env: list[dict[str, Any]] = [{"name": "KAITO_WORKSPACE", "value": target.name}]
     if target.nodes > 1:
         leader = f"{target.name}-0.{headless_name(target)}.{target.namespace}.svc.cluster.local"
@@ -174,6 +175,8 @@ def _server_container(target: Target) -> dict[str, Any]:
         "ports": [{"name": "http", "containerPort": SERVE_PORT}],
         "env": env,
         "resources": {"requests": {GPU: str(target.gpus_per_node)}, "limits": {GPU: str(target.gpus_per_node)}},
+        "terminationMessagePath": TERMINATION_LOG,
+        "terminationMessagePolicy": "FallbackToLogsOnError",
         "startupProbe": {**probe, "failureThreshold": max(1, target.readiness_timeout_s() // 10)},
         "readinessProbe": {**probe, "failureThreshold": 3},
         "livenessProbe": {**probe, "failureThreshold": 3},

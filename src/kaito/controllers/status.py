@@ -11,6 +11,7 @@ import json
 from dataclasses import dataclass, field
 from typing import Any
 
+from kaito.api.engine_report import Refusal
 from kaito.api.nodeclaim import GPU_NVIDIA, GPU_RESOURCES, READY, STAGES, node_ready
 from kaito.controllers.fallback import EXHAUSTED
 from kaito.controllers.kinds import MODEL_PULLER
@@ -105,9 +106,26 @@ def pod_problem(pods: list[Obj]) -> tuple[str, str] | None:
     return None
 
 
+def engine_refusal(pods: list[Obj]) -> tuple[str, Refusal] | None:
+    """The engine's refusal to start (KV cache too small, out of memory) from a server's termination message."""
+    for pod in pods:
+        for cs in (pod.get("status") or {}).get("containerStatuses") or []:
+            if (refusal := _refusal(cs)) is not None:
+                return pod["metadata"]["name"], refusal
+    return None
+
+
+def _refusal(cs: Obj) -> Refusal | None:
+    state, last = cs.get("state") or {}, cs.get("lastState") or {}
+    terminated = state.get("terminated") or last.get("terminated") or {}
+    return Refusal.from_json(str(terminated.get("message") or "").strip())
+
+
 def _container_problem(cs: Obj) -> tuple[str, str] | None:
     state, last = cs.get("state") or {}, cs.get("lastState") or {}
     terminated = state.get("terminated") or last.get("terminated") or {}
+    if (refusal := _refusal(cs)) is not None:
+        return refusal.reason, f"container {cs.get('name')}: the engine refused to start: {refusal.message}"
     if terminated.get("reason") == "OOMKilled":
         return (
             "ContainerOOMKilled",

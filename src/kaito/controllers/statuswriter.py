@@ -11,11 +11,11 @@ from dataclasses import dataclass
 from typing import Any
 
 from kaito.api.nodeclaim import AWAITING_INITIALIZATION, AWAITING_REGISTRATION
-from kaito.api.workspace import PlanStatus
+from kaito.api.workspace import EngineStatus, PlanStatus
 from kaito.controllers import metrics, timeline
 from kaito.controllers.kinds import WORKSPACE
 from kaito.controllers.metrics import PHASE_METRICS, PhaseMetrics
-from kaito.controllers.status import Cond, Observed, compute
+from kaito.controllers.status import Cond, Observed, compute, engine_refusal
 from kaito.runtime import errors
 from kaito.runtime.client import Client
 from kaito.runtime.clock import Clock, api_time
@@ -86,6 +86,8 @@ class StatusWriter:
             desired["instanceAttempts"] = observed.instance_attempts
         if observed.tuning_output:
             desired["tuning"] = observed.tuning_output
+        if plan is not None and (engine := engine_status(observed, plan)) is not None:
+            desired["engine"] = engine
         desired = {k: v for k, v in desired.items() if v is not None}
         metrics.record(ws, state)
         meta = ws["metadata"]
@@ -168,3 +170,20 @@ class StatusWriter:
             elif not cond.status and cond.reason not in QUIET_REASONS and cond.message not in failures:
                 failures.add(cond.message)
                 await self.events.emit(WORKSPACE, ws, EventSpec(WARNING, cond.reason, ACTION, message))
+
+
+def engine_status(observed: Observed, plan: PlanStatus) -> Obj | None:
+    """The plan's KV cache and context length beside the engine's refusal of them, once a server has refused."""
+    found = engine_refusal(observed.pods)
+    if found is None:
+        return None
+    refusal = found[1]
+    return EngineStatus(
+        predicted_kv_cache_tokens=plan.kv_cache_tokens,
+        predicted_max_model_len=plan.max_model_len,
+        observed_kv_cache_tokens=refusal.kv_cache_tokens,
+        observed_max_model_len=refusal.max_model_len,
+        fits_max_model_len=refusal.fits_max_model_len,
+        refusal=refusal.reason,
+        message=refusal.message[:1024],
+    ).to_wire()
