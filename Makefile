@@ -31,7 +31,10 @@ unit: install system-deps
 
 test: lint typecheck unit
 
+# The demo's model travels through a local docker-registry when one can be installed without a prompt;
+# otherwise the demo says so and hands its model over directly.
 demo: install
+	@SYSTEM_DEPS_NO_PROMPT=1 scripts/system-deps docker-registry || true
 	$(BIN)/kaito demo
 
 # The tuning loop on CPU: fetch-data, tune, push-adapter to a local docker-registry, pull-adapter, serve.
