@@ -7,8 +7,10 @@ first, waits for Ready and prints each phase's seconds; after the first scenario
 it cost over the first. Times are whole seconds, as the API stamps them: use delays of a few seconds.
 
 A scenario is an entry in `SCENARIOS`: how it changes the manifest and what it does to the simulated cloud before
-the apply (`aks.arm.faults`, say a SKU's quota refused, so that a workspace with `resource.instanceTypes` falls
-back to its next type).
+the apply (`aks.arm.limits` or `aks.arm.faults`). "fallback" sets the A100 family's quota to 0, as
+`kaito sim --azure-quota standardNCADSA100v4Family=0` does, and applies the example with
+`instanceTypes: [Standard_NC24ads_A100_v4, Standard_NC40ads_H100_v5]`: the quota check refuses the A100 and the
+workspace moves to the H100; its extra time over "direct" is what the fallback costs.
 """
 
 from __future__ import annotations
@@ -53,8 +55,25 @@ class Scenario:
     prepare: Callable[[SimulatedAks], None] = field(default=nothing)
 
 
+A100, H100 = "Standard_NC24ads_A100_v4", "Standard_NC40ads_H100_v5"
+A100_FAMILY = "standardNCADSA100v4Family"
+
+
+def a100_then_h100(manifest: Obj) -> Obj:
+    manifest["resource"].pop("instanceType", None)
+    manifest["resource"]["instanceTypes"] = [A100, H100]
+    return manifest
+
+
+def no_a100_quota(aks: SimulatedAks) -> None:
+    aks.arm.limits.set_quota(A100_FAMILY, 0)
+
+
 SCENARIOS: dict[str, Scenario] = {
     "direct": Scenario("the README example; its instance type is granted at once"),
+    "fallback": Scenario(
+        f"instanceTypes [{A100}, {H100}] with the A100 family's quota at 0", a100_then_h100, no_a100_quota
+    ),
 }
 
 
@@ -62,6 +81,8 @@ SCENARIOS: dict[str, Scenario] = {
 class Outcome:
     phases: list[Obj]
     apply_to_ready: float
+    instance_type: str  # the type the workspace became Ready on
+    refused: list[str]  # the types refused on the way, with the reason: `SKU (Reason)`
 
 
 async def run_scenario(scenario: Scenario, args: argparse.Namespace, namespace: str) -> Outcome:
@@ -108,7 +129,9 @@ async def apply_and_wait(client: Client, scenario: Scenario, namespace: str, *, 
         phases = (ws.get("status") or {}).get("phases") or []
         total = apply_to_ready(phases)
         if total is not None:
-            return Outcome(phases, total)
+            status = ws["status"]
+            refused = [f"{a['instanceType']} ({a['reason']})" for a in status.get("instanceAttempts") or []]
+            return Outcome(phases, total, str((status.get("plan") or {}).get("instanceType")), refused)
         await asyncio.sleep(0.5)
     raise TimeoutError(f"{namespace}/{name} not Ready within {within:.0f} s")
 
@@ -126,7 +149,9 @@ def report(name: str, scenario: Scenario, outcome: Outcome, baseline: Outcome | 
         at = (ended - start).total_seconds() if ended and start else 0.0
         label = PHASE_LABELS.get(phase["name"], phase["name"])
         print(f"  {label:18} {seconds(phase):6.0f} s   (ended at +{format_duration(at)})")
-    print(f"  {'apply->Ready':18} {outcome.apply_to_ready:6.0f} s")
+    print(f"  {'apply->Ready':18} {outcome.apply_to_ready:6.0f} s   on {outcome.instance_type}")
+    if outcome.refused:
+        print(f"  refused first: {', '.join(outcome.refused)}")
     if baseline is not None:
         extra = outcome.apply_to_ready - baseline.apply_to_ready
         print(f"  over the first scenario: {extra:+.0f} s")

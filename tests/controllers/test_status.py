@@ -68,6 +68,19 @@ def test_quota_error_surfaces_with_the_clouds_message() -> None:
     assert state == "Pending"
 
 
+def test_a_claim_given_up_is_named_even_behind_one_still_waiting() -> None:
+    waiting = claim("ws-1", Launched=("True", "Launched", ""), Registered=("False", "AwaitingRegistration", "booting"))
+    given_up = claim("ws-2", Launched=("True", "Launched", ""), Registered=("False", "RegistrationTimeout", "late"))
+    observed = Observed(target_nodes=2, nodeclaims=[waiting, given_up])
+    c = by_type(compute(observed, tuning=False, previous_state=None)[0])
+    assert c["NodeClaimReady"].reason == "RegistrationTimeout" and c["NodeClaimReady"].message == "NodeClaim ws-2: late"
+    assert c["ResourceReady"].reason == "RegistrationTimeout"
+    observed = Observed(target_nodes=2, nodeclaims=[waiting, claim("ws-2")])
+    assert by_type(compute(observed, tuning=False, previous_state=None)[0])["NodeClaimReady"].reason == (
+        "AwaitingRegistration"
+    )
+
+
 def test_unschedulable_pod_is_reported() -> None:
     unsched = pod(
         conditions=[{"type": "PodScheduled", "status": "False", "reason": "Unschedulable", "message": "0/2 nodes"}]

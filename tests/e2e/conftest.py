@@ -39,12 +39,14 @@ class Operator:
         byo: bool = False,
         byo_node_selector: str | None = None,
         registration_timeout: float = 900.0,
+        node_ready_timeout: float = 900.0,
         capacity_retries: int = 2,
     ) -> None:
         self.provider = None if byo else self.new_provider()
         options = OperatorOptions(
             byo_node_selector=byo_node_selector,
             nodeclaim_registration_timeout=registration_timeout,
+            node_ready_timeout=node_ready_timeout,
             metrics_address="127.0.0.1:0",
             health_address="127.0.0.1:0",
             webhook_address="127.0.0.1:0",

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import copy
+import itertools
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -22,6 +23,10 @@ ROOT = Path(__file__).resolve().parents[2]
 PHI3: dict[str, Any] = yaml.safe_load((ROOT / "examples/inference/kaito_workspace_phi_3.yaml").read_text())
 NAME = PHI3["metadata"]["name"]
 A100, H100 = "Standard_NC24ads_A100_v4", "Standard_NC40ads_H100_v5"
+A100_FAMILY = (
+    "standardNCADSA100v4Family"  # the A100's quota family, as the usages API and `kaito sim --azure-quota` name it
+)
+AZURE_QUOTA_WORDS = f"Operation could not be completed as it results in exceeding approved {A100_FAMILY} Cores quota"
 
 
 def manifest(**resource: Any) -> str:
@@ -131,6 +136,51 @@ async def test_every_type_refused_is_said_with_the_attempts(kubectl: Kubectl, cl
     assert f"{A100} (QuotaExceeded)" in message and f"{H100} (QuotaExceeded)" in message
     cleanup.aks.arm.faults.clear()
     await wait_workspace(kubectl, NAME, "WorkspaceSucceeded", "True", within=60)
+
+
+async def test_an_a100_quota_of_zero_ends_ready_on_the_h100(
+    kubectl: Kubectl, cleanup: Operator, sim: SimServer
+) -> None:
+    arm = cleanup.aks.arm
+    arm.limits.set_quota(A100_FAMILY, 0)  # what `kaito sim --azure-quota standardNCADSA100v4Family=0` sets
+    await kubectl("apply", "-f", "-", stdin=manifest(instanceTypes=[A100, H100]))
+    ws = await ready_on(kubectl, H100)
+    [attempt] = ws["status"]["instanceAttempts"]
+    assert attempt["instanceType"] == A100 and attempt["reason"] == "QuotaExceeded"
+    assert attempt["message"].startswith(AZURE_QUOTA_WORDS) and "Current Limit: 0" in attempt["message"]
+    assert arm.requests.creates == 1, "the quota was read first: no A100 agent pool was ever asked for"
+    rc, out, _ = await kaito(sim, "status", NAME, "-n", kubectl.namespace)
+    assert rc == 0 and f"{A100:28} QuotaExceeded: {AZURE_QUOTA_WORDS}" in out
+
+
+async def test_auto_falls_back_past_a_family_without_quota(kubectl: Kubectl, cleanup: Operator) -> None:
+    catalog = Catalog.builtin()
+    model = catalog.model("phi-4")
+    ranked = [c.sku for c in fitting(model, catalog, "azure")]
+    assert ranked[0].quota_family == A100_FAMILY, "phi-4's ranking starts on the A100 family"
+    refused = [sku.name for sku in itertools.takewhile(lambda sku: sku.quota_family == A100_FAMILY, ranked)]
+    cleanup.aks.arm.limits.set_quota(A100_FAMILY, 0)
+    doc = yaml.safe_load(manifest(instanceType="auto"))
+    doc["inference"]["preset"]["name"] = "phi-4"
+    await kubectl("apply", "-f", "-", stdin=yaml.safe_dump(doc))
+    ws = await ready_on(kubectl, ranked[len(refused)].name)
+    attempts = ws["status"]["instanceAttempts"]
+    assert [(a["instanceType"], a["reason"]) for a in attempts] == [(name, "QuotaExceeded") for name in refused]
+    assert all(a["message"].startswith(AZURE_QUOTA_WORDS) for a in attempts)
+    assert cleanup.aks.arm.requests.creates == 1
+
+
+async def test_no_a100_capacity_falls_back_after_the_retries(kubectl: Kubectl, cleanup: Operator) -> None:
+    await cleanup.halt()
+    await cleanup.start(capacity_retries=4)  # 4.5 retry intervals of 0.5 s: at least three launches of the A100
+    arm = cleanup.aks.arm
+    arm.limits.set_capacity(A100, 0)  # what `kaito sim --azure-capacity Standard_NC24ads_A100_v4=0` sets
+    await kubectl("apply", "-f", "-", stdin=manifest(instanceTypes=[A100, H100]))
+    [attempt] = await wait_attempts(kubectl, 1)
+    assert attempt["instanceType"] == A100 and attempt["reason"] == "InsufficientCapacity"
+    assert arm.requests.creates >= 3, f"moved on after {arm.requests.creates} launch(es)"
+    await ready_on(kubectl, H100)
+    [attempt] = (await workspace_json(kubectl, NAME))["status"]["instanceAttempts"]  # no second refusal recorded
 
 
 async def test_both_instance_type_fields_are_refused_at_apply(kubectl: Kubectl, operator: Operator) -> None:

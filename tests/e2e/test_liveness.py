@@ -7,7 +7,7 @@ from collections.abc import AsyncIterator
 
 import pytest
 
-from kaito.provisioner.liveness import REGISTRATION_TIMEOUT
+from kaito.provisioner.liveness import NODE_READY_TIMEOUT, REGISTRATION_TIMEOUT
 from kaito.runtime.client import Client
 from kaito_sim.aks import SimulatedAks
 from kaito_sim.demo.operator import install_crds
@@ -24,7 +24,7 @@ async def impatient(sim: SimServer, kclient: Client) -> AsyncIterator[Operator]:
     async with SimulatedAks(sim, provisioning_delay=0.1) as aks:
         await install_crds(kclient, "kaito-system")
         op = Operator(aks=aks, client=kclient)
-        await op.start(registration_timeout=TIMEOUT)
+        await op.start(registration_timeout=TIMEOUT, node_ready_timeout=TIMEOUT)
         yield op
         await op.halt()
 
@@ -62,6 +62,33 @@ async def test_vm_that_never_joins_is_replaced_and_the_workspace_becomes_ready(
     told = [e for e in listing.json()["items"] if e["reason"] == REGISTRATION_TIMEOUT]
     assert [(e["type"], e["involvedObject"]["kind"]) for e in told] == [("Warning", "NodeClaim")]
 
+    await kubectl("delete", "workspace", NAME, "--timeout=60s")
+    for _ in range(150):
+        if not await claims(kubectl) and not arm.pools and not await gpu_nodes(kubectl):
+            break
+        await asyncio.sleep(0.2)
+    assert not await claims(kubectl) and not arm.pools and not await gpu_nodes(kubectl), "left behind"
+
+
+@pytest.mark.parametrize(
+    ("fault", "reason", "words"),
+    [
+        ("never_join", REGISTRATION_TIMEOUT, "no node registered within"),
+        ("never_ready", NODE_READY_TIMEOUT, "after it registered (--node-ready-timeout)"),
+    ],
+)
+async def test_the_workspace_says_why_its_nodeclaim_was_given_up(
+    kubectl: Kubectl, impatient: Operator, fault: str, reason: str, words: str
+) -> None:
+    arm = impatient.aks.arm
+    getattr(arm.faults, fault)(times=1)  # the given-up claim goes at once: its pool deletes in 0.1 s
+    await kubectl("apply", "-f", str(PHI3))
+    await wait_workspace(kubectl, NAME, "WorkspaceSucceeded", "True", within=60)
+    listing = await kubectl("get", "events", "--field-selector", f"involvedObject.name={NAME}", "-o", "json")
+    told = [e for e in listing.json()["items"] if e["reason"] == reason]
+    assert [(e["type"], e["involvedObject"]["kind"]) for e in told] == [("Warning", "Workspace")]
+    assert "NodeClaim " in told[0]["message"] and words in told[0]["message"]
+    assert arm.requests.creates == 2, "one replacement"
     await kubectl("delete", "workspace", NAME, "--timeout=60s")
     for _ in range(150):
         if not await claims(kubectl) and not arm.pools and not await gpu_nodes(kubectl):

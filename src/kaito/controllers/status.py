@@ -12,12 +12,21 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from kaito.api.engine_report import Refusal
-from kaito.api.nodeclaim import GPU_NVIDIA, GPU_RESOURCES, READY, STAGES, node_ready
+from kaito.api.nodeclaim import (
+    AWAITING_INITIALIZATION,
+    AWAITING_REGISTRATION,
+    GPU_NVIDIA,
+    GPU_RESOURCES,
+    READY,
+    STAGES,
+    node_ready,
+)
 from kaito.controllers.fallback import EXHAUSTED
 from kaito.controllers.kinds import MODEL_PULLER
 from kaito.presets.catalog import Catalog
 
 Obj = dict[str, Any]
+WAITING = frozenset({AWAITING_REGISTRATION, AWAITING_INITIALIZATION})  # a claim's reasons while it is on its way
 
 
 @dataclass(frozen=True)
@@ -68,17 +77,22 @@ def nodeclaim_condition(observed: Observed) -> Cond:
     ready = [c for c in claims if (_claim_condition(c, READY) or {}).get("status") == "True"]
     if len(ready) >= observed.target_nodes:
         return Cond("NodeClaimReady", True, "NodeClaimsReady", f"{len(ready)} of {observed.target_nodes} ready")
-    for claim in claims:
-        for kind in (*STAGES, READY):
-            cond = _claim_condition(claim, kind)
-            if cond is not None and cond.get("status") == "False" and cond.get("reason") not in ("", None):
-                name = claim["metadata"]["name"]
-                return Cond(
-                    "NodeClaimReady", False, str(cond["reason"]), f"NodeClaim {name}: {cond.get('message', '')}"
-                )
+    found = [f for f in (_claim_problem(c) for c in claims) if f is not None]
+    # A claim given up or refused is news; one still waiting must not hide it (so the Warning Event is told).
+    if problem := next((f for f in found if f.reason not in WAITING), found[0] if found else None):
+        return problem
     return Cond(
         "NodeClaimReady", False, "NodeClaimNotReady", f"{len(ready)} of {observed.target_nodes} NodeClaims ready"
     )
+
+
+def _claim_problem(claim: Obj) -> Cond | None:
+    for kind in (*STAGES, READY):
+        cond = _claim_condition(claim, kind)
+        if cond is not None and cond.get("status") == "False" and cond.get("reason") not in ("", None):
+            name = claim["metadata"]["name"]
+            return Cond("NodeClaimReady", False, str(cond["reason"]), f"NodeClaim {name}: {cond.get('message', '')}")
+    return None
 
 
 def nodes_condition(observed: Observed) -> Cond:
