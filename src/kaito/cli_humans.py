@@ -70,6 +70,7 @@ def describe(ws: Obj, claims: list[Obj], nodes: list[Obj], pods: list[Obj]) -> s
     lines = [f"workspace {meta['namespace']}/{meta['name']}: {status.get('state') or 'Pending'}"]
     lines += _plan_lines(status.get("plan") or {})
     lines += timeline_lines(status.get("phases") or [])
+    lines += engine_lines(status.get("engine") or {})
     if attempts := status.get("instanceAttempts"):
         lines.append("instance types refused:")
         for attempt in attempts:
@@ -110,6 +111,25 @@ def _plan_lines(plan: Obj) -> list[str]:
         f"max-model-len={plan.get('maxModelLen')} max-num-seqs={plan.get('maxNumSeqs')}"
     )
     return [summary, *(f"  why: {line}" for line in plan.get("explanation") or [])]
+
+
+def engine_lines(engine: Obj) -> list[str]:
+    """`status.engine`: what the plan predicted beside what the engine observed at start, and its refusal."""
+    if not engine:
+        return []
+
+    def pair(predicted: str, observed: str) -> str:
+        return f"predicted {engine.get(predicted, '-')}, observed {engine.get(observed, '-')}"
+
+    lines = [
+        f"engine: {engine.get('refusal') or 'started'}: "
+        f"kv-cache-tokens {pair('predictedKvCacheTokens', 'observedKvCacheTokens')}; "
+        f"max-model-len {pair('predictedMaxModelLen', 'observedMaxModelLen')}"
+        + (f"; fits {fits}" if (fits := engine.get("fitsMaxModelLen")) is not None else "")
+    ]
+    if message := engine.get("message"):
+        lines.append(f"  said: {message}")
+    return lines
 
 
 def timeline_lines(phases: list[Obj]) -> list[str]:

@@ -133,6 +133,9 @@ class EngineNumbers(WireModel):
     kv_cache_dtype: str | None = None
     max_loras: int | None = None
     max_lora_rank: int | None = None
+    kv_cache_memory: int | None = Field(
+        default=None, description="Bytes the transformers engine allows for KV caches (inference_config.yaml)"
+    )
 
     def engine_numbers(self) -> dict[str, Any]:
         """These numbers alone, by field name, to build another model that carries them."""
@@ -152,6 +155,11 @@ class PlanStatus(EngineNumbers):
         description="The vLLM flags rendered from this plan, for reading (the engine config carries the numbers)",
     )
     inputs_hash: str | None = Field(default=None, description="Hash of what the plan was computed from")
+    replanned_from_max_model_len: int | None = Field(
+        default=None,
+        description="The max-model-len the engine refused at start; this plan was re-planned once from what it said "
+        "would fit (kept while the plan's inputs hold)",
+    )
     explanation: list[str] | None = None
 
 

@@ -26,6 +26,7 @@ ADAPTER_DIR = "/mnt/adapter"
 WEIGHTS_DIR = "/workspace/weights"
 MODEL_DIR = "/mnt/model"  # where a model image's files appear in the pod (linked from the node's cache)
 TERMINATION_LOG = "/dev/termination-log"
+REPLANNED_ANNOTATION = "kaito.sh/replanned"  # on the pod template: a re-plan from the engine restarts the server
 PULL_SECRETS_DIR = "/var/run/secrets/kaito/pull"
 TOLERATIONS = [
     {"key": GPU_TAINT.key, "operator": "Equal", "value": GPU_TAINT.value, "effect": GPU_TAINT.effect},
@@ -99,6 +100,8 @@ def build_workload(target: Target, *, revision: str) -> dict[str, Any]:
     meta = template["metadata"]
     meta["labels"] = {**(meta.get("labels") or {}), **target.labels}
     meta["annotations"] = {**(meta.get("annotations") or {}), "workspace.kaito.io/revision": revision}
+    if target.plan.replanned_from_max_model_len is not None:  # the engine config changed under a running server
+        meta["annotations"][REPLANNED_ANNOTATION] = f"max-model-len={target.plan.max_model_len}"
     selector = {"matchLabels": dict(target.labels)}
     if target.nodes == 1:
         return {

@@ -11,7 +11,7 @@ import json
 from dataclasses import dataclass, field
 from typing import Any
 
-from kaito.api.engine_report import Refusal
+from kaito.api.engine_report import REASONS, Refusal
 from kaito.api.nodeclaim import (
     AWAITING_INITIALIZATION,
     AWAITING_REGISTRATION,
@@ -55,6 +55,7 @@ class Observed:
     pull_progress: dict[str, Obj] = field(default_factory=dict)  # by pod: the puller's last progress line
     instance_attempts: list[Obj] | None = None  # the refused instance types to record, when one was added
     exhausted: str | None = None  # every candidate instance type was refused: what the cloud said
+    engine_note: tuple[str, str] | None = None  # InferenceReady's reason and words in place of the engine's refusal
 
 
 def gpu_resource(catalog: Catalog, instance_type: str | None) -> str | None:
@@ -173,6 +174,8 @@ def inference_condition(observed: Observed, resource_ready: bool) -> Cond:
     if pull is not None:
         return pull
     problem = pod_problem(observed.pods)
+    if problem and observed.engine_note is not None and problem[0] in REASONS:
+        return Cond("InferenceReady", False, *observed.engine_note)
     if problem:
         return Cond("InferenceReady", False, *problem)
     if not resource_ready:

@@ -7,6 +7,7 @@ sees no writes from here.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from collections.abc import Callable
 from typing import Any
@@ -21,10 +22,12 @@ from kaito.controllers.context import Settings, Target
 from kaito.controllers.instancechoice import InstanceFallback
 from kaito.controllers.kinds import WORKSPACE, workspace_labels
 from kaito.controllers.pullprogress import last_progress_line
+from kaito.controllers.replan import Verdict, judge
 from kaito.controllers.revisions import sync_revision
-from kaito.controllers.status import Observed, gpu_resource, puller_status, tuning_output
+from kaito.controllers.status import Observed, engine_refusal, gpu_resource, puller_status, tuning_output
 from kaito.controllers.statuswriter import StatusWriter
 from kaito.presets.catalog import Catalog
+from kaito.presets.overrides import OverrideError
 from kaito.runtime import errors
 from kaito.runtime.cache import Cache
 from kaito.runtime.client import Client
@@ -36,6 +39,7 @@ from kaito.runtime.reconcile import Result
 from kaito.workspaces.imageconfigs import ImageConfigs, model_images_for
 from kaito.workspaces.plan import Invalid, Sizing, validate_and_plan
 from kaito.workspaces.pullsecrets import api_secret_reader
+from kaito.workspaces.rules import overrides_from
 
 log = logging.getLogger(__name__)
 Obj = dict[str, Any]
@@ -119,10 +123,30 @@ class WorkspaceReconciler:
         if fallback.decision.recheck is not None:
             recheck.append(fallback.decision.recheck)
         self._observe_workload(target, observed)
+        if (replanned := self._judge_engine(target, observed)) is not None:
+            plan, target = replanned.plan, dataclasses.replace(target, plan=replanned.plan)
+            recheck += await self._run_workload(target, observed, revision)
         if await self._read_pull_progress(target, observed):
             recheck.append(PULL_POLL_S)
         await self.status.write(raw, observed, tuning=ws.tuning is not None, plan=plan)
         return Result(requeue_after=min(recheck)) if recheck else Result()
+
+    def _judge_engine(self, target: Target, observed: Observed) -> Verdict | None:
+        """The server's refusal at start judged against the plan (see `replan`); returns the verdict that re-plans."""
+        found = engine_refusal(observed.pods) if target.ws.inference is not None else None
+        if found is None:
+            return None
+        name = target.ws.inference.config if target.ws.inference else None
+        try:
+            pinned = overrides_from(self._config_data(target.namespace, name) if name else None, name or "")
+        except OverrideError:
+            return None  # the plan made from it failed too: the Workspace says so already
+        verdict = judge(target.plan, found[1], pinned_max_model_len=pinned.max_model_len)
+        observed.engine_note = verdict.note
+        if verdict.plan is target.plan:
+            return None
+        log.warning("workspace %s/%s: %s", target.namespace, target.name, verdict.note[1] if verdict.note else "")
+        return verdict
 
     def _config_data(self, namespace: str, name: str) -> dict[str, str] | None:
         configmap = self.cache.find(CONFIG_MAP, name, namespace=namespace)

@@ -106,7 +106,8 @@ def add_serve_arguments(parser: argparse.ArgumentParser) -> None:
     add(
         "--kv-cache-memory",
         type=int,
-        help="transformers only: bytes allowed for KV caches (default: half the device's free memory after loading)",
+        help="transformers only: bytes allowed for KV caches (default: the config's `kvCacheMemory`, else half the "
+        "device's free memory after loading)",
     )
 
 
@@ -142,7 +143,7 @@ def resolve(args: argparse.Namespace, config: EngineConfig) -> ServeOptions:
         engine_url=args.engine_url,
         openai_direct=args.openai_direct,
         own_port=args.own_port,
-        kv_cache_memory=args.kv_cache_memory,
+        kv_cache_memory=args.kv_cache_memory if args.kv_cache_memory is not None else config.kv_cache_memory,
     )
 
 
@@ -191,7 +192,8 @@ def own_port(options: ServeOptions, engine: Engine) -> int:
 
 
 def _transformers_engine(options: ServeOptions, config: EngineConfig) -> Engine:
-    """The plan's numbers size vLLM on the planned GPU; here only the flags set the context, batch and dtype."""
+    """The plan's numbers size vLLM on the planned GPU; here the flags set the context, batch and dtype, and the
+    plan's max-model-len only bounds the model's own context (a re-planned, shorter one takes effect)."""
     import torch
 
     from kaito.inference.engines.transformers_engine import TransformersEngine
@@ -208,6 +210,7 @@ def _transformers_engine(options: ServeOptions, config: EngineConfig) -> Engine:
         dtype=options.dtype or "auto",
         device="cuda" if torch.cuda.is_available() else "cpu",
         kv_cache_memory=options.kv_cache_memory,
+        context_cap=config.max_model_len,
     )
 
 

@@ -38,6 +38,7 @@ class Overrides:
     max_loras: int | None = None
     max_lora_rank: int | None = None
     enforce_eager: bool | None = None
+    kv_cache_memory: int | None = None  # the transformers engine's KV budget in bytes; vLLM sizes its own
 
     @classmethod
     def from_vllm_section(cls, section: Mapping[str, Any], *, where: str = "vllm") -> Overrides:

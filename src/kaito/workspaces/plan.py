@@ -122,6 +122,7 @@ def plan_workspace(
     choice = _size(sizing, model, catalog, instance_type, cloud=cloud, request=request)
     status = plan_status(choice)
     status.model, status.inputs_hash = model.name, inputs
+    status.kv_cache_memory = overrides.kv_cache_memory
     return status, model
 
 

@@ -53,12 +53,14 @@ class TransformersEngine:
         device: str = "cpu",
         environ: Mapping[str, str] | None = None,
         kv_cache_memory: int | None = None,
+        context_cap: int | None = None,
     ) -> None:
         """`environ` (default os.environ) supplies `<adapter>=<strength>` for adapters `adapter_strengths` omits.
 
         `kv_cache_memory` is the bytes this engine allows itself for KV caches (default: half of what the device has
         free once the weights are in); what they hold in tokens is `kv_cache_tokens`, and a budget that cannot hold
-        one `max_model_len` sequence refuses the start, as vLLM does.
+        one `max_model_len` sequence refuses the start, as vLLM does. `context_cap` (the plan's max-model-len) bounds
+        the context the model's config gives when `max_model_len` is not set.
         """
         if max_concurrency < 1 or max_queue < 0 or (max_model_len is not None and max_model_len < 1):
             raise ValueError(f"bad limits: {max_concurrency=} (>= 1), {max_queue=} (>= 0), {max_model_len=} (>= 1)")
@@ -69,6 +71,7 @@ class TransformersEngine:
         self._kv_cache_memory = kv_cache_memory
         self._model_path = Path(model_path)
         self._requested_len = max_model_len
+        self._context_cap = context_cap
         self._adapters_dir = adapters_dir
         self._strengths = dict(adapter_strengths or {})
         self._environ = os.environ if environ is None else environ
@@ -135,6 +138,8 @@ class TransformersEngine:
         if self.served_model_name in loaded.adapters:
             raise ValueError(f"adapter directory {self.served_model_name!r} clashes with the served model name")
         self.max_model_len = _resolve_max_model_len(self._requested_len, loaded.context_limit)
+        if self._requested_len is None and self._context_cap:
+            self.max_model_len = min(self.max_model_len, self._context_cap)
         budget = self._kv_cache_memory if self._kv_cache_memory is not None else free_memory(self._device) // 2
         self.kv_cache_tokens = budget // kv_bytes_per_token(loaded)
         check_kv_fits(self.kv_cache_tokens, max_model_len=self.max_model_len, budget=budget)
