@@ -198,10 +198,7 @@ def _reference_and_auth(args: argparse.Namespace) -> tuple[Reference, Auth]:
         raise _BadArguments(f"--ca-file: {args.ca_file} does not exist")
     if args.parallel < 1:
         raise _BadArguments("--parallel: must be at least 1")
-    paths: list[Path] = list(args.docker_config or [])
-    if not paths and (default := dockerconfig.default_docker_config_path()) is not None:
-        paths = [default]
     try:
-        return reference, dockerconfig.load(paths) if paths else None
+        return reference, dockerconfig.load_given_or_default(args.docker_config)
     except dockerconfig.DockerConfigError as exc:
         raise _BadArguments(f"--docker-config: {exc}") from exc

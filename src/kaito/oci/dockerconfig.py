@@ -123,6 +123,14 @@ def load(paths: Path | Iterable[Path]) -> DockerConfig:
     return merged
 
 
+def load_given_or_default(paths: Iterable[Path] | None) -> DockerConfig | None:
+    """What a command's repeatable `--docker-config` names, else $DOCKER_CONFIG/config.json, else None (anonymous)."""
+    given = list(paths or [])
+    if not given and (default := default_docker_config_path()) is not None:
+        given = [default]
+    return load(given) if given else None
+
+
 def default_docker_config_path() -> Path | None:
     """$DOCKER_CONFIG/config.json when DOCKER_CONFIG is set and the file exists, else None."""
     directory = os.environ.get("DOCKER_CONFIG")

@@ -231,11 +231,8 @@ def _reference_and_auth(args: argparse.Namespace) -> tuple[Reference, Auth]:
         raise _BadArguments(f"--image: {exc}") from exc
     if args.ca_file is not None and not args.ca_file.is_file():
         raise _BadArguments(f"--ca-file: {args.ca_file} does not exist")
-    paths: list[Path] = list(args.docker_config or [])
-    if not paths and (default := dockerconfig.default_docker_config_path()) is not None:
-        paths = [default]
     try:
-        return reference, dockerconfig.load(paths) if paths else None
+        return reference, dockerconfig.load_given_or_default(args.docker_config)
     except dockerconfig.DockerConfigError as exc:
         raise _BadArguments(f"--docker-config: {exc}") from exc
 
