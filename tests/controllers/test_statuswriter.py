@@ -129,3 +129,21 @@ async def test_failures_are_still_warnings(kclient: Client, namespace: str) -> N
     broken = Observed(target_nodes=1, provisioning=False, nodes=[node("n")], workload=workload(0), pods=[crashing])
     await status.write(await kclient.get(WORKSPACE, key.name, namespace=namespace), broken, tuning=False)
     assert await events_about(kclient, key) == [("Warning", "ContainerCrashLoopBackOff")]
+
+
+@pytest.mark.usefixtures("crds")
+async def test_a_server_warming_up_or_flapping_is_not_a_warning(kclient: Client, namespace: str) -> None:
+    key = await create_example(kclient, namespace)
+    status = writer(kclient)
+    warming = pod(containerStatuses=[{"name": "server", "started": True, "ready": False, "state": {"running": {}}}])
+    serving = pod(containerStatuses=[{"name": "server", "started": True, "ready": True, "state": {"running": {}}}])
+
+    def up(ready: int, server: dict[str, Any]) -> Observed:
+        return Observed(target_nodes=1, provisioning=False, nodes=[node("n")], workload=workload(ready), pods=[server])
+
+    # loading weights (running, not ready yet), Ready, one probe too slow under load, Ready again
+    for observed in (up(0, warming), up(1, serving), up(0, warming), up(1, serving)):
+        await status.write(await kclient.get(WORKSPACE, key.name, namespace=namespace), observed, tuning=False)
+    ws = await kclient.get(WORKSPACE, key.name, namespace=namespace)
+    assert ws["status"]["state"] == "Ready"
+    assert set(await events_about(kclient, key)) == {("Normal", "WorkspaceSucceededTrue")}  # back to Ready is news

@@ -27,9 +27,12 @@ ACTION = "Reconcile"  # the Events' action: every transition is found by a recon
 # The one milestone a user waits for, announced as a Normal Event: the workspace done (ready to serve, or its
 # tuning finished). Every step before it is in the conditions; an Event each would only add API writes.
 ANNOUNCED = frozenset({"WorkspaceSucceeded"})
-# Waiting is not news: these reasons mean "in progress", not "wrong".
+# Waiting is not news: these reasons mean "in progress", not "wrong". A server failing its readiness probe is one
+# still loading its weights or warming up (or flapping under load); the condition says so, and a server that truly
+# fails says it by exiting (ContainerStartError, CrashLoopBackOff, an engine refusal), each a Warning.
 QUIET_REASONS = frozenset(
     {
+        "ContainerNotReady",
         "NodeClaimNotReady",
         "NodeNotReady",
         "WorkspaceInferenceStatusPending",
