@@ -8,7 +8,7 @@ import yaml
 
 from tests.conftest import Kubectl
 from tests.kaito_sim.apiserver.test_kubectl_crd import install_crd
-from tests.kaito_sim.manifests import CRD
+from tests.kaito_sim.manifests import CRD, card, deployment
 
 CRDS = Path(__file__).resolve().parents[3] / "crds"
 
@@ -87,3 +87,21 @@ async def test_crd_created_changed_and_deleted_at_runtime(kubectl: Kubectl) -> N
     await kubectl("delete", "crd", "modelcards.demo.kaito.sh", namespaced=False)
     gone = await kubectl("explain", "modelcards", namespaced=False, check=False)
     assert gone.rc != 0
+
+
+async def test_edit_and_reapply_keep_working_with_schemas_published(kubectl: Kubectl, tmp_path: Path) -> None:
+    editor = tmp_path / "editor.sh"
+    editor.write_text("#!/bin/sh\nsed -i 's/^  replicas: 1$/  replicas: 3/; s/^  gpus: 1$/  gpus: 2/' \"$1\"\n")
+    editor.chmod(0o755)
+    kubectl.env["KUBE_EDITOR"] = str(editor)
+    await install_crd(kubectl)
+    await kubectl("apply", "-f", "-", stdin=card("e1"))
+    await kubectl("apply", "-f", "-", stdin=deployment("e2"))
+    assert "edited" in (await kubectl("edit", "mc", "e1")).stdout
+    assert "edited" in (await kubectl("edit", "deploy", "e2")).stdout
+    assert (await kubectl("get", "mc", "e1", "-o", "json")).json()["spec"]["gpus"] == 2
+    assert (await kubectl("get", "deploy", "e2", "-o", "json")).json()["spec"]["replicas"] == 3
+    # Re-applying a changed image patches the one container (matched by name), as kubectl's own strategies do.
+    await kubectl("apply", "-f", "-", stdin=deployment("e2", image="nginx:1.28", replicas=3))
+    containers = (await kubectl("get", "deploy", "e2", "-o", "json")).json()["spec"]["template"]["spec"]["containers"]
+    assert [(c["name"], c["image"]) for c in containers] == [("web", "nginx:1.28")]
