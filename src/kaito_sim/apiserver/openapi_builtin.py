@@ -84,8 +84,12 @@ class _Converter:
         if _is_kind(schema) and isinstance(properties, dict):
             fields = {**openapi_text.ROOT_FIELDS, **fields}
             # kube-apiserver lists no enum for a kind's own apiVersion and kind
-            trimmed = {f: {k: v for k, v in properties[f].items() if k != "enum"} for f in ("apiVersion", "kind")}
-            schema = {**schema, "properties": {**properties, **{f: s for f, s in trimmed.items() if f in properties}}}
+            trimmed = {
+                f: {k: v for k, v in properties[f].items() if k != "enum"}
+                for f in ("apiVersion", "kind")
+                if isinstance(properties.get(f), dict)
+            }
+            schema = {**schema, "properties": {**properties, **trimmed}}
         return self.node(schema, openapi_text.TYPES.get(self.short), fields)
 
     def node(self, schema: JsonObj, description: str | None = None, fields: Mapping[str, str] | None = None) -> JsonObj:
