@@ -70,6 +70,8 @@ class PresetSpec(WireModel):
 
 
 class AdapterSource(WireModel):
+    """Where an adapter comes from: its name and the image (or volume) holding it."""
+
     name: str = Field(description="Adapter name (DNS-1123 subdomain); clients select it as the model name")
     image: str | None = Field(default=None, description="OCI image holding the adapter under /data")
     image_pull_secrets: list[str] | None = None
@@ -77,14 +79,23 @@ class AdapterSource(WireModel):
 
 
 class AdapterSpec(WireModel):
+    """One LoRA adapter loaded beside the base model."""
+
     source: AdapterSource
     strength: str | None = Field(default=None, description='Weight in [0, 1] as a string, e.g. "1.0"')
 
 
 class InferenceSpec(WireModel):
-    preset: PresetSpec | None = None
+    """What to serve: a preset model (with optional adapters) or a pod template of your own."""
+
+    preset: PresetSpec | None = Field(default=None, description="The model to serve, from the preset catalog")
     template: Schemaless | None = Field(default=None, description="A pod template, instead of a preset")
-    adapters: list[AdapterSpec] | None = Field(default=None, max_length=10)
+    adapters: list[AdapterSpec] | None = Field(
+        default=None,
+        max_length=10,
+        description="LoRA adapters (at most 10) served beside the preset model; clients pick one by its name as the "
+        "model in a request",
+    )
     config: str | None = Field(default=None, description="ConfigMap with inference_config.yaml (same namespace)")
 
 
@@ -103,7 +114,9 @@ class DataDestination(WireModel):
 
 
 class TuningSpec(WireModel):
-    preset: PresetSpec | None = None
+    """A fine-tuning run: the base model, the method, the data in and where the adapter goes."""
+
+    preset: PresetSpec | None = Field(default=None, description="The base model to tune, from the preset catalog")
     method: str | None = Field(default=None, description="lora or qlora")
     config: str | None = Field(default=None, description="ConfigMap with training_config.yaml (same namespace)")
     input: DataSource | None = None

@@ -151,7 +151,7 @@ def prune_builtin(obj: JsonObj, *, version: str = "1.32") -> list[str]:
     kind, api_version = obj.get("kind"), obj.get("apiVersion")
     if not isinstance(kind, str) or not isinstance(api_version, str):
         return []
-    schema, definitions = _kind_schema(kind, api_version, version), _definition_map(version)
+    schema, definitions = _kind_schema(kind, api_version, version), definition_map(version)
     if schema is None or definitions is None:
         return []
     pruner = _Pruner(definitions)
@@ -160,7 +160,7 @@ def prune_builtin(obj: JsonObj, *, version: str = "1.32") -> list[str]:
 
 
 @functools.lru_cache(maxsize=8)
-def _definition_map(version: str) -> Mapping[str, Any] | None:
+def definition_map(version: str) -> Mapping[str, Any] | None:
     """`$defs` of `_definitions.json` by name, from the same cached load the validators use."""
     definitions = _definitions(version)
     if definitions is None:

@@ -1,9 +1,8 @@
-"""Discovery documents (legacy and aggregated v2) and the OpenAPI v3 index that kubectl needs to apply."""
+"""Discovery documents (legacy and aggregated v2); the OpenAPI v3 documents are in `openapi`."""
 
 from __future__ import annotations
 
 import hashlib
-import json
 
 from kaito_sim.apiserver.errors import JsonObj
 from kaito_sim.apiserver.resources import SUBRESOURCE_VERBS, Registry, ResourceType
@@ -122,38 +121,3 @@ def aggregated(registry: Registry, *, core: bool) -> JsonObj:
         "metadata": {},
         "items": items,
     }
-
-
-def _gv_path(group: str, version: str) -> str:
-    return f"apis/{group}/{version}" if group else f"api/{version}"
-
-
-def openapi_document(registry: Registry, group: str, version: str) -> JsonObj:
-    """An OpenAPI v3 document with one PATCH operation per resource, tagged with its kind.
-
-    kubectl reads it to learn that the server supports `fieldValidation`; schemas stay server-side.
-    """
-    paths: JsonObj = {}
-    param = [{"name": "fieldValidation", "in": "query", "schema": {"type": "string", "uniqueItems": True}}]
-    for rt in registry.in_group_version(group, version):
-        gvk = {"group": rt.group, "version": rt.version, "kind": rt.kind}
-        scope = "namespaces/{namespace}/" if rt.namespaced else ""
-        op = {
-            "x-kubernetes-group-version-kind": gvk,
-            "parameters": param,
-            "responses": {"200": {"description": "OK"}},
-        }
-        paths[f"/{_gv_path(group, version)}/{scope}{rt.plural}/{{name}}"] = {"patch": op, "put": op}
-        paths[f"/{_gv_path(group, version)}/{scope}{rt.plural}"] = {"post": op}
-    return {"openapi": "3.0.0", "info": {"title": "Kubernetes", "version": "v1.32.0"}, "paths": paths}
-
-
-def openapi_index(registry: Registry) -> JsonObj:
-    paths: JsonObj = {}
-    for group, versions in registry.groups().items():
-        for version in versions:
-            doc = openapi_document(registry, group, version)
-            digest = hashlib.sha256(json.dumps(doc, sort_keys=True).encode()).hexdigest()[:16].upper()
-            path = _gv_path(group, version)
-            paths[path] = {"serverRelativeURL": f"/openapi/v3/{path}?hash={digest}"}
-    return {"paths": paths}

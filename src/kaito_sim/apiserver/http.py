@@ -14,7 +14,7 @@ from typing import Any
 import yaml
 from aiohttp import web
 
-from kaito_sim.apiserver import discovery, errors, tables
+from kaito_sim.apiserver import discovery, errors, openapi, tables
 from kaito_sim.apiserver.access import Access
 from kaito_sim.apiserver.cluster import Cluster, WriteOptions
 from kaito_sim.apiserver.deletion import Deleter, parse_delete_options
@@ -218,11 +218,11 @@ class ApiServer:
         if len(parts) == 3 and parts[0] == "apis" and registry.in_group_version(parts[1], parts[2]):
             return discovery.resource_list(registry, parts[1], parts[2])
         if parts == ["openapi", "v3"]:
-            return discovery.openapi_index(registry)
+            return openapi.index(registry)
         if len(parts) >= 4 and parts[:2] == ["openapi", "v3"]:
             group, version = ("", parts[3]) if parts[2] == "api" else (parts[3], parts[4] if len(parts) > 4 else "")
             if registry.in_group_version(group, version):
-                return discovery.openapi_document(registry, group, version)
+                return openapi.document(registry, group, version)
         raise errors.path_not_found()
 
     # ----- helpers

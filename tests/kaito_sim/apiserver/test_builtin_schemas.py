@@ -287,7 +287,7 @@ def test_pruning_reads_each_schema_once() -> None:
     prune_builtin(copy.deepcopy(DEPLOYMENT))
 
     def loads() -> tuple[int, int]:
-        return builtin_schemas._kind_schema.cache_info().misses, builtin_schemas._definition_map.cache_info().misses
+        return builtin_schemas._kind_schema.cache_info().misses, builtin_schemas.definition_map.cache_info().misses
 
     before = loads()
     for _ in range(50):
