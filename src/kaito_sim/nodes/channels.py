@@ -11,6 +11,7 @@ status, then a normal close. The base64 and unversioned variants are not served.
 
 from __future__ import annotations
 
+import contextlib
 import json
 from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass
@@ -37,12 +38,10 @@ class StreamOptions:
 
     @classmethod
     def parse(cls, query: Mapping[str, str]) -> StreamOptions:
-        def flag(name: str, default: bool) -> bool:
-            value = query.get(name)
-            return default if value is None else value.lower() in ("true", "1")
+        def flag(name: str) -> bool:  # PodExecOptions/PodAttachOptions: each false unless given
+            return query.get(name, "").lower() in ("true", "1")
 
-        # PodExecOptions/PodAttachOptions: stdout and stderr default to true, stdin and tty to false
-        return cls(flag("stdin", False), flag("stdout", True), flag("stderr", True), flag("tty", False))
+        return cls(flag("stdin"), flag("stdout"), flag("stderr"), flag("tty"))
 
 
 def is_websocket(request: web.Request) -> bool:
@@ -89,8 +88,10 @@ class Channels:
         return channels
 
     async def send(self, channel: int, data: bytes) -> None:
+        """Send `data` on `channel`; dropped once the client has gone."""
         if not self.ws.closed:
-            await self.ws.send_bytes(bytes([channel]) + data)
+            with contextlib.suppress(ConnectionError):
+                await self.ws.send_bytes(bytes([channel]) + data)
 
     async def received(self) -> AsyncIterator[tuple[int, bytes]]:
         """(channel, data) per message from the client, `(CLOSE, bytes([N]))` for a v5 close; ends when it goes."""

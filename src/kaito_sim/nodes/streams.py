@@ -99,7 +99,12 @@ class Streams:
             raise errors.bad_request(f"requested protocol(s) are not supported: [{offered}]; supports {PROTOCOLS}")
         channels = await Channels.open(request, protocol, options)
         if attach:
-            await self._attach(channels, options, self.runner.attach(ns, name, uid, container))
+            try:
+                attached = self.runner.attach(ns, name, uid, container)
+            except ApiError as exc:  # the pod went away while the connection was upgraded
+                await channels.fail(exc)
+                return channels.ws
+            await self._attach(channels, options, attached)
         else:
             await self._exec(channels, options, ns, name, uid, container, command)
         return channels.ws
@@ -125,7 +130,7 @@ class Streams:
             message = f'failed to exec in container: exec: "{command[0]}": {why}'
             await channels.fail(errors.internal_error(f"error executing command in container: {message}"))
             return
-        outputs = [(proc.stdout, STDOUT, options.stdout or options.tty)]
+        outputs = [(proc.stdout, STDOUT, options.stdout)]
         if not options.tty:
             outputs.append((proc.stderr, STDERR, options.stderr))
         pumps = [asyncio.create_task(_copy(s, channels, ch, tty=options.tty, wanted=w)) for s, ch, w in outputs]
@@ -164,7 +169,7 @@ class Streams:
 async def _replay(attached: Attached, channels: Channels, options: StreamOptions) -> None:
     async for stream, line in attached.output.follow():
         channel = STDOUT if options.tty else stream
-        if (options.stdout if channel == STDOUT else options.stderr) or options.tty:
+        if options.stdout if channel == STDOUT else options.stderr:
             await channels.send(channel, _out(line.encode(), tty=options.tty))
 
 
