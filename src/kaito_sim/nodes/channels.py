@@ -11,6 +11,7 @@ status, then a normal close. The base64 and unversioned variants are not served.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import json
 from collections.abc import AsyncIterator, Mapping
@@ -25,6 +26,7 @@ PROTOCOLS = (V5, V4)
 STDIN, STDOUT, STDERR, STATUS, RESIZE = 0, 1, 2, 3, 4
 CLOSE = 255  # v5: the client has closed the channel named by the next byte
 MAX_MESSAGE = 4 * 1024 * 1024
+RESIZE_WAIT = 1.0  # seconds a terminal client's first sizes are waited for before closing
 
 
 @dataclass(frozen=True)
@@ -77,6 +79,8 @@ class Channels:
 
     def __init__(self, ws: web.WebSocketResponse, protocol: str) -> None:
         self.ws, self.protocol = ws, protocol
+        self.resizes = 0  # terminal size messages received
+        self._resized = asyncio.Event()
 
     @classmethod
     async def open(cls, request: web.Request, protocol: str, options: StreamOptions) -> Channels:
@@ -99,9 +103,24 @@ class Channels:
             if message.type != WSMsgType.BINARY or not message.data:
                 continue
             data: bytes = message.data
+            if data[0] == RESIZE:
+                self.resizes += 1
+                self._resized.set()
             if data[0] == CLOSE and self.protocol != V5:
                 continue
             yield data[0], data[1:]
+
+    async def sized(self, count: int, *, within: float = RESIZE_WAIT) -> None:
+        """Wait (at most `within` seconds) until `count` terminal sizes have arrived.
+
+        A terminal client sends its size as it starts (kubectl: once for exec, twice for attach); closing
+        before those arrived makes kubectl report its write to a closed connection.
+        """
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(within):
+                while self.resizes < count and not self.ws.closed:
+                    self._resized.clear()
+                    await self._resized.wait()
 
     async def finish(self, status: JsonObj) -> None:
         """Send the status (apiVersion and kind are left out, as the servers' encoders leave them) and close."""

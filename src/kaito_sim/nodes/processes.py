@@ -34,7 +34,7 @@ import shutil
 import signal
 import socket
 import tempfile
-from collections import deque
+from collections import OrderedDict, deque
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -68,6 +68,7 @@ log = logging.getLogger(__name__)
 _MESSAGE_LINES, _MESSAGE_BYTES = 10, 2048  # how much of stderr becomes the termination message
 _TERMINATION_FILE_BYTES = 4096  # how much of the terminationMessagePath file the kubelet reads
 _MAX_BACKOFF = 300.0
+_ENDED_KEPT = 64  # retired pods whose last output an attach may still replay
 
 
 @dataclass(frozen=True)
@@ -145,6 +146,8 @@ class Processes:
         self._tmp = tempfile.TemporaryDirectory(prefix="kaito-pods-")
         self._pods: dict[Key, _Pod] = {}
         self._retiring: dict[_Pod, asyncio.Task[None]] = {}
+        # The last runs' output of pods retired lately (uid, container -> output), for attaches that come late.
+        self._ended: OrderedDict[Key, tuple[str, dict[str, Output]]] = OrderedDict()
         self._listeners: list[Callable[[Key], None]] = []
         self._model = StandInModel(options.model_dir, Path(self._tmp.name))
         self._prober = Prober()
@@ -196,6 +199,10 @@ class Processes:
         """Stop the processes run for `key` (the pod is gone, replaced, terminating, finished or under a fault)."""
         pod = self._pods.pop(key, None)
         if pod is not None:
+            outputs = {c.name: c.output for c in pod.containers.values() if c.output is not None}
+            self._ended[key] = (pod.uid, outputs)
+            while len(self._ended) > _ENDED_KEPT:
+                self._ended.popitem(last=False)
             grace = min(_termination_grace(pod.pod), self.options.max_grace)
             task = asyncio.create_task(self._stop(pod, grace), name=f"stop-{key[1]}")
             self._retiring[pod] = task
@@ -234,8 +241,17 @@ class Processes:
             raise not_local(container, pod)
         return run, c
 
+    def _ended_output(self, namespace: str, pod: str, uid: str, container: str) -> Output | None:
+        """The output of the container's last run when its pod's processes have been retired since."""
+        if (namespace, pod) in self._pods:
+            return None
+        ended_uid, outputs = self._ended.get((namespace, pod), ("", {}))
+        return outputs.get(container) if ended_uid == uid else None
+
     def check_stream(self, namespace: str, pod: str, uid: str, container: str, *, attach: bool) -> None:
         """Raise the ApiError an exec (`attach`: an attach) into the container would meet now, before upgrading."""
+        if attach and self._ended_output(namespace, pod, uid, container) is not None:
+            return
         run, c = self._streamable(namespace, pod, uid, container)
         if attach and c.output is not None:
             return  # a run that has ended still replays its output (see `kaito_sim.nodes.output`)
@@ -262,6 +278,9 @@ class Processes:
     def attach(self, namespace: str, pod: str, uid: str, container: str) -> Attached:
         """The container's current (or last) run: its output and stdin. Raises ApiError when it never ran."""
         self.check_stream(namespace, pod, uid, container, attach=True)
+        ended = self._ended_output(namespace, pod, uid, container)
+        if ended is not None:
+            return Attached(ended, None, stdin_once=False)
         _run, c = self._streamable(namespace, pod, uid, container)
         assert c.output is not None
         live = c.proc is not None and c.proc.returncode is None and not c.output.ended

@@ -142,6 +142,8 @@ class Streams:
                 return  # the client went away first: the command goes with it (see finally)
             code = children.exit_code(await proc.wait())
             await asyncio.gather(*pumps)
+            if options.tty:
+                await channels.sized(1)
             await channels.finish(exit_status(code))
         finally:
             for task in [*pumps, feeder]:
@@ -157,6 +159,8 @@ class Streams:
             follower = asyncio.ensure_future(_replay(attached, channels, options))
             await asyncio.wait([feeder, follower], return_when=asyncio.FIRST_COMPLETED)
             if follower.done():
+                if options.tty:
+                    await channels.sized(2)
                 await channels.finish(success())  # as the kubelet: an attach ends well whatever the exit code
             else:
                 follower.cancel()

@@ -5,11 +5,13 @@ from __future__ import annotations
 import asyncio
 import os
 import pty
+import ssl
 import sys
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
+import aiohttp
 import pytest
 from kubernetes_asyncio import client, config
 from kubernetes_asyncio.stream import WsApiClient
@@ -150,23 +152,35 @@ async def test_kubectl_run_interactive_prints_exit_code_and_removes_the_pod(sim:
     assert sim.cluster.store.get(PODS, kubectl.namespace, "upper") is None
 
 
-async def test_kubectl_run_it_under_a_terminal(sim: SimServer, kubectl: Kubectl) -> None:
-    """What a user types: `kubectl run -it --rm --restart=Never` (kubectl wants a terminal for -t)."""
+async def test_kubectl_run_it_under_a_terminal(sim: SimServer, kubectl: Kubectl, tmp_path: Path) -> None:
+    """What a user types: `kubectl run -it --rm --restart=Never` (kubectl wants a terminal for -t). The first line
+    is printed before kubectl attaches (replayed), the second only once it has."""
+    trigger = tmp_path / "attached"
+    code = (
+        "import os, sys, time\nprint('line one', flush=True)\n"
+        "while not os.path.exists(sys.argv[1]): time.sleep(0.05)\nprint('line two')"
+    )
     main, terminal = pty.openpty()
-    code = "print('line one'); print('line two')"
     argv = ["kubectl", "-n", kubectl.namespace, "run", "-it", "--rm", "--restart=Never", "hello"]
-    argv += [f"--image={PYTHON_IMAGE}", "--command", "--", PY, "-c", code]
+    argv += [f"--image={PYTHON_IMAGE}", "--command", "--", PY, "-c", code, str(trigger)]
     proc = await asyncio.create_subprocess_exec(
         *argv, env=kubectl.env, stdin=terminal, stdout=terminal, stderr=terminal
     )
     os.close(terminal)
-    seen = await asyncio.to_thread(_read_until_closed, main)
+    reading = asyncio.create_task(asyncio.to_thread(_read_until_closed, main))
+
+    def attaches() -> list[tuple[str, str | None]]:
+        found = [r for r in sim.requests if r.path.endswith("/pods/hello/attach")]
+        return [(r.method, r.query.get("tty")) for r in found]
+
+    await until(attaches, "kubectl to attach")
+    trigger.touch()
+    text = (await reading).decode()
     assert await proc.wait() == 0
-    text = seen.decode()
     assert "line one\r\nline two\r\n" in text  # a terminal's newlines
-    attached = [r for r in sim.requests if r.path.endswith("/pods/hello/attach")]
-    assert [(r.method, r.query.get("tty")) for r in attached] == [("GET", "true")]
+    assert "Error" not in text
     assert 'pod "hello" deleted' in text
+    assert attaches() == [("GET", "true")]
     assert sim.cluster.store.get(PODS, kubectl.namespace, "hello") is None
 
 
@@ -199,3 +213,31 @@ async def test_kubectl_logs_follow_streams_until_the_container_ends(
     rest = await asyncio.wait_for(follower.stdout.read(), 30)
     assert rest == b"second\n"
     assert await follower.wait() == 0
+
+
+async def test_attach_after_the_process_ended_replays_its_output(sim: SimServer, kubectl: Kubectl) -> None:
+    """The frames of v5.channel.k8s.io, and the simulator's replay of a run that ended before the attach."""
+    code = "import sys; print('to stdout'); print('to stderr', file=sys.stderr)"
+    await kubectl("apply", "-f", "-", stdin=manifest(python_pod("done", code)))
+    await until(
+        lambda: (
+            ((sim.cluster.store.get(PODS, kubectl.namespace, "done") or {}).get("status") or {}).get("phase")
+            == "Succeeded"
+        ),
+        "the pod to complete",
+    )
+    url = f"{sim.url}/api/v1/namespaces/{kubectl.namespace}/pods/done/attach?stdout=true&stderr=true"
+    headers = {"Authorization": f"Bearer {sim.token}"}
+    tls = ssl.create_default_context(cadata=sim.ca_pem.decode())
+    async with (
+        aiohttp.ClientSession() as session,
+        session.ws_connect(url, headers=headers, protocols=("v5.channel.k8s.io",), ssl=tls) as ws,
+    ):
+        assert ws.protocol == "v5.channel.k8s.io"
+        frames = [message.data async for message in ws]
+    assert frames == [
+        b"\x01",  # the empty message on the lowest channel written to: the streams are ready
+        b"\x01to stdout\n",
+        b"\x02to stderr\n",
+        b'\x03{"metadata":{},"status":"Success"}',
+    ]
