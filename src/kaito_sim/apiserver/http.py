@@ -29,6 +29,7 @@ from kaito_sim.apiserver.writes import Writer
 from kaito_sim.nodes.podlogs import serve_log
 from kaito_sim.nodes.proxy import ROUTES as PROXY_ROUTES
 from kaito_sim.nodes.proxy import Proxy
+from kaito_sim.nodes.streams import Streams
 
 log = logging.getLogger(__name__)
 
@@ -124,9 +125,11 @@ class ApiServer:
         server_address: str,
         bookmark_interval: float = 5.0,
         proxy: Proxy | None = None,
+        streams: Streams | None = None,
     ) -> None:
         self.cluster = cluster
         self.proxy = proxy or Proxy(cluster, None)
+        self.streams = streams or Streams(cluster, None)
         self.tokens = tokens
         self.access = Access(cluster, admin_tokens=tokens)
         self.server_address = server_address
@@ -171,6 +174,8 @@ class ApiServer:
         target = parse_resource_path(self.cluster.registry, request.path)
         if target is None:
             return self._non_resource(request)
+        if target.subresource in ("exec", "attach"):  # upgraded to WebSocket streams
+            return await self.streams.handle(request, target)
         handler = {
             "GET": self._get,
             "POST": self._post,

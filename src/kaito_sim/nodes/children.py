@@ -20,15 +20,20 @@ def die_with_parent() -> None:
         ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
 
 
-async def start(argv: list[str], env: Mapping[str, str], cwd: Path) -> asyncio.subprocess.Process:
-    """Start `argv` with its output piped, leading a session of its own (so its children are signalled with it)."""
+async def start(
+    argv: list[str], env: Mapping[str, str], cwd: Path, *, stdin: bool = False, merge_stderr: bool = False
+) -> asyncio.subprocess.Process:
+    """Start `argv` with its output piped, leading a session of its own (so its children are signalled with it).
+
+    `stdin` pipes its standard input too (else it reads nothing); `merge_stderr` sends stderr to stdout's pipe.
+    """
     return await asyncio.create_subprocess_exec(
         *argv,
         env=dict(env),
         cwd=cwd,
-        stdin=asyncio.subprocess.DEVNULL,
+        stdin=asyncio.subprocess.PIPE if stdin else asyncio.subprocess.DEVNULL,
         stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.STDOUT if merge_stderr else asyncio.subprocess.PIPE,
         start_new_session=True,
         preexec_fn=die_with_parent,
         limit=1 << 20,

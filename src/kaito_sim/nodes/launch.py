@@ -86,6 +86,11 @@ class Launch:
                 return str(self.mounts[mount]) + value[len(mount.rstrip("/")) :]
         return value
 
+    def command(self, argv: list[str]) -> list[str]:
+        """`argv` as it runs here: mount paths in its arguments rewritten, `kaito` run by this interpreter."""
+        local = [self.local(a) for a in argv]
+        return [*KAITO, *local[1:]] if local[:1] == ["kaito"] else local
+
 
 def image_matches(image: str, names: tuple[str, ...]) -> bool:
     """Whether `image` (any registry, tag or digest) is one of `names`: `repo` or a trailing `org/repo` path."""
@@ -244,8 +249,7 @@ def launch(get: Getter, pod: JsonObj, container: JsonObj, root: Path, *, node_di
     path, local = termination_log(container, root)
     result = Launch(argv, env, materialise(get, pod, container, root, node_dir=node_dir), {path: local})
     # Only the container's own paths are rewritten: this machine's interpreter may live under a mount path (/tmp).
-    argv = [result.local(a) for a in argv]
-    result.argv = [*KAITO, *argv[1:]] if argv[0] == "kaito" else argv
+    result.argv = result.command(argv)
     result.env = {k: result.local(v) for k, v in env.items()}
     return result
 

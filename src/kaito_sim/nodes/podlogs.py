@@ -21,7 +21,8 @@ def _names(pod: JsonObj, field: str) -> list[str]:
     return [str(c.get("name", "")) for c in (pod.get("spec") or {}).get(field) or [] if isinstance(c, dict)]
 
 
-def _container(pod: JsonObj, requested: str | None) -> str:
+def container_name(pod: JsonObj, requested: str | None) -> str:
+    """The container a request names, else the pod's only one; BadRequest worded as kube-apiserver words it."""
     names, inits = _names(pod, "containers"), _names(pod, "initContainers")
     name = pod["metadata"]["name"]
     if requested:
@@ -45,7 +46,7 @@ def _terminated(pod: JsonObj, container: str) -> bool:
 
 
 async def serve_log(request: web.Request, cluster: Cluster, pod: JsonObj) -> web.StreamResponse:
-    container = _container(pod, request.query.get("container"))
+    container = container_name(pod, request.query.get("container"))
     key = (pod["metadata"].get("namespace", ""), pod["metadata"]["name"], container)
     lines = cluster.pod_logs.get(key, [])
     tail = request.query.get("tailLines")

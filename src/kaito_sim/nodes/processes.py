@@ -11,6 +11,10 @@ with back-off as the restart policy says. Its output is what `kubectl logs` show
 whose answers are random tokens; a model an init step pulled into one of the pod's volumes (a model image's
 `/mnt/model`) is loaded as it is. Every process dies with its pod, with the `SimServer`, and with this process.
 
+A container with `stdin: true` reads a pipe that `pods/attach` writes to (closed after the first attach when
+`stdinOnce`); `pods/exec` runs a command beside a container's process, in its directory and environment
+(`exec_in`). The streams themselves are served by `kaito_sim.nodes.streams`.
+
 Init containers run first, as a kubelet runs them: one after another in spec order, each to completion
 (restarted with back-off on failure unless the pod's restartPolicy is Never, which fails the pod), a sidecar
 (`restartPolicy: Always`) until it has started; only then do the other containers start. Init containers
@@ -30,13 +34,14 @@ import shutil
 import signal
 import socket
 import tempfile
-from collections import deque
+from collections import OrderedDict, deque
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+from kaito_sim.apiserver import errors
 from kaito_sim.apiserver.cluster import Cluster
-from kaito_sim.apiserver.errors import JsonObj
+from kaito_sim.apiserver.errors import ApiError, JsonObj
 from kaito_sim.nodes import children, hostpath
 from kaito_sim.nodes.launch import (
     Issuer,
@@ -52,6 +57,7 @@ from kaito_sim.nodes.launch import (
     service_account_kubeconfig,
     termination_log,
 )
+from kaito_sim.nodes.output import STDERR, STDOUT, Output
 from kaito_sim.nodes.probes import Prober, follow
 from kaito_sim.nodes.standin import StandInModel
 from kaito_sim.workloads.common import Key
@@ -62,6 +68,16 @@ log = logging.getLogger(__name__)
 _MESSAGE_LINES, _MESSAGE_BYTES = 10, 2048  # how much of stderr becomes the termination message
 _TERMINATION_FILE_BYTES = 4096  # how much of the terminationMessagePath file the kubelet reads
 _MAX_BACKOFF = 300.0
+_ENDED_KEPT = 64  # retired pods whose last output an attach may still replay
+
+
+@dataclass(frozen=True)
+class Attached:
+    """A container's process as `pods/attach` reaches it: its output, and its stdin if it keeps one open."""
+
+    output: Output
+    stdin: asyncio.StreamWriter | None
+    stdin_once: bool  # close the container's stdin when this attach's stdin ends
 
 
 @dataclass(frozen=True)
@@ -99,6 +115,7 @@ class _Container:
         self.any_port = False  # a command we did not rewrite listens where it likes: a port is itself
         self.run = ContainerRun(waiting=("PodInitializing", "")) if init else ContainerRun()
         self.task: asyncio.Task[None] | None = None
+        self.output: Output | None = None  # the current (or last) run's output, for attaches
 
     @property
     def sidecar(self) -> bool:
@@ -114,6 +131,7 @@ class _Pod:
         self.initialized = False
         self.mount_error = ""
         self.task: asyncio.Task[None] | None = None  # sets up volumes, runs the init containers, starts the rest
+        self.execs: set[asyncio.subprocess.Process] = set()  # commands exec'd beside the containers, still running
 
     def report(self) -> PodRun:
         runs = {name: c.run for name, c in self.containers.items()}
@@ -128,6 +146,8 @@ class Processes:
         self._tmp = tempfile.TemporaryDirectory(prefix="kaito-pods-")
         self._pods: dict[Key, _Pod] = {}
         self._retiring: dict[_Pod, asyncio.Task[None]] = {}
+        # The last runs' output of pods retired lately (uid, container -> output), for attaches that come late.
+        self._ended: OrderedDict[Key, tuple[str, dict[str, Output]]] = OrderedDict()
         self._listeners: list[Callable[[Key], None]] = []
         self._model = StandInModel(options.model_dir, Path(self._tmp.name))
         self._prober = Prober()
@@ -179,6 +199,10 @@ class Processes:
         """Stop the processes run for `key` (the pod is gone, replaced, terminating, finished or under a fault)."""
         pod = self._pods.pop(key, None)
         if pod is not None:
+            outputs = {c.name: c.output for c in pod.containers.values() if c.output is not None}
+            self._ended[key] = (pod.uid, outputs)
+            while len(self._ended) > _ENDED_KEPT:
+                self._ended.popitem(last=False)
             grace = min(_termination_grace(pod.pod), self.options.max_grace)
             task = asyncio.create_task(self._stop(pod, grace), name=f"stop-{key[1]}")
             self._retiring[pod] = task
@@ -208,6 +232,60 @@ class Processes:
         c = run.containers.get(container) if run is not None else None
         proc = c.proc if c is not None else None
         return proc.pid if proc is not None and proc.returncode is None else None
+
+    def _streamable(self, namespace: str, pod: str, uid: str, container: str) -> tuple[_Pod, _Container]:
+        """The pod's container that runs as a process; ApiError (as the apiserver answers) when there is none."""
+        run = self._pods.get((namespace, pod))
+        c = run.containers.get(container) if run is not None and run.uid == uid else None
+        if run is None or c is None or not c.process:
+            raise not_local(container, pod)
+        return run, c
+
+    def _ended_output(self, namespace: str, pod: str, uid: str, container: str) -> Output | None:
+        """The output of the container's last run when its pod's processes have been retired since."""
+        if (namespace, pod) in self._pods:
+            return None
+        ended_uid, outputs = self._ended.get((namespace, pod), ("", {}))
+        return outputs.get(container) if ended_uid == uid else None
+
+    def check_stream(self, namespace: str, pod: str, uid: str, container: str, *, attach: bool) -> None:
+        """Raise the ApiError an exec (`attach`: an attach) into the container would meet now, before upgrading."""
+        if attach and self._ended_output(namespace, pod, uid, container) is not None:
+            return
+        run, c = self._streamable(namespace, pod, uid, container)
+        if attach and c.output is not None:
+            return  # a run that has ended still replays its output (see `kaito_sim.nodes.output`)
+        if c.proc is None or c.proc.returncode is not None or run.stopping:
+            raise errors.bad_request(f'container "{container}" of pod "{pod}" is not running')
+
+    async def exec_in(
+        self, namespace: str, pod: str, uid: str, container: str, command: list[str], *, stdin: bool, tty: bool
+    ) -> asyncio.subprocess.Process:
+        """Start `command` beside the container's process: its working directory, environment and mount paths.
+
+        `tty` merges stderr into stdout (no terminal is allocated). Raises ApiError when the container does not
+        run, OSError or ValueError when the command cannot start.
+        """
+        self.check_stream(namespace, pod, uid, container, attach=False)
+        run, c = self._streamable(namespace, pod, uid, container)
+        assert c.launch is not None
+        proc = await children.start(
+            c.launch.command(command), self._environment(run, c), run.root, stdin=stdin, merge_stderr=tty
+        )
+        run.execs = {p for p in run.execs if p.returncode is None} | {proc}
+        return proc
+
+    def attach(self, namespace: str, pod: str, uid: str, container: str) -> Attached:
+        """The container's current (or last) run: its output and stdin. Raises ApiError when it never ran."""
+        self.check_stream(namespace, pod, uid, container, attach=True)
+        ended = self._ended_output(namespace, pod, uid, container)
+        if ended is not None:
+            return Attached(ended, None, stdin_once=False)
+        _run, c = self._streamable(namespace, pod, uid, container)
+        assert c.output is not None
+        live = c.proc is not None and c.proc.returncode is None and not c.output.ended
+        stdin = c.proc.stdin if live and c.proc is not None else None
+        return Attached(c.output, stdin, bool(c.spec.get("stdinOnce")))
 
     async def close(self) -> None:
         for key in list(self._pods):
@@ -313,12 +391,13 @@ class Processes:
         """Run the container's process once, to its end."""
         assert c.launch is not None
         started = _now()
-        env = {**os.environ, "HOSTNAME": pod.key[1], "PYTHONUNBUFFERED": "1", **c.launch.env}
         message_file = termination_log(c.spec, pod.root)[1]
         message_file.parent.mkdir(parents=True, exist_ok=True)
         message_file.write_bytes(b"")  # a fresh, empty file for each instance, as the kubelet mounts one
         try:
-            proc = await children.start(c.launch.argv, env, pod.root)
+            proc = await children.start(
+                c.launch.argv, self._environment(pod, c), pod.root, stdin=bool(c.spec.get("stdin"))
+            )
         except (OSError, ValueError) as exc:  # no such executable, no permission, a NUL in an argument
             c.run = dataclasses.replace(c.run, restarts=attempt)
             why = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
@@ -331,12 +410,15 @@ class Processes:
         c.run = ContainerRun(started_at=started, started=no_startup, restarts=attempt, exited=c.run.exited)
         self._changed(pod.key)
         tail: deque[str] = deque(maxlen=_MESSAGE_LINES)
+        output = c.output = Output()
 
-        def printed(line: str) -> None:  # what `kubectl logs` shows
+        def printed(line: str) -> None:  # what `kubectl logs` shows, and attaches
             self.cluster.append_log(pod.key[0], pod.key[1], c.name, line)
+            output.add(STDOUT, line)
 
         def complained(line: str) -> None:  # stderr: also the termination message's source
-            printed(line)
+            self.cluster.append_log(pod.key[0], pod.key[1], c.name, line)
+            output.add(STDERR, line)
             tail.append(line)
 
         readers = [
@@ -363,9 +445,15 @@ class Processes:
             finally:
                 for reader in readers:
                     reader.cancel()
+                output.end()
         code = children.exit_code(code)
         message = _read_message(message_file) or "".join(tail)[-_MESSAGE_BYTES:]
         return Exit(code, "Completed" if code == 0 else "Error", started, _now(), message)
+
+    def _environment(self, pod: _Pod, c: _Container) -> dict[str, str]:
+        """What the container's process (and what is exec'd beside it) finds in its environment."""
+        assert c.launch is not None
+        return {**os.environ, "HOSTNAME": pod.key[1], "PYTHONUNBUFFERED": "1", **c.launch.env}
 
     def _update(self, pod: _Pod, c: _Container, *, started: bool | None = None, ready: bool | None = None) -> None:
         run = dataclasses.replace(
@@ -386,7 +474,8 @@ class Processes:
     async def _stop(self, pod: _Pod, grace: float) -> None:
         """SIGTERM every process of the pod, SIGKILL what still runs after `grace` seconds, then clean up."""
         pod.stopping = True
-        await children.terminate([c.proc for c in pod.containers.values() if c.proc is not None], grace)
+        procs = [c.proc for c in pod.containers.values() if c.proc is not None]
+        await children.terminate(procs + list(pod.execs), grace)
         if pod.task is not None:
             pod.task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -400,6 +489,15 @@ class Processes:
                 children.send(c.proc, signal.SIGKILL)
                 await c.proc.wait()
         shutil.rmtree(pod.root, ignore_errors=True)
+
+
+def not_local(container: str, pod: str) -> ApiError:
+    """What exec and attach answer for a container that is only simulated."""
+    return errors.bad_request(
+        f'container "{container}" of pod "{pod}" is not running as a local process in the simulated cluster: '
+        "only containers whose image runs as a process (SimServer(process_pods=...), kaito sim --process-pods) "
+        "can be exec'd into or attached to"
+    )
 
 
 def _read_message(path: Path) -> str:
