@@ -5,12 +5,15 @@ from __future__ import annotations
 import asyncio
 import errno
 import ipaddress
+import json
 import textwrap
 from collections.abc import AsyncIterator
+from pathlib import Path
 
 import aiohttp
 import pytest
 
+from kaito.inference.tinymodel import make_tiny_model
 from kaito_sim.apiserver.cluster import Cluster
 from kaito_sim.nodes.kubeproxy import Handler, KubeProxy, listen
 from kaito_sim.nodes.processes import ProcessPods
@@ -21,6 +24,7 @@ from tests.kaito_sim.processpods import (
     JsonObj,
     free_port,
     manifest,
+    serve_objects,
     service,
     until,
 )
@@ -53,9 +57,14 @@ ECHO = textwrap.dedent(
 )
 
 
+@pytest.fixture(scope="module")
+def tiny_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return make_tiny_model(tmp_path_factory.mktemp("tiny-model"))
+
+
 @pytest.fixture
-async def sim() -> AsyncIterator[SimServer]:
-    async with SimServer(bookmark_interval=0.5, process_pods=ProcessPods()) as server:
+async def sim(tiny_model: Path) -> AsyncIterator[SimServer]:
+    async with SimServer(bookmark_interval=0.5, process_pods=ProcessPods(model_dir=tiny_model)) as server:
         yield server
 
 
@@ -143,6 +152,19 @@ async def test_a_service_answers_at_its_cluster_ip_here_and_by_name_in_pods(kube
     logs = (await kubectl("logs", "client")).stdout
     assert pod["status"]["phase"] == "Succeeded", logs
     assert logs.splitlines() == ["echo-0 /full", "echo-0 /svc", "echo-0 /ns", "echo-0 /short"]
+
+
+async def test_curl_on_this_machine_reaches_kaito_serve_at_its_cluster_ip(kubectl: Kubectl, sim: SimServer) -> None:
+    await kubectl("apply", "-f", "-", stdin=manifest(*serve_objects("ws")))
+    ip = cluster_ip(sim, kubectl.namespace, "ws")
+    await until(lambda: listening(sim, (ip, 80)), "the workspace Service to listen", within=120)
+    body = json.dumps({"prompt": "What is KAITO?", "generate_kwargs": {"max_length": 24}})
+    curl = await asyncio.create_subprocess_exec(
+        *("curl", "-s", "-X", "POST", f"http://{ip}/chat", "-H", "Content-Type: application/json", "-d", body),
+        stdout=asyncio.subprocess.PIPE,
+    )
+    out, _ = await curl.communicate()
+    assert curl.returncode == 0 and isinstance(json.loads(out)["Result"], str)
 
 
 async def test_forwarding_follows_the_endpoints(kubectl: Kubectl, sim: SimServer) -> None:
