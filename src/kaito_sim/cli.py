@@ -41,7 +41,15 @@ def add_sim_arguments(sim: argparse.ArgumentParser) -> None:
         "--process-pods",
         action="store_true",
         help="run kaito-runtime and kaito-manager pods as local processes (kaito serve on a tiny stand-in model), "
-        "reachable through the Service proxy",
+        "and curlimages/curl, busybox and python pods with this machine's commands; Services answer at their "
+        "ClusterIPs (a kube-proxy) and through the Service proxy",
+    )
+    sim.add_argument(
+        "--service-cidr",
+        type=service_cidr,
+        metavar="CIDR",
+        help="where Service ClusterIPs come from; default 127.96.0.0/16 with --process-pods (Linux routes all of "
+        "127.0.0.0/8 to loopback, so this machine reaches them), else 10.96.0.0/12",
     )
     sim.add_argument(
         "--nodes-dir",
@@ -77,6 +85,21 @@ def _setting(text: str, what: str, unit: str) -> tuple[str, int]:
     if not sep or not name.strip() or not value.strip().isdigit():
         raise argparse.ArgumentTypeError(f"expected {what}={unit} with {unit} a whole number 0 or more, got {text!r}")
     return name.strip(), int(value)
+
+
+def service_cidr(text: str) -> str:
+    """An IPv4 network with room for Services, for --service-cidr."""
+    import ipaddress
+
+    try:
+        network = ipaddress.IPv4Network(text.strip())
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(
+            f"expected an IPv4 network such as 127.96.0.0/16, got {text!r}: {exc}"
+        ) from exc
+    if network.prefixlen > 29:
+        raise argparse.ArgumentTypeError(f"{text!r} is too small for Services: use a /29 or larger")
+    return str(network)
 
 
 def quota_setting(text: str) -> tuple[str, int]:
@@ -120,6 +143,7 @@ async def serve_sim(args: argparse.Namespace, *, kubeconfig: Path) -> int:
         kubeconfig=kubeconfig,
         history_size=args.watch_history,
         process_pods=process_pods(args),
+        service_cidr=args.service_cidr,
     )
     async with sim:
         if args.with_manager:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import secrets
 import ssl
@@ -13,13 +14,16 @@ from types import TracebackType
 
 from aiohttp import web
 
+from kaito_sim.apiserver.builtin_defaults import DEFAULT_SERVICE_CIDR
 from kaito_sim.apiserver.cluster import Cluster
 from kaito_sim.apiserver.http import ApiServer, RequestRecord
 from kaito_sim.apiserver.kubeconfig import kubeconfig_dict, write_kubeconfig
 from kaito_sim.apiserver.store import DEFAULT_HISTORY
 from kaito_sim.apiserver.tls import make_ca, make_server_cert
 from kaito_sim.apiserver.tokens import API_AUDIENCE
+from kaito_sim.nodes.clusterdns import ClusterDns
 from kaito_sim.nodes.kubelet import KubeletConfig, Nodes, system_node
+from kaito_sim.nodes.kubeproxy import LOOPBACK_CIDR, KubeProxy
 from kaito_sim.nodes.launch import TOKEN_SECONDS
 from kaito_sim.nodes.nodespec import NodeSpec
 from kaito_sim.nodes.podfaults import PodFaults
@@ -28,6 +32,7 @@ from kaito_sim.nodes.proxy import Proxy
 from kaito_sim.nodes.streams import Streams
 from kaito_sim.workloads.controlplane import ControlPlane
 from kaito_sim.workloads.gc import GarbageCollector
+from kaito_sim.workloads.loop import Loop
 
 log = logging.getLogger(__name__)
 
@@ -47,13 +52,20 @@ class SimServer:
         system_nodes: int = 1,
         workloads: bool = True,
         process_pods: ProcessPods | None = None,
+        service_cidr: str | None = None,
     ) -> None:
         """`process_pods` runs the containers of pods with the given images as real local processes (see
-        `kaito_sim.nodes.processes`); by default every container is simulated."""
+        `kaito_sim.nodes.processes`); by default every container is simulated. With them a kube-proxy makes
+        ClusterIPs reachable from this machine (`kaito_sim.nodes.kubeproxy`) and Service names resolve for the
+        processes (`kaito_sim.nodes.clusterdns`).
+
+        `service_cidr` is where ClusterIPs come from: by default a loopback range with process pods (what the
+        kube-proxy listens on), else kube-apiserver's default 10.96.0.0/12."""
         self.host = host
         self.requested_port = port
         self.token = token or secrets.token_urlsafe(24)
-        self.cluster = Cluster(history_size=history_size)
+        cidr = service_cidr or (LOOPBACK_CIDR if process_pods is not None else DEFAULT_SERVICE_CIDR)
+        self.cluster = Cluster(history_size=history_size, service_cidr=cidr)
         self.bookmark_interval = bookmark_interval
         self._kubeconfig = kubeconfig
         self._tmp: tempfile.TemporaryDirectory[str] | None = None
@@ -63,7 +75,11 @@ class SimServer:
         self._api: ApiServer | None = None
         self.system_nodes = system_nodes
         self.pod_faults = PodFaults()
-        self.processes = Processes(process_pods, self.cluster) if process_pods is not None else None
+        self.dns = ClusterDns(self.cluster) if process_pods is not None else None
+        names = self.dns.environment if self.dns is not None else None
+        self.processes = Processes(process_pods, self.cluster, names=names) if process_pods is not None else None
+        self.kube_proxy: KubeProxy | None = None  # with process pods, from start() on
+        self._network_task: asyncio.Task[None] | None = None
         self._kubelet_config = KubeletConfig(processes=self.processes)
         self._nodes = Nodes(self.cluster)
         self._control = (
@@ -117,6 +133,7 @@ class SimServer:
     def open_watches(self) -> int:
         """How many watch streams are being served right now."""
         internal = self._control.subscriptions if self._control else 0
+        internal += sum(loop.subscribed for loop in self._network_loops())
         return self.cluster.store.open_subscriptions - internal
 
     def close_watches(self) -> None:
@@ -159,6 +176,9 @@ class SimServer:
                 return authenticator.issue(namespace, account, audiences=audiences, expiration=TOKEN_SECONDS)[0]
 
             self.processes.connect(self.url, self.ca_pem, issue)
+            self.kube_proxy = KubeProxy(self.cluster, resolve=proxy.service_port)
+            self._network_task = asyncio.create_task(self._network(), name="sim-network")
+            self._network_task.add_done_callback(functools.partial(_log_crash, what="network (DNS, kube-proxy)"))
         self._gc_task = asyncio.create_task(GarbageCollector(self.cluster).run(self._stop), name="sim-gc")
         if self._control is not None:
             self._control_task = asyncio.create_task(self._control.run(), name="sim-control-plane")
@@ -174,8 +194,16 @@ class SimServer:
             self._control_task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._control_task
+        if self._network_task is not None:
+            self._network_task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._network_task
+        if self.kube_proxy is not None:
+            await self.kube_proxy.close()
         if self.processes is not None:
             await self.processes.close()
+        if self.dns is not None:
+            self.dns.close()
         if self._gc_task is not None:
             self._gc_task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -184,6 +212,15 @@ class SimServer:
             await self._runner.cleanup()
         if self._tmp is not None:
             self._tmp.cleanup()
+
+    def _network_loops(self) -> list[Loop]:
+        return [loop for loop in (self.dns, self.kube_proxy) if loop is not None]
+
+    async def _network(self) -> None:
+        """The cluster DNS and the kube-proxy, as one task."""
+        async with asyncio.TaskGroup() as group:
+            for loop in self._network_loops():
+                group.create_task(loop.run(), name=f"sim-{loop.name}")
 
     async def __aenter__(self) -> SimServer:
         return await self.start()
@@ -194,6 +231,6 @@ class SimServer:
         await self.stop()
 
 
-def _log_crash(task: asyncio.Task[None]) -> None:
+def _log_crash(task: asyncio.Task[None], what: str = "control plane") -> None:
     if not task.cancelled() and task.exception() is not None:
-        log.error("the simulated control plane stopped", exc_info=task.exception())
+        log.error("the simulated %s stopped", what, exc_info=task.exception())

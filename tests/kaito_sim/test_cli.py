@@ -169,3 +169,16 @@ def test_limit_flags_need_the_simulated_azure(tmp_path: Path) -> None:
     args = parser.parse_args(["--azure-quota", "cores=0", "--kubeconfig", str(tmp_path / "kubeconfig")])
     with pytest.raises(SystemExit, match="need --with-manager"):
         asyncio.run(serve_sim(args, kubeconfig=tmp_path / "kubeconfig"))
+
+
+def test_service_cidr_flag_takes_an_ipv4_network_and_names_itself_when_wrong(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    parser = argparse.ArgumentParser()
+    add_sim_arguments(parser)
+    assert parser.parse_args(["--service-cidr", "127.97.0.0/24"]).service_cidr == "127.97.0.0/24"
+    assert parser.parse_args([]).service_cidr is None, "SimServer picks: loopback with process pods"
+    for bad in ("127.96.0.1/16", "a-network", "127.96.0.0/30", "fd00::/108"):
+        with pytest.raises(SystemExit):
+            parser.parse_args(["--service-cidr", bad])
+        assert "argument --service-cidr: " in capsys.readouterr().err, bad

@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import ipaddress
+import random
 from collections.abc import Callable
 from typing import Any
 
 from kaito_sim.apiserver.errors import JsonObj
+
+DEFAULT_SERVICE_CIDR = "10.96.0.0/12"  # kube-apiserver's default --service-cluster-ip-range
 
 
 def _pod_spec(spec: JsonObj) -> None:
@@ -128,12 +131,23 @@ def apply_builtin_defaults(group: str, obj: JsonObj) -> None:
 
 
 class ClusterIPAllocator:
-    """Hands out Service cluster IPs from the service CIDR, never the same one twice while in use."""
+    """Hands out Service cluster IPs from the service CIDR, never the same one twice while in use.
 
-    def __init__(self, cidr: str = "10.96.0.0/12") -> None:
-        self._hosts = ipaddress.ip_network(cidr).hosts()
-        next(self._hosts)  # .1 is the kubernetes service
+    As kube-apiserver does, a new Service gets an address picked at random (the first host is the `kubernetes`
+    Service's): two clusters sharing a range on one machine (their ClusterIPs on loopback) rarely meet.
+    """
+
+    def __init__(self, cidr: str = DEFAULT_SERVICE_CIDR, *, rng: random.Random | None = None) -> None:
+        self.network = ipaddress.IPv4Network(cidr)
+        if self.network.num_addresses < 4:
+            raise ValueError(f"service CIDR {cidr} is too small: it needs room for at least one Service")
+        self._rng = rng or random.Random()
         self._in_use: set[str] = set()
+
+    @property
+    def first(self) -> str:
+        """The range's first host: the `kubernetes` Service's ClusterIP."""
+        return str(self.network.network_address + 1)
 
     def allocate(self, service: JsonObj) -> None:
         spec: Any = service.get("spec") or {}
@@ -150,7 +164,10 @@ class ClusterIPAllocator:
         self._in_use.discard(str((service.get("spec") or {}).get("clusterIP", "")))
 
     def _next(self) -> str:
-        for host in self._hosts:
-            if str(host) not in self._in_use:
-                return str(host)
+        hosts = self.network.num_addresses - 3  # less the network address, the first host and the broadcast
+        start = self._rng.randrange(hosts)
+        for step in range(hosts):
+            ip = str(self.network.network_address + 2 + (start + step) % hosts)
+            if ip not in self._in_use:
+                return ip
         raise RuntimeError("service CIDR exhausted")

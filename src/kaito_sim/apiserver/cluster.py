@@ -6,7 +6,7 @@ from dataclasses import dataclass, field
 
 from kaito_sim.apiserver import errors
 from kaito_sim.apiserver.admission import AdmissionAttributes, ServiceResolver, mutate_admission, validate_admission
-from kaito_sim.apiserver.builtin_defaults import ClusterIPAllocator
+from kaito_sim.apiserver.builtin_defaults import DEFAULT_SERVICE_CIDR, ClusterIPAllocator
 from kaito_sim.apiserver.conversion import as_version
 from kaito_sim.apiserver.errors import JsonObj
 from kaito_sim.apiserver.objects import new_uid, now_rfc3339
@@ -35,10 +35,10 @@ class WriteOptions:
 class Cluster:
     """Objects, served types and the counters that outlive single requests."""
 
-    def __init__(self, *, history_size: int = DEFAULT_HISTORY) -> None:
+    def __init__(self, *, history_size: int = DEFAULT_HISTORY, service_cidr: str = DEFAULT_SERVICE_CIDR) -> None:
         self.store = Store(history_size=history_size)
         self.registry = Registry()
-        self.cluster_ips = ClusterIPAllocator()
+        self.cluster_ips = ClusterIPAllocator(service_cidr)
         self.pod_logs: dict[tuple[str, str, str], list[str]] = {}  # (namespace, pod, container) -> lines
         self.webhook_services: ServiceResolver | None = None  # where webhooks by clientConfig.service listen
         for name in INITIAL_NAMESPACES:
@@ -63,8 +63,8 @@ class Cluster:
             },
             "spec": {
                 "type": "ClusterIP",
-                "clusterIP": "10.96.0.1",
-                "clusterIPs": ["10.96.0.1"],
+                "clusterIP": self.cluster_ips.first,
+                "clusterIPs": [self.cluster_ips.first],
                 "ports": [{"name": "https", "port": 443, "protocol": "TCP", "targetPort": 6443}],
                 "sessionAffinity": "None",
             },

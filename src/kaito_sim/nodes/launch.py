@@ -7,6 +7,8 @@ mount path is rewritten to point there. So is one naming the container's `termin
 `/dev/termination-log`): it becomes a file in the pod's directory, whose content the kubelet reports as the
 terminated state's message. `kaito ...` runs as this interpreter's `-m kaito.cli`, and
 a container with no command runs its image's entrypoint (`kaito` for the kaito images) with its args.
+The well-known images of `kaito_sim.nodes.images` (curl, busybox, python) compose their argv as their runtime
+would and run this machine's command of that name.
 
 Listening addresses: every process shares this machine's ports, so the address flags of `kaito` subcommands
 (`PORT_FLAGS`, e.g. the manager's `--health-probe-bind-address=:8081`) are rewritten to `127.0.0.1:<free port>`
@@ -35,6 +37,7 @@ from kaito_sim.apiserver.errors import ApiError, JsonObj
 from kaito_sim.apiserver.kubeconfig import kubeconfig_dict, write_kubeconfig
 from kaito_sim.apiserver.store import StorageKey
 from kaito_sim.nodes.hostpath import node_path
+from kaito_sim.nodes.images import Image
 
 Getter = Callable[[StorageKey, str, str], JsonObj | None]  # (storage key, namespace, name) -> stored object
 CONFIGMAPS: StorageKey = ("", "configmaps")
@@ -237,19 +240,37 @@ def termination_log(container: JsonObj, root: Path) -> tuple[str, Path]:
     return path, root / "termination" / str(container.get("name", ""))
 
 
-def launch(get: Getter, pod: JsonObj, container: JsonObj, root: Path, *, node_dir: Path | None = None) -> Launch:
-    """The local command for `container` of `pod`, its volumes written under `root` (hostPath ones under `node_dir`)."""
+def launch(
+    get: Getter,
+    pod: JsonObj,
+    container: JsonObj,
+    root: Path,
+    *,
+    node_dir: Path | None = None,
+    image: Image | None = None,
+) -> Launch:
+    """The local command for `container` of `pod`, its volumes written under `root` (hostPath ones under `node_dir`).
+
+    With `image` (one of `kaito_sim.nodes.images`), argv is composed as that image's runtime composes it and its
+    first word is this machine's command; `MissingCommand` when there is none.
+    """
     command = [str(a) for a in container.get("command") or []]
-    image = str(container.get("image", ""))
-    command = command or next((list(e) for name, e in ENTRYPOINTS.items() if image_matches(image, (name,))), [])
-    if not command:
-        raise LaunchError("the container has no command; the image's entrypoint is unknown to the simulated kubelet")
+    if image is None:
+        name = str(container.get("image", ""))
+        command = command or next((list(e) for n, e in ENTRYPOINTS.items() if image_matches(name, (n,))), [])
+        if not command:
+            unknown = "the container has no command; the image's entrypoint is unknown to the simulated kubelet"
+            raise LaunchError(unknown)
     env = environment(get, pod, container)
-    argv = [expand(a, env) for a in command + [str(a) for a in container.get("args") or []]]
+    command = [expand(a, env) for a in command]
+    args = [expand(str(a), env) for a in container.get("args") or []]
+    argv = image.argv(command, args) if image is not None else command + args
+    program = image.executable(argv[0]) if image is not None else None
     path, local = termination_log(container, root)
     result = Launch(argv, env, materialise(get, pod, container, root, node_dir=node_dir), {path: local})
     # Only the container's own paths are rewritten: this machine's interpreter may live under a mount path (/tmp).
-    result.argv = result.command(argv)
+    command = result.command(argv)
+    result.argv = [program, *command[1:]] if program else command
     result.env = {k: result.local(v) for k, v in env.items()}
     return result
 

@@ -10,6 +10,9 @@ with back-off as the restart policy says. Its output is what `kubectl logs` show
 `kaito serve` loads a tiny random model in place of the preset's weights (no GPU, no download): a real server
 whose answers are random tokens; a model an init step pulled into one of the pod's volumes (a model image's
 `/mnt/model`) is loaded as it is. Every process dies with its pod, with the `SimServer`, and with this process.
+The well-known images of `kaito_sim.nodes.images` (`curlimages/curl`, `busybox`, `python`) run too, as this
+machine's curl, applets and interpreter; every other image stays simulated. Service names resolve for the
+processes as the cluster's DNS would resolve them (`kaito_sim.nodes.clusterdns`).
 
 A container with `stdin: true` reads a pipe that `pods/attach` writes to (closed after the first attach when
 `stdinOnce`); `pods/exec` runs a command beside a container's process, in its directory and environment
@@ -43,6 +46,7 @@ from kaito_sim.apiserver import errors
 from kaito_sim.apiserver.cluster import Cluster
 from kaito_sim.apiserver.errors import ApiError, JsonObj
 from kaito_sim.nodes import children, hostpath
+from kaito_sim.nodes.images import IMAGES, Image, MissingCommand
 from kaito_sim.nodes.launch import (
     Issuer,
     Launch,
@@ -80,11 +84,15 @@ class Attached:
     stdin_once: bool  # close the container's stdin when this attach's stdin ends
 
 
+NameEnvironment = Callable[[str, dict[str, str]], dict[str, str]]  # (namespace, env) -> what makes names resolve
+
+
 @dataclass(frozen=True)
 class ProcessPods:
     """Which pods run as local processes, and how the simulated kubelet runs them."""
 
     images: tuple[str, ...] = ("kaito-runtime",)  # image repositories, matched whatever the registry and tag
+    ordinary: tuple[str, ...] = tuple(IMAGES)  # which images of `kaito_sim.nodes.images` run; () simulates them
     model_dir: Path | None = None  # what `kaito serve` loads; None: the tiny random model, built once per server
     probe_interval: float = 0.2  # seconds between probes while a container is not ready yet
     restart_backoff: float = 10.0  # the first restart's delay; it doubles per restart, up to five minutes
@@ -106,8 +114,8 @@ def _free_port() -> int:
 class _Container:
     """One container: its current process, its local ports and what the kubelet reports about it."""
 
-    def __init__(self, spec: JsonObj, *, process: bool = True, init: bool = False) -> None:
-        self.spec, self.process, self.init = spec, process, init
+    def __init__(self, spec: JsonObj, *, process: bool = True, init: bool = False, image: Image | None = None) -> None:
+        self.spec, self.process, self.init, self.image = spec, process, init, image
         self.name = str(spec.get("name", ""))
         self.proc: asyncio.subprocess.Process | None = None
         self.launch: Launch | None = None
@@ -141,8 +149,9 @@ class _Pod:
 class Processes:
     """Starts, watches and stops the processes of one simulated cluster's process pods."""
 
-    def __init__(self, options: ProcessPods, cluster: Cluster) -> None:
-        self.options, self.cluster = options, cluster
+    def __init__(self, options: ProcessPods, cluster: Cluster, *, names: NameEnvironment | None = None) -> None:
+        """`names` gives a process of a pod in a namespace what makes the cluster's Service names resolve."""
+        self.options, self.cluster, self._names = options, cluster, names
         self._tmp = tempfile.TemporaryDirectory(prefix="kaito-pods-")
         self._pods: dict[Key, _Pod] = {}
         self._retiring: dict[_Pod, asyncio.Task[None]] = {}
@@ -170,11 +179,20 @@ class Processes:
         spec = pod.get("spec") or {}
         inits = [c for c in spec.get("initContainers") or [] if isinstance(c, dict)]
         mains = [c for c in spec.get("containers") or [] if isinstance(c, dict)]
-        matches = [image_matches(str(c.get("image", "")), self.options.images) for c in inits + mains]
-        if not any(matches):
+        kinds = [self._kind(str(c.get("image", ""))) for c in inits + mains]
+        if not any(kinds):
             return []
-        found = [_Container(c, process=m, init=True) for c, m in zip(inits, matches[: len(inits)], strict=True)]
-        return found + [_Container(c) for c, m in zip(mains, matches[len(inits) :], strict=True) if m]
+        found = [
+            _Container(c, process=k is not False, init=True, image=_image(k))
+            for c, k in zip(inits, kinds[: len(inits)], strict=True)
+        ]
+        return found + [_Container(c, image=_image(k)) for c, k in zip(mains, kinds[len(inits) :], strict=True) if k]
+
+    def _kind(self, image: str) -> Image | bool:
+        """How a container of `image` runs: a process image's own command (True), a well-known image, or not (False)."""
+        if image_matches(image, self.options.images):
+            return True
+        return next((IMAGES[n] for n in self.options.ordinary if n in IMAGES and image_matches(image, (n,))), False)
 
     def sync(self, key: Key, pod: JsonObj) -> PodRun | None:
         """Start `pod`'s processes unless they run already; what each of its process containers does now."""
@@ -343,6 +361,8 @@ class Processes:
         while not pod.stopping:
             try:
                 await self._prepare(pod, c)
+            except MissingCommand as exc:  # the container exists; its start fails, as runc's exec fails
+                end = self._start_failed(c, attempt, exc.message)
             except (LaunchError, OSError, ValueError) as exc:
                 reason, message = (exc.reason, exc.message) if isinstance(exc, LaunchError) else ("", str(exc))
                 if not reason:
@@ -353,7 +373,8 @@ class Processes:
                     self._changed(pod.key)
                 await asyncio.sleep(1.0)  # tried again as the kubelet's sync loop comes round
                 continue
-            end = await self._once(pod, c, attempt)
+            else:
+                end = await self._once(pod, c, attempt)
             if pod.stopping:
                 return
             if policy == "Never" or (policy == "OnFailure" and end.code == 0):
@@ -372,7 +393,7 @@ class Processes:
         """Work out the command, write the volumes, and for `kaito serve` a port and the model: the one pulled
         into a volume, else the stand-in."""
         pod.root.mkdir(parents=True, exist_ok=True)  # the container's working directory
-        spec = launch(self.cluster.store.get, pod.pod, c.spec, pod.root, node_dir=pod.node_dir)
+        spec = launch(self.cluster.store.get, pod.pod, c.spec, pod.root, node_dir=pod.node_dir, image=c.image)
         declared = set(declared_ports(c.spec).values())
         c.ports, c.any_port = {p: p for p in declared}, True
         if is_serve(spec.argv):
@@ -399,10 +420,8 @@ class Processes:
                 c.launch.argv, self._environment(pod, c), pod.root, stdin=bool(c.spec.get("stdin"))
             )
         except (OSError, ValueError) as exc:  # no such executable, no permission, a NUL in an argument
-            c.run = dataclasses.replace(c.run, restarts=attempt)
             why = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
-            message = f"failed to start container process: exec: {c.launch.argv[0]!r}: {why}"
-            return Exit(128, "StartError", started, started, message)
+            return self._start_failed(c, attempt, f"exec: {c.launch.argv[0]!r}: {why}")
         c.proc = proc
         if pod.stopping:
             children.send(proc, signal.SIGKILL)
@@ -453,7 +472,15 @@ class Processes:
     def _environment(self, pod: _Pod, c: _Container) -> dict[str, str]:
         """What the container's process (and what is exec'd beside it) finds in its environment."""
         assert c.launch is not None
-        return {**os.environ, "HOSTNAME": pod.key[1], "PYTHONUNBUFFERED": "1", **c.launch.env}
+        env = {**os.environ, "HOSTNAME": pod.key[1], "PYTHONUNBUFFERED": "1", **c.launch.env}
+        if self._names is not None:
+            env.update(self._names(pod.key[0], env))
+        return env
+
+    def _start_failed(self, c: _Container, attempt: int, why: str) -> Exit:
+        c.run = dataclasses.replace(c.run, restarts=attempt)
+        now = _now()
+        return Exit(128, "StartError", now, now, f"failed to start container process: {why}")
 
     def _update(self, pod: _Pod, c: _Container, *, started: bool | None = None, ready: bool | None = None) -> None:
         run = dataclasses.replace(
@@ -498,6 +525,10 @@ def not_local(container: str, pod: str) -> ApiError:
         "only containers whose image runs as a process (SimServer(process_pods=...), kaito sim --process-pods) "
         "can be exec'd into or attached to"
     )
+
+
+def _image(kind: Image | bool) -> Image | None:
+    return kind if isinstance(kind, Image) else None
 
 
 def _read_message(path: Path) -> str:
