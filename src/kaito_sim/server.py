@@ -24,6 +24,7 @@ from kaito_sim.nodes.launch import TOKEN_SECONDS
 from kaito_sim.nodes.nodespec import NodeSpec
 from kaito_sim.nodes.podfaults import PodFaults
 from kaito_sim.nodes.processes import Processes, ProcessPods
+from kaito_sim.nodes.portforward import PortForward
 from kaito_sim.nodes.proxy import Proxy
 from kaito_sim.workloads.controlplane import ControlPlane
 from kaito_sim.workloads.gc import GarbageCollector
@@ -138,6 +139,7 @@ class SimServer:
             server_address=f"{self.host}:{self.requested_port}",
             bookmark_interval=self.bookmark_interval,
             proxy=proxy,
+            portforward=PortForward(self.cluster, self.processes),
         )
         self._api = api
         self._runner = web.AppRunner(api.app(), handler_cancellation=True, access_log=None)

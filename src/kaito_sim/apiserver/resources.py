@@ -11,6 +11,7 @@ SUBRESOURCE_VERBS = {
     "status": ("get", "patch", "update"),
     "scale": ("get", "patch", "update"),
     "log": ("get",),
+    "portforward": ("create", "get"),
 }
 
 
@@ -95,7 +96,7 @@ def _apps_workload(plural: str, kind: str, short: str) -> ResourceType:
 BUILTIN_TYPES: tuple[ResourceType, ...] = (
     _b("", "v1", "namespaces", "Namespace", namespaced=False, short=("ns",), sub=("status",)),
     _b("", "v1", "nodes", "Node", namespaced=False, short=("no",), sub=("status",)),
-    _b("", "v1", "pods", "Pod", short=("po",), cats=("all",), sub=("status", "log")),
+    _b("", "v1", "pods", "Pod", short=("po",), cats=("all",), sub=("status", "log", "portforward")),
     _b("", "v1", "services", "Service", short=("svc",), cats=("all",), sub=("status",)),
     _b("", "v1", "endpoints", "Endpoints", short=("ep",)),
     _b("", "v1", "configmaps", "ConfigMap", short=("cm",)),
