@@ -23,8 +23,8 @@ from kaito_sim.nodes.kubelet import KubeletConfig, Nodes, system_node
 from kaito_sim.nodes.launch import TOKEN_SECONDS
 from kaito_sim.nodes.nodespec import NodeSpec
 from kaito_sim.nodes.podfaults import PodFaults
-from kaito_sim.nodes.processes import Processes, ProcessPods
 from kaito_sim.nodes.portforward import PortForward
+from kaito_sim.nodes.processes import Processes, ProcessPods
 from kaito_sim.nodes.proxy import Proxy
 from kaito_sim.workloads.controlplane import ControlPlane
 from kaito_sim.workloads.gc import GarbageCollector
