@@ -27,6 +27,7 @@ from kaito_sim.nodes.kubeproxy import LOOPBACK_CIDR, KubeProxy
 from kaito_sim.nodes.launch import TOKEN_SECONDS
 from kaito_sim.nodes.nodespec import NodeSpec
 from kaito_sim.nodes.podfaults import PodFaults
+from kaito_sim.nodes.portforward import PortForward
 from kaito_sim.nodes.processes import Processes, ProcessPods
 from kaito_sim.nodes.proxy import Proxy
 from kaito_sim.nodes.streams import Streams
@@ -157,6 +158,7 @@ class SimServer:
             bookmark_interval=self.bookmark_interval,
             proxy=proxy,
             streams=Streams(self.cluster, self.processes),
+            portforward=PortForward(self.cluster, self.processes),
         )
         self._api = api
         self._runner = web.AppRunner(api.app(), handler_cancellation=True, access_log=None)

@@ -27,6 +27,8 @@ from kaito_sim.apiserver.scale import get_scale, write_scale
 from kaito_sim.apiserver.watch import WatchRequest, serve_watch
 from kaito_sim.apiserver.writes import Writer
 from kaito_sim.nodes.podlogs import serve_log
+from kaito_sim.nodes.portforward import ROUTE as PORTFORWARD_ROUTE
+from kaito_sim.nodes.portforward import PortForward
 from kaito_sim.nodes.proxy import ROUTES as PROXY_ROUTES
 from kaito_sim.nodes.proxy import Proxy
 from kaito_sim.nodes.streams import Streams
@@ -126,10 +128,12 @@ class ApiServer:
         bookmark_interval: float = 5.0,
         proxy: Proxy | None = None,
         streams: Streams | None = None,
+        portforward: PortForward | None = None,
     ) -> None:
         self.cluster = cluster
         self.proxy = proxy or Proxy(cluster, None)
         self.streams = streams or Streams(cluster, None)
+        self.portforward = portforward or PortForward(cluster, None)
         self.tokens = tokens
         self.access = Access(cluster, admin_tokens=tokens)
         self.server_address = server_address
@@ -146,6 +150,7 @@ class ApiServer:
         )
         for route in PROXY_ROUTES:  # services/NAME/proxy/... and pods/NAME/proxy/...
             app.router.add_route("*", route, self.proxy.handle)
+        app.router.add_route("*", PORTFORWARD_ROUTE, self.portforward.handle)
         app.router.add_route("*", "/{tail:.*}", self._dispatch)
         return app
 

@@ -13,6 +13,7 @@ SUBRESOURCE_VERBS = {
     "log": ("get",),
     "exec": ("create", "get"),
     "attach": ("create", "get"),
+    "portforward": ("create", "get"),
 }
 
 
@@ -97,7 +98,7 @@ def _apps_workload(plural: str, kind: str, short: str) -> ResourceType:
 BUILTIN_TYPES: tuple[ResourceType, ...] = (
     _b("", "v1", "namespaces", "Namespace", namespaced=False, short=("ns",), sub=("status",)),
     _b("", "v1", "nodes", "Node", namespaced=False, short=("no",), sub=("status",)),
-    _b("", "v1", "pods", "Pod", short=("po",), cats=("all",), sub=("status", "log", "exec", "attach")),
+    _b("", "v1", "pods", "Pod", short=("po",), cats=("all",), sub=("status", "log", "exec", "attach", "portforward")),
     _b("", "v1", "services", "Service", short=("svc",), cats=("all",), sub=("status",)),
     _b("", "v1", "endpoints", "Endpoints", short=("ep",)),
     _b("", "v1", "configmaps", "ConfigMap", short=("cm",)),

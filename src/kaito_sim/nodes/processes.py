@@ -234,6 +234,11 @@ class Processes:
         """Whether processes of a pod named `key` still run or are being stopped."""
         return key in self._pods or any(p.key == key for p in self._retiring)
 
+    def runs(self, namespace: str, pod: str, uid: str) -> bool:
+        """Whether the pod (this uid of it) is a process pod whose processes are started or starting."""
+        run = self._pods.get((namespace, pod))
+        return run is not None and run.uid == uid
+
     def local_port(self, namespace: str, pod: str, uid: str, port: int) -> int | None:
         """Where on this machine the process pod's `port` listens; None when it is not a process pod."""
         run = self._pods.get((namespace, pod))
