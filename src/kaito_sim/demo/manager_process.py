@@ -51,7 +51,7 @@ def manager_argv(
         *("--cloud", "sim", "--namespace", namespace, "--no-leader-elect"),
         *("--subscription-id", azure.subscription_id, "--resource-group", azure.resource_group),
         *("--cluster-name", azure.cluster, "--arm-url", azure.url, "--arm-ca", azure.ca_path),
-        *("--arm-token", azure.token, "--nodeclaim-poll-interval", "1"),
+        *(f"--arm-token={azure.token}", "--nodeclaim-poll-interval", "1"),  # a token may begin with "-"
         *("--metrics-bind-address", metrics_address, "--health-probe-bind-address", health_address),
         *("--webhook-bind-address", "127.0.0.1:0"),
     ]

@@ -53,3 +53,12 @@ async def test_leaving_stops_the_manager_process(tmp_path: Path) -> None:
         async with manager_process(sim, provisioning_delay=0, metrics_address="", health_address="") as proc:
             assert proc.returncode is None
         assert proc.returncode in (0, -signal.SIGTERM)
+
+
+async def test_a_token_that_begins_with_a_dash_still_reaches_the_manager(tmp_path: Path) -> None:
+    async with SimServer(kubeconfig=tmp_path / "kubeconfig") as sim, SimulatedAks(sim) as aks:
+        aks.token = "-Zq3dashed_token"  # token_urlsafe draws "-" first once in 64 runs
+        argv = manager_argv(sim, aks, namespace="ns", metrics_address="127.0.0.1:0", health_address="")
+        parser = argparse.ArgumentParser()
+        add_manager_arguments(parser)
+        assert parser.parse_args(argv[4:]).arm_token == "-Zq3dashed_token"
