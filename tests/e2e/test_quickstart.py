@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 import os
-import pty
 import socket
 import subprocess
 import sys
@@ -18,6 +17,8 @@ from pathlib import Path
 
 import openai
 import pytest
+
+from kaito_sim.demo.terminal import run_in_terminal
 
 ROOT = Path(__file__).resolve().parents[2]
 NAME = "workspace-phi-3-mini"
@@ -71,24 +72,8 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
         log.close()
 
 
-def run_in_terminal(script: str, env: dict[str, str], *, timeout: float = 180) -> tuple[int, str]:
-    """`bash -c script` with a terminal for stdin and output (kubectl's `-t` wants one), and what it printed."""
-    main, terminal = pty.openpty()
-    proc = subprocess.Popen(["bash", "-c", script], env=env, stdin=terminal, stdout=terminal, stderr=terminal)
-    os.close(terminal)
-    chunks = []
-    try:
-        while chunk := os.read(main, 65536):
-            chunks.append(chunk)
-    except OSError:  # EIO: every process holding the terminal has exited
-        pass
-    finally:
-        os.close(main)
-    return proc.wait(timeout=timeout), b"".join(chunks).decode(errors="replace")
-
-
 def test_the_original_quick_start_answers_verbatim(cluster: Cluster) -> None:
-    rc, out = run_in_terminal(QUICK_START, cluster.env)
+    rc, out = run_in_terminal(["bash", "-c", QUICK_START], cluster.env)
     assert rc == 0, out
     lines = out.splitlines()
     assert lines[0].split()[:4] == ["NAME", "TYPE", "CLUSTER-IP", "EXTERNAL-IP"]

@@ -2,7 +2,9 @@
 
 Everything the user sees comes from the real kubectl and kaito's own CLI: the operator provisions a simulated
 GPU node through the simulated Azure API, the simulated kubelet runs the inference pod's init step and its
-`kaito serve` as real processes, and the questions travel through the API server's Service proxy. A tiny
+`kaito serve` as real processes, and the questions travel as the original README's quick start sends them: a
+`curlimages/curl` pod (curl on this machine) at the Service's ClusterIP, which the simulated kube-proxy answers,
+then `kubectl port-forward` and the `openai` client. A tiny
 model, taught a few sentences on the spot, stands in for the preset's weights (no GPU). It is pushed as a
 model image to the Debian `docker-registry` on loopback, under the name the operator's `--model-registry`
 gives the preset, and the pod's `model-puller` pulls it into the node's cache: a second pod on the node
@@ -14,20 +16,24 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
+import logging
 import os
 import shlex
 import shutil
+import socket
 import sys
 import tempfile
 import time
 from pathlib import Path
+
+import openai
 
 from kaito.api.modelimage import catalog_image
 from kaito.presets.catalog import Catalog
 from kaito_sim.demo.model import STEPS, make_demo_model
 from kaito_sim.demo.operator import embedded_operator
 from kaito_sim.demo.registry import REGISTRY_BINARY, DemoFailed, RegistryUnavailable, registry
+from kaito_sim.demo.terminal import run_in_terminal
 from kaito_sim.nodes.processes import ProcessPods
 from kaito_sim.server import SimServer
 
@@ -36,7 +42,11 @@ NAME = "workspace-phi-3-mini"
 PRESET = "phi-3-mini-4k-instruct"
 NAMESPACE = "default"
 PODS = ("pods", "-l", f"kaito.sh/workspace={NAME}")
-PROXY = f"/api/v1/namespaces/{NAMESPACE}/services/{NAME}:80/proxy"
+# The original README's way to ask the model: a curl pod at the Service's ClusterIP ($CLUSTERIP set before).
+CURL_POD = (
+    "kubectl run -it --rm --restart=Never curl --image=curlimages/curl -- curl -X POST http://$CLUSTERIP/chat "
+    '-H "accept: application/json" -H "Content-Type: application/json" -d "{\\"prompt\\":\\"What is Kubernetes?\\"}"'
+)
 READY_WITHIN_S = 150
 QUESTION = "What is Kubernetes?"
 
@@ -116,16 +126,70 @@ class Demo:
         raise DemoFailed(f"no pod of {NAME} was ready within {READY_WITHIN_S} s; see `kaito status {NAME}`")
 
     async def ask(self) -> None:
-        legacy = json.dumps({"prompt": QUESTION, "generate_kwargs": {"max_length": 64}})
-        answer = await self.kubectl("create", "--raw", f"{PROXY}/chat", "-f", "-", stdin=legacy)
-        print(f"-> /chat answered: {json.loads(answer)['Result']!r}", flush=True)
-        models = json.loads(await self.kubectl("get", "--raw", f"{PROXY}/v1/models"))
-        model = models["data"][0]["id"]
-        chat = {"model": model, "messages": [{"role": "user", "content": QUESTION}], "max_tokens": 48}
-        reply = json.loads(
-            await self.kubectl("create", "--raw", f"{PROXY}/v1/chat/completions", "-f", "-", stdin=json.dumps(chat))
+        """The original README's quick start: a curl pod at the Service's ClusterIP, then port-forward and `openai`."""
+        await self.kubectl("get", "svc", NAME)
+        ip = await self.kubectl("get", "svc", NAME, "-o", "jsonpath={.spec.clusterIPs[0]}", show=False)
+        print(f'\n$ export CLUSTERIP=$(kubectl get svc {NAME} -o jsonpath="{{.spec.clusterIPs[0]}}")', flush=True)
+        self.env["CLUSTERIP"] = ip
+        if await asyncio.to_thread(_reachable, ip, 80):
+            print(f"\n$ {CURL_POD}", flush=True)
+            rc, out = await asyncio.to_thread(run_in_terminal, ["bash", "-c", CURL_POD], self.env)
+            print(out if out.endswith("\n") else out + "\n", end="", flush=True)
+            if rc != 0:
+                raise DemoFailed(f"the curl pod failed with exit code {rc}")
+        else:
+            print(
+                f"(skipped: nothing answers at {ip}:80 here; the simulated kube-proxy needs root to listen on ports "
+                "below 1024, see the simulator's log; port-forward reaches the Service instead)",
+                flush=True,
+            )
+        await self.ask_through_port_forward()
+
+    async def ask_through_port_forward(self) -> None:
+        port = _free_port()
+        args = ["port-forward", f"svc/{NAME}", f"{port}:80"]
+        print(f"\n$ kubectl {' '.join(args)} &", flush=True)
+        proc = await asyncio.create_subprocess_exec(
+            "kubectl", *args, env=self.env, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE
         )
-        print(f"-> {model} answered: {reply['choices'][0]['message']['content']!r}", flush=True)
+        assert proc.stdout is not None
+        try:
+            async with asyncio.timeout(30):
+                print((await proc.stdout.readline()).decode(), end="", flush=True)
+            for chatty in ("httpx", "httpx2"):  # the client logs each request at INFO; the demo shows them itself
+                logging.getLogger(chatty).setLevel(logging.WARNING)
+            client = openai.AsyncOpenAI(base_url=f"http://127.0.0.1:{port}/v1", api_key="unused", max_retries=0)
+            model = (await client.models.list()).data[0].id
+            print(
+                f'\n$ python -c \'import openai; print(openai.OpenAI(base_url="http://127.0.0.1:{port}/v1", '
+                f'api_key="unused").chat.completions.create(model="{model}", messages=[{{"role": "user", '
+                f'"content": "{QUESTION}"}}], max_tokens=48).choices[0].message.content)\'',
+                flush=True,
+            )
+            reply = await client.chat.completions.create(
+                model=model, messages=[{"role": "user", "content": QUESTION}], max_tokens=48
+            )
+            print(reply.choices[0].message.content, flush=True)
+        except (TimeoutError, openai.OpenAIError) as exc:
+            raise DemoFailed(f"kubectl port-forward svc/{NAME}: {exc}") from exc
+        finally:
+            proc.terminate()
+            await proc.wait()
+
+
+def _reachable(ip: str, port: int) -> bool:
+    try:
+        socket.create_connection((ip, port), timeout=5).close()
+    except OSError:
+        return False
+    return True
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port: int = probe.getsockname()[1]
+        return port
 
 
 def table_cell(header: str, row: str, column: str) -> str:

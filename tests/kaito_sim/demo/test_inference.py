@@ -71,6 +71,9 @@ async def test_the_demo_pushes_its_model_and_the_pod_serves_what_it_pulled(
     revision = Catalog.builtin().model(PRESET).revision
     assert {p["image"].split("/", 1)[1] for p in pulls} == {f"kaito-models/{PRESET}:{revision}"}
     assert "Init:0/1" in out
+    # The original quick start's curl pod at the ClusterIP, then port-forward and the openai client.
+    assert '{"Result": "What is Kubernetes?' in out and 'pod "curl" deleted' in out
+    assert "Forwarding from 127.0.0.1:" in out and "create --raw" not in out
     assert not [r for r in caplog.records if "in place of each preset's weights" in r.getMessage()]
 
 
