@@ -36,8 +36,12 @@ def default_batched_tokens(sku: SkuSpec) -> int:
 
 
 def kv_bytes_per_token_per_gpu(model: ModelSpec, *, tp: int, pp: int, kv_dtype_bytes: int = 2) -> int:
-    """KV bytes one token costs on one GPU: layers split by pipeline stages, KV heads by tensor ranks."""
-    layers = math.ceil(model.layers / pp)
+    """KV bytes one token costs on one GPU: layers split by pipeline stages, KV heads by tensor ranks.
+
+    A hybrid's attention layers may bunch into one stage, so a stage is charged with every attention
+    layer it could hold: as many as the stage has layers, at most all of the model's.
+    """
+    layers = min(model.kv_layers, math.ceil(model.layers / pp))
     if model.kv_layout == "mla":
         # MLA keeps one compressed latent per layer, replicated on every tensor rank.
         latent = (model.kv_lora_rank or 512) + (model.qk_rope_head_dim or 64)

@@ -91,7 +91,8 @@ def plan(model: ModelSpec, sku: SkuSpec, request: Request | None = None) -> Plan
     util = ov.gpu_memory_utilization or default_utilization(sku.gpu_memory_gib)
     batched = ov.max_num_batched_tokens or default_batched_tokens(sku)
     lora_slots, lora_rank = _lora(model, request)
-    kv_bytes = 1 if (ov.kv_cache_dtype or "auto").startswith("fp8") else 2
+    kv_dtype = _kv_cache_dtype(model, ov)
+    kv_bytes = 1 if kv_dtype.startswith("fp8") else 2
     context = _target_context(model, request)
     useful_len = min(context, request.context or USEFUL_CONTEXT)
     floor_len = ov.max_model_len or min(model.max_position_embeddings, MIN_CONTEXT)
@@ -132,7 +133,7 @@ def plan(model: ModelSpec, sku: SkuSpec, request: Request | None = None) -> Plan
         layout=layout,
         gpus_per_node=sku.gpu_count,
         dtype=dtype,
-        kv_cache_dtype=ov.kv_cache_dtype or "auto",
+        kv_cache_dtype=kv_dtype,
         gpu_memory_utilization=util,
         max_model_len=max_len,
         max_num_seqs=seqs,
@@ -158,12 +159,31 @@ def _check_hardware(model: ModelSpec, sku: SkuSpec) -> None:
     if model.deprecated:
         raise PlanError(f"model {model.name} is deprecated: {model.deprecated}", path="inference.preset.name")
     cc = sku.compute_capability
-    if model.quantization and sku.gpu_vendor == "nvidia" and (cc is None or cc < 8.0):
+    req = model.requires
+    if req.kernels and sku.gpu_vendor != "nvidia":
         raise PlanError(
-            f"{model.name} ships {model.quantization} weights, which vLLM runs only on compute capability 8.0+; "
+            f"{model.name} needs CUDA kernels ({', '.join(req.kernels)}); {sku.name} has {sku.gpu_model}",
+            path="resource.instanceType",
+        )
+    need = model.min_compute_capability
+    if need is not None and sku.gpu_vendor == "nvidia" and (cc is None or cc < need):
+        what = [f"{model.quantization} weights"] if model.quantization else []
+        why = ", ".join(what + req.features())
+        raise PlanError(
+            f"{model.name} needs compute capability {need}+" + (f" ({why})" if why else "") + "; "
             f"{sku.name} has {sku.gpu_model} (compute capability {cc})",
             path="resource.instanceType",
         )
+
+
+def _kv_cache_dtype(model: ModelSpec, ov: Overrides) -> str:
+    required = model.requires.kv_cache_dtype
+    if required and ov.kv_cache_dtype and not ov.kv_cache_dtype.startswith(required):
+        raise PlanError(
+            f"{model.name} supports only a {required} KV cache, not {ov.kv_cache_dtype}",
+            path="inference_config.yaml: vllm.kv-cache-dtype",
+        )
+    return ov.kv_cache_dtype or required or "auto"
 
 
 def _dtype(model: ModelSpec, sku: SkuSpec, ov: Overrides) -> str:
