@@ -17,6 +17,9 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from pydantic.alias_generators import to_camel
 
+from kaito.api.modelconfig import Dtype, Quantization, config_facts
+from kaito.api.modelconfig import ModelDescriptionError as ModelDescriptionError
+
 ARTIFACT_TYPE = "application/vnd.kaito.model.v1"
 CONFIG_MEDIA_TYPE = "application/vnd.kaito.model.config.v1+json"
 LAYER_SAFETENSORS = "application/vnd.kaito.model.layer.v1.safetensors"
@@ -32,15 +35,7 @@ ANNOTATION_MODEL = "ai.kaito.model.repository"  # the model's hub id, e.g. micro
 NODE_CACHE_DIR = "/var/lib/kaito/models"  # the node-local model cache inference pods share (a hostPath)
 CATALOG_REPOSITORY = "kaito-models"  # under a bare --model-registry host, the catalog's models live here
 
-Dtype = Literal["bfloat16", "float16", "float32"]
-Quantization = Literal["fp8", "mxfp4", "awq", "gptq"]
-
-_SAFETENSORS_DTYPES: dict[str, Dtype] = {"BF16": "bfloat16", "F16": "float16", "F32": "float32"}
 _MAX_SAFETENSORS_HEADER = 100 * 1024 * 1024
-
-
-class ModelDescriptionError(ValueError):
-    """A model directory whose sizing facts cannot be read; the message names the file and the key."""
 
 
 class ModelImageConfig(BaseModel):
@@ -68,6 +63,9 @@ class ModelImageConfig(BaseModel):
     qk_rope_head_dim: int | None = Field(default=None, gt=0)
     sliding_window: int | None = Field(default=None, gt=0)
     sliding_window_pattern: int | None = Field(default=None, ge=2)
+    full_attention_layers: int | None = Field(default=None, gt=0)
+    experts: int | None = Field(default=None, gt=0)
+    experts_per_token: int | None = Field(default=None, gt=0)
     source_repository: str = ""
     revision: str = ""
 
@@ -105,8 +103,6 @@ def describe_model(directory: Path, *, source_repository: str = "", revision: st
         raise ModelDescriptionError(f"{config_file}: cannot read the model's config ({exc})") from exc
     if not isinstance(raw, dict):
         raise ModelDescriptionError(f"{config_file}: not a JSON object")
-    # Multimodal checkpoints keep the language model's numbers under text_config.
-    text = {**raw, **raw["text_config"]} if isinstance(raw.get("text_config"), dict) else raw
     shards = sorted(directory.rglob("*.safetensors"))
     if not shards:
         raise ModelDescriptionError(f"{directory}: no *.safetensors files (kaito packs safetensors checkpoints)")
@@ -115,14 +111,10 @@ def describe_model(directory: Path, *, source_repository: str = "", revision: st
         count, kinds = _safetensors_elements(shard)
         elements += count
         dtypes |= kinds
-    facts = _architecture(text, config_file)
+    facts = config_facts(raw, source=str(config_file), stored_dtypes=dtypes)
     facts.update(
-        architectures=tuple(str(a) for a in raw.get("architectures") or ()),
-        model_type=str(raw.get("model_type") or ""),
         parameters_b=max(round(elements / 1e9, 3), 0.001),
         weight_bytes=sum(shard.stat().st_size for shard in shards),
-        dtype=_dtype(text, dtypes, config_file),
-        quantization=_quantization(raw, config_file),
         source_repository=source_repository,
         revision=revision,
     )
@@ -130,78 +122,6 @@ def describe_model(directory: Path, *, source_repository: str = "", revision: st
         return ModelImageConfig.model_validate(facts)
     except ValidationError as exc:
         raise ModelDescriptionError(f"{config_file}: {exc}") from exc
-
-
-def _first(config: dict[str, Any], *keys: str) -> Any:
-    return next((config[key] for key in keys if config.get(key) is not None), None)
-
-
-def _architecture(config: dict[str, Any], source: Path) -> dict[str, Any]:
-    layers = _first(config, "num_hidden_layers", "n_layer", "num_layers")
-    heads = _first(config, "num_attention_heads", "n_head")
-    hidden = _first(config, "hidden_size", "n_embd", "d_model")
-    missing = [name for name, value in (("layers", layers), ("heads", heads), ("hidden_size", hidden)) if not value]
-    if missing:
-        raise ModelDescriptionError(f"{source}: no {', '.join(missing)} (num_hidden_layers, num_attention_heads, ...)")
-    kv_heads = _first(config, "num_key_value_heads", "num_kv_heads")
-    if kv_heads is None:
-        kv_heads = 1 if config.get("multi_query") else heads
-    facts: dict[str, Any] = {
-        "layers": layers,
-        "attention_heads": heads,
-        "kv_heads": kv_heads,
-        "head_dim": _first(config, "head_dim") or hidden // heads,
-        "hidden_size": hidden,
-        "intermediate_size": _first(config, "intermediate_size", "ffn_dim", "n_inner"),
-        "vocab_size": _first(config, "vocab_size"),
-        "max_position_embeddings": _first(config, "max_position_embeddings", "n_positions", "seq_length"),
-    }
-    if config.get("kv_lora_rank"):
-        facts.update(
-            kv_layout="mla", kv_lora_rank=config["kv_lora_rank"], qk_rope_head_dim=config.get("qk_rope_head_dim")
-        )
-    window = config.get("sliding_window")
-    if isinstance(window, int) and window > 0 and config.get("use_sliding_window", True) is not False:
-        facts["sliding_window"] = window
-        facts["sliding_window_pattern"] = _window_pattern(config)
-    return facts
-
-
-def _window_pattern(config: dict[str, Any]) -> int | None:
-    """Every n-th layer attends globally: Gemma 3's sliding_window_pattern, or read off layer_types."""
-    pattern = config.get("sliding_window_pattern")
-    if isinstance(pattern, int) and pattern >= 2:
-        return pattern
-    types = config.get("layer_types")
-    if isinstance(types, list) and "full_attention" in types:
-        period = types.index("full_attention") + 1
-        regular = all((i + 1) % period == 0 for i, kind in enumerate(types) if kind == "full_attention")
-        return period if period >= 2 and regular else None
-    return None
-
-
-def _dtype(config: dict[str, Any], stored: set[str], source: Path) -> Dtype:
-    named = _first(config, "torch_dtype", "dtype")
-    if named in ("bfloat16", "float16", "float32"):
-        return named  # type: ignore[no-any-return]
-    floats = sorted({_SAFETENSORS_DTYPES[kind] for kind in stored if kind in _SAFETENSORS_DTYPES})
-    if len(floats) == 1:
-        return floats[0]
-    if named in (None, "auto"):
-        return "bfloat16"
-    raise ModelDescriptionError(f"{source}: torch_dtype {named!r} is not one of bfloat16, float16, float32")
-
-
-def _quantization(config: dict[str, Any], source: Path) -> Quantization | None:
-    quant = config.get("quantization_config")
-    if not isinstance(quant, dict):
-        return None
-    method = str(quant.get("quant_method", "")).lower()
-    if method in ("fp8", "mxfp4", "awq", "gptq"):
-        return method  # type: ignore[return-value]
-    raise ModelDescriptionError(
-        f"{source}: quantization_config.quant_method {method!r} is not one kaito sizes (fp8, mxfp4, awq, gptq)"
-    )
 
 
 def _safetensors_elements(path: Path) -> tuple[int, set[str]]:

@@ -155,10 +155,25 @@ class EngineNumbers(WireModel):
         return {name: getattr(self, name) for name in EngineNumbers.model_fields}
 
 
+class HubModelStatus(WireModel):
+    """A Hugging Face model the catalog lacks, as the plan was sized from it: the revision read, pinned."""
+
+    repository: str = Field(description="The model's id on the hub, e.g. Qwen/Qwen2.5-0.5B-Instruct")
+    revision: str = Field(description="The commit read; the pods load this revision")
+    gated: bool | None = Field(default=None, description="Whether the hub needs a token to download it")
+    config: Schemaless = Field(
+        default_factory=dict,
+        description="The numbers read from its config.json and file list (a model image config's fields)",
+    )
+
+
 class PlanStatus(EngineNumbers):
     """The sizing plan chosen for this workspace, with the reason for each number."""
 
     model: str | None = None
+    hub: HubModelStatus | None = Field(
+        default=None, description="Set when the model was read from a Hugging Face hub rather than the catalog"
+    )
     instance_type: str | None = None
     nodes: int | None = None
     gpus_per_node: int | None = None

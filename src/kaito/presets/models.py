@@ -98,6 +98,9 @@ class ModelSpec(BaseModel):
     architectures: tuple[str, ...] = ()
     license: str = ""
     deprecated: str | None = None
+    # Where the entry comes from: the catalog, or sized from a model the catalog lacks (read from a Hugging Face
+    # hub, or from a model image's config); set by the operator, never by catalog YAML.
+    source: Literal["catalog", "hub", "image"] = "catalog"
 
     @model_validator(mode="before")
     @classmethod

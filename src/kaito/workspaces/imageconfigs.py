@@ -29,6 +29,7 @@ from kaito.oci.errors import OciError
 from kaito.oci.reference import Reference
 from kaito.oci.scheme import Scheme
 from kaito.presets.catalog import Catalog
+from kaito.workspaces.hubmodels import HubModels, TokenReader, hub_models_for
 from kaito.workspaces.modelsource import ImageConfig, ModelImages, image_pull_secrets, uncatalogued_image
 
 FETCH_TIMEOUT_S = 5.0  # admission answers within the API server's 10 s webhook timeout
@@ -108,12 +109,19 @@ async def model_images_for(
     configs: ImageConfigs | None,
     registry: str | None,
     read_secret: SecretReader,
+    hub: HubModels | None = None,
+    read_token: TokenReader | None = None,
 ) -> ModelImages:
-    """What planning `raw` needs to know of model images: the config it is sized from, fetched if not kept."""
+    """What planning `raw` needs to know of where its weights come from: the model image config it is sized from,
+    or the Hugging Face model (see `kaito.workspaces.hubmodels`), fetched if not kept."""
     try:
         ws = Workspace.parse(raw)
     except ValidationError:
         return ModelImages(registry=registry)  # the rules say what is wrong with it
+    if hub is not None and read_token is not None:
+        models = await hub_models_for(raw, catalog=catalog, hub=hub, read_token=read_token)
+        if models:
+            return ModelImages(registry=registry, hub=models)
     image = uncatalogued_image(ws, catalog)
     if image is None or configs is None:
         return ModelImages(registry=registry)

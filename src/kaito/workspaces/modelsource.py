@@ -1,12 +1,17 @@
-"""Where a workspace's weights come from: a model image (named, or the catalog's in the model registry) or the hub."""
+"""Where a workspace's weights come from: a model image (named, or the catalog's in the model registry) or the hub.
+
+A preset the catalog lacks is sized from the config its weights come with: a model image's config blob, or a
+Hugging Face model's config.json and file list, read from the hub at a revision then pinned.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
+from kaito.api.fielderrors import FieldError
 from kaito.api.modelimage import ModelImageConfig, catalog_image
-from kaito.api.workspace import Workspace
+from kaito.api.workspace import HubModelStatus, PresetSpec, Workspace
 from kaito.presets.catalog import Catalog, ModelSpec
 
 
@@ -22,7 +27,7 @@ def model_image(ws: Workspace, model: ModelSpec | None, *, registry: str | None)
     options = preset.preset_options
     if options is not None and options.image:
         return options.image
-    if registry and model is not None:
+    if registry and model is not None and model.source == "catalog":
         return catalog_image(registry, model.name, model.revision)
     return None
 
@@ -39,11 +44,37 @@ ImageConfig = ModelImageConfig | str
 
 
 @dataclass(frozen=True)
+class HubModel:
+    """A Hugging Face model as read from the hub: its config's numbers at the revision read (the commit)."""
+
+    config: ModelImageConfig  # source_repository: the id on the hub; revision: the commit read
+    gated: bool = False  # a token is needed to download it (gated or private)
+
+    def to_status(self) -> HubModelStatus:
+        blob = self.config.model_dump(by_alias=True, mode="json", exclude={"source_repository", "revision"})
+        return HubModelStatus(
+            repository=self.config.source_repository, revision=self.config.revision, gated=self.gated, config=blob
+        )
+
+    @classmethod
+    def from_status(cls, status: HubModelStatus) -> HubModel:
+        """The model a plan in status was sized from; ValueError when its numbers no longer read."""
+        where = {"sourceRepository": status.repository, "revision": status.revision}
+        return cls(config=ModelImageConfig.model_validate({**status.config, **where}), gated=bool(status.gated))
+
+
+HubRead = HubModel | FieldError
+"""A hub model, or the field to change and the hub's words saying why it could not be read."""
+
+
+@dataclass(frozen=True)
 class ModelImages:
-    """What planning knows of model images: the manager's model registry, and the configs fetched for this call."""
+    """What planning knows of where weights come from: the model registry, and the image configs and hub models
+    read for this call (by image reference; by preset name)."""
 
     registry: str | None = None
     configs: Mapping[str, ImageConfig] = field(default_factory=dict)
+    hub: Mapping[str, HubRead] = field(default_factory=dict)
 
 
 def uncatalogued_image(ws: Workspace, catalog: Catalog) -> str | None:
@@ -58,4 +89,41 @@ def uncatalogued_image(ws: Workspace, catalog: Catalog) -> str | None:
 def model_from_image(name: str, config: ModelImageConfig) -> ModelSpec:
     """A model the catalog lacks, as a preset built from its image's config (the numbers a preset carries)."""
     repository = config.source_repository.removeprefix("https://huggingface.co/") or name
-    return ModelSpec(name=name, hf_repo=repository, revision=config.revision or "main", **config.sizing_fields())
+    fields = config.sizing_fields()
+    return ModelSpec(name=name, hf_repo=repository, revision=config.revision or "main", source="image", **fields)
+
+
+def preset_of(ws: Workspace) -> tuple[PresetSpec | None, str]:
+    """The workspace's preset and the path of its spec (`inference` or `tuning`)."""
+    if ws.inference is not None:
+        return ws.inference.preset, "inference"
+    return (ws.tuning.preset if ws.tuning else None), "tuning"
+
+
+def split_hub_id(name: str) -> tuple[str, str | None]:
+    """`org/model` or `org/model@revision` as (repository, revision or None)."""
+    repository, _, revision = name.strip().partition("@")
+    return repository, revision or None
+
+
+def hub_id(ws: Workspace, catalog: Catalog) -> str | None:
+    """The Hugging Face id this workspace's preset names, when the catalog lacks it and no model image sizes it."""
+    preset, _ = preset_of(ws)
+    if preset is None or "/" not in preset.name or catalog.find_model(preset.name) is not None:
+        return None
+    if uncatalogued_image(ws, catalog) is not None:
+        return None
+    return preset.name.strip()
+
+
+def model_from_hub(name: str, model: HubModel) -> ModelSpec:
+    """A Hugging Face model the catalog lacks, as a preset: its numbers, at the revision read."""
+    return ModelSpec(
+        name=name,
+        hf_repo=model.config.source_repository,
+        revision=model.config.revision,
+        source="hub",
+        download_auth_required=model.gated,
+        supports_tuning=True,
+        **model.config.sizing_fields(),
+    )

@@ -19,7 +19,7 @@ from kaito.presets.choice import AUTO, Choice, fitting, plan_for
 from kaito.presets.overrides import CONFIG_KEY, OverrideError, Overrides
 from kaito.presets.sizing import PlanError, Request
 from kaito.runtime.objects import content_hash
-from kaito.workspaces.modelsource import ModelImages
+from kaito.workspaces.modelsource import HubModel, ModelImages
 from kaito.workspaces.rules import ConfigLookup, overrides_from, preset_model, validate_workspace
 
 __all__ = ["Invalid", "Planned", "Sizing", "instance_candidates", "plan_workspace", "validate_and_plan"]
@@ -94,7 +94,7 @@ def plan_workspace(
     inputs = _inputs(ws, config)
     name = ws.preset_name
     model = catalog.find_model(name) if name else None
-    if model is None and ws.inference is not None:
+    if model is None and name:
         model, problems = preset_model(ws, catalog, model_images or ModelImages())
         if problems:
             raise Invalid(problems)
@@ -122,6 +122,8 @@ def plan_workspace(
     choice = _size(sizing, model, catalog, instance_type, cloud=cloud, request=request)
     status = plan_status(choice)
     status.model, status.inputs_hash = model.name, inputs
+    if model.source == "hub" and name and isinstance(read := (model_images or ModelImages()).hub.get(name), HubModel):
+        status.hub = read.to_status()  # the revision read stays pinned, and its numbers, for every later plan
     status.kv_cache_memory = overrides.kv_cache_memory
     return status, model
 

@@ -17,10 +17,19 @@ from kaito.api.fielderrors import FieldError
 from kaito.api.tuningconfig import CONFIG_KEY as TRAINING_CONFIG_KEY
 from kaito.api.tuningconfig import ConfigError, parse_training_config
 from kaito.api.workspace import InferenceSpec, TuningSpec, Workspace
+from kaito.presets.architectures import unserved
 from kaito.presets.catalog import Catalog, ModelSpec, UnknownModel
 from kaito.presets.choice import AUTO
 from kaito.presets.overrides import CONFIG_KEY, OverrideError, Overrides
-from kaito.workspaces.modelsource import ModelImages, model_from_image, model_image, uncatalogued_image
+from kaito.workspaces.modelsource import (
+    ModelImages,
+    hub_id,
+    model_from_hub,
+    model_from_image,
+    model_image,
+    preset_of,
+    uncatalogued_image,
+)
 from kaito.workspaces.urls import check_data_url, check_image_reference
 
 MAX_ADAPTERS = 10
@@ -55,7 +64,7 @@ def validate_workspace(
     if ws.inference is not None and ws.tuning is None:
         errors += _validate_inference(ws, ws.inference, catalog, config_lookup, model_images or ModelImages())
     if ws.tuning is not None and ws.inference is None:
-        errors += _validate_tuning(ws, ws.tuning, catalog)
+        errors += _validate_tuning(ws, ws.tuning, catalog, model_images or ModelImages())
         errors += _validate_training_config(ws, ws.tuning, config_lookup)
     if old is not None:
         errors += _validate_update(Workspace.parse(old), ws)
@@ -145,13 +154,15 @@ def _validate_inference(
 
 
 def preset_model(ws: Workspace, catalog: Catalog, images: ModelImages) -> tuple[ModelSpec | None, list[FieldError]]:
-    """The inference preset's model: the catalog's, else one sized from its model image's config."""
-    preset = ws.inference.preset if ws.inference else None
+    """The preset's model: the catalog's, else one sized from its model image's config or read from the hub."""
+    preset, spec = preset_of(ws)
     if preset is None:
         return None, []
+    if (name := hub_id(ws, catalog)) is not None:
+        return _hub_model(ws, name, images, f"{spec}.preset.name")
     image = uncatalogued_image(ws, catalog)
     if image is None:
-        return _resolve_model(preset.name, catalog, "inference.preset.name")
+        return _resolve_model(preset.name, catalog, f"{spec}.preset.name")
     config = images.configs.get(image)
     if config is None:
         unread = f"{preset.name!r} is not in the catalog and the config of {image} was not read"
@@ -162,6 +173,23 @@ def preset_model(ws: Workspace, catalog: Catalog, images: ModelImages) -> tuple[
         return model_from_image(preset.name, config), []
     except ValidationError as exc:
         return None, [FieldError(IMAGE_FIELD, f"model image {image}'s config does not size a model: {exc}")]
+
+
+def _hub_model(ws: Workspace, name: str, images: ModelImages, path: str) -> tuple[ModelSpec | None, list[FieldError]]:
+    """A Hugging Face model the catalog lacks, from what was read from the hub; refused when vLLM cannot serve it."""
+    read = images.hub.get(name)
+    if read is None:
+        return None, [FieldError(path, f"{name!r} is not in the catalog and was not read from a Hugging Face hub")]
+    if isinstance(read, FieldError):
+        return None, [read]
+    try:
+        model = model_from_hub(name, read)
+    except ValidationError as exc:
+        return None, [FieldError(path, f"{name}'s config.json does not size a model: {exc}")]
+    served_by_vllm = ws.inference is not None and ws.annotations.get("kaito.sh/runtime") != "transformers"
+    if served_by_vllm and (why := unserved(model.architectures)):
+        return None, [FieldError(path, f"{model.hf_repo}@{model.revision}: {why}")]
+    return model, []
 
 
 def _check_overrides(ws: Workspace, spec: InferenceSpec, config_lookup: ConfigLookup | None) -> list[FieldError]:
@@ -226,15 +254,19 @@ def _check_strength(path: str, strength: str) -> list[FieldError]:
     return []
 
 
-def _validate_tuning(ws: Workspace, spec: TuningSpec, catalog: Catalog) -> list[FieldError]:
+def _validate_tuning(ws: Workspace, spec: TuningSpec, catalog: Catalog, images: ModelImages) -> list[FieldError]:
     errors = []
     if spec.preset is None:
         errors.append(FieldError("tuning.preset", "required: the model to fine-tune"))
     else:
-        model, model_errors = _resolve_model(spec.preset.name, catalog, "tuning.preset.name")
+        model, model_errors = preset_model(ws, catalog, images)
         errors += model_errors
         if model is not None and not model.supports_tuning:
             errors.append(FieldError("tuning.preset.name", f"{model.name} has no tuning preset"))
+        secret = spec.preset.preset_options.model_access_secret if spec.preset.preset_options else None
+        if model is not None and model.source == "hub" and model.download_auth_required and not secret:
+            field = "tuning.preset.presetOptions.modelAccessSecret"
+            errors.append(FieldError(field, f"{model.hf_repo} is gated: name a Secret holding HF_TOKEN"))
         if spec.preset.preset_options is not None and spec.preset.preset_options.image:
             errors.append(FieldError("tuning.preset.presetOptions.image", "model images serve inference only"))
     if (spec.method or "").lower() not in TUNING_METHODS:
