@@ -12,6 +12,7 @@ import asyncio
 import importlib
 import inspect
 import logging
+import os
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -121,7 +122,12 @@ def add_render_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--cloud", choices=["azure", "aws", "arc"], default="azure")
     parser.add_argument("--catalog", help="catalog overrides: a ConfigMap manifest or a directory of YAML files")
     parser.add_argument("-o", "--output", choices=["text", "yaml", "json"], default="text")
-    parser.add_argument("--list-models", action="store_true", help="list the catalog's models and exit")
+    parser.add_argument(
+        "--list-models",
+        action="store_true",
+        help="list the catalog's models (and, with -f, the Hugging Face models the manifests name, read from the hub "
+        "at $HF_ENDPOINT) and exit",
+    )
     parser.add_argument("--list-skus", action="store_true", help="list the cloud's instance types and exit")
 
 
@@ -147,6 +153,7 @@ def _parser(
 def run_render(args: argparse.Namespace) -> int:
     from kaito import render
     from kaito.presets.catalog import CatalogError
+    from kaito.workspaces.hubmodels import HubModels
     from kaito.workspaces.imageconfigs import ImageConfigs
 
     try:
@@ -154,11 +161,9 @@ def run_render(args: argparse.Namespace) -> int:
     except (CatalogError, OSError) as exc:
         print(f"kaito render: {exc}", file=sys.stderr)
         return 2
+    hub = HubModels(endpoint=os.environ.get("HF_ENDPOINT"))  # as huggingface_hub would, but said explicitly
     if args.list_models:
-        for model in sorted(catalog.models.values(), key=lambda m: m.name):
-            note = f"  (deprecated: {model.deprecated})" if model.deprecated else ""
-            print(f"{model.name:36} {model.hf_repo}{note}")
-        return 0
+        return render.list_models(catalog, sys.stdout, paths=args.filename, hub=hub)
     if args.list_skus:
         for sku in catalog.skus_for(args.cloud):
             price = f"${sku.hourly_price_usd:.2f}/h" if sku.hourly_price_usd is not None else "price unknown"
@@ -176,6 +181,7 @@ def run_render(args: argparse.Namespace) -> int:
             out=sys.stdout,
             err=sys.stderr,
             image_configs=ImageConfigs(),
+            hub_models=hub,
         )
     except (OSError, ValueError) as exc:
         print(f"kaito render: {exc}", file=sys.stderr)

@@ -139,6 +139,13 @@ def add_manager_arguments(parser: argparse.ArgumentParser) -> None:
         help="PEM CA bundle of the model registries' certificates: admission trusts it when it reads a model image's "
         "config, and each workspace's model puller trusts it (it rides in the workspace's engine ConfigMap)",
     )
+    parser.add_argument(
+        "--hf-endpoint",
+        default=env("HF_ENDPOINT"),
+        metavar="URL",
+        help="the Hugging Face hub (or a mirror) a model the catalog lacks is read from and pods download from "
+        "(default: $HF_ENDPOINT, else https://huggingface.co)",
+    )
 
 
 def operator_options(args: argparse.Namespace) -> OperatorOptions:
@@ -167,6 +174,7 @@ def operator_options(args: argparse.Namespace) -> OperatorOptions:
         fallback_capacity_retries=args.fallback_capacity_retries,
         insecure_model_registries=tuple(args.insecure_model_registry),
         model_registry_ca=args.model_registry_ca,
+        hf_endpoint=args.hf_endpoint or None,
     )
 
 

@@ -26,6 +26,7 @@ from kaito.webhook.certs import write_serving_cert
 from kaito.webhook.registration import ServiceRef, ensure_mutating_webhook, ensure_validating_webhook
 from kaito.webhook.server import WebhookServer
 from kaito.webhook.workspace import PATH, RULES, WEBHOOK_NAME, workspace_validator
+from kaito.workspaces.hubmodels import HubModels
 from kaito.workspaces.imageconfigs import ImageConfigs
 
 log = logging.getLogger(__name__)
@@ -55,6 +56,8 @@ class OperatorOptions:
     insecure_model_registries: tuple[str, ...] = ()
     # A CA bundle admission trusts when it reads model images' configs, and the pods' model pullers trust too.
     model_registry_ca: Path | None = None
+    # The Hugging Face hub (or a mirror) models the catalog lacks are read from and pods download from; None: public.
+    hf_endpoint: str | None = None
 
 
 def cache_selectors(*, bring_your_own_nodes: bool, byo_node_selector: str | None = None) -> dict[Kind, Selectors]:
@@ -85,6 +88,7 @@ def build(client: Client, provider: CloudProvider | None, options: OperatorOptio
         model_registry_ca=options.model_registry_ca.read_text() if options.model_registry_ca else None,
         retry_interval=options.nodeclaim_retry_interval,
         capacity_retries=options.fallback_capacity_retries,
+        hf_endpoint=options.hf_endpoint,
     )
     manager = Manager(
         client,
@@ -102,8 +106,15 @@ def build(client: Client, provider: CloudProvider | None, options: OperatorOptio
     catalog = CatalogSource(manager.cache, namespace=options.namespace)
     # Model image configs admission read, kept for the controller to plan from the same numbers.
     image_configs = ImageConfigs(ca_file=options.model_registry_ca, insecure=settings.insecure_model_registries)
+    # Likewise the Hugging Face models admission read, with the revision each was pinned to.
+    hub_models = HubModels(endpoint=options.hf_endpoint)
     workspace_controller.setup(
-        manager, catalog=catalog, cloud=options.catalog_cloud, settings=settings, image_configs=image_configs
+        manager,
+        catalog=catalog,
+        cloud=options.catalog_cloud,
+        settings=settings,
+        image_configs=image_configs,
+        hub_models=hub_models,
     )
     if provider is not None and not settings.bring_your_own_nodes:
         from kaito.provisioner import controller as nodeclaim_controller
@@ -117,13 +128,17 @@ def build(client: Client, provider: CloudProvider | None, options: OperatorOptio
             liveness=Liveness(options.nodeclaim_registration_timeout, options.node_ready_timeout),
         )
     if options.webhook_address is not None:
-        webhook = _webhook_runnable(client, catalog, options, image_configs)
+        webhook = _webhook_runnable(client, catalog, options, image_configs, hub_models)
         manager.add(webhook, name="webhook", leader_elected=False)
     return manager
 
 
 def _webhook_runnable(
-    client: Client, catalog: CatalogSource, options: OperatorOptions, image_configs: ImageConfigs
+    client: Client,
+    catalog: CatalogSource,
+    options: OperatorOptions,
+    image_configs: ImageConfigs,
+    hub_models: HubModels,
 ) -> Runnable:
     async def run(stop: asyncio.Event) -> None:
         with tempfile.TemporaryDirectory(prefix="kaito-webhook-") as tmp:
@@ -139,6 +154,7 @@ def _webhook_runnable(
                 client=client,
                 image_configs=image_configs,
                 model_registry=options.model_registry,
+                hub_models=hub_models,
             )
             handlers = {PATH: validator, finalizer.PATH: finalizer.workspace_finalizer_mutator()}
             address = options.webhook_address or ":9443"

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
+import os
 import sys
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any, TextIO
 
@@ -15,8 +17,9 @@ from kaito.api.fielderrors import FieldError
 from kaito.api.workspace import PlanStatus, Workspace
 from kaito.oci.dockerconfig import default_docker_config_path
 from kaito.presets.catalog import Catalog, ModelSpec
+from kaito.workspaces.hubmodels import HubModels, hub_models_for
 from kaito.workspaces.imageconfigs import ImageConfigs
-from kaito.workspaces.modelsource import ModelImages, uncatalogued_image
+from kaito.workspaces.modelsource import HubModel, ModelImages, model_from_hub, uncatalogued_image
 from kaito.workspaces.plan import Invalid, Planned, Sizing, validate_and_plan
 
 
@@ -59,11 +62,13 @@ def render(
     err: TextIO,
     sizing: Sizing | None = None,
     image_configs: ImageConfigs | None = None,
+    hub_models: HubModels | None = None,
 ) -> int:
     """Print what each Workspace in `paths` would become; 1 when any is invalid. Each manifest is sized once.
 
     A preset outside the catalog is sized from its model image's config, read with `image_configs` (and the
-    docker config in $DOCKER_CONFIG, if any), as admission reads it with the pull secrets.
+    docker config in $DOCKER_CONFIG, if any), as admission reads it with the pull secrets; or, named by a Hugging
+    Face id, from the hub with `hub_models` (and $HF_TOKEN for a gated model), as admission reads it.
     """
     docs = [doc for path in paths for doc in _read(path) if isinstance(doc, dict)]
     configmaps = local_configmaps(docs)
@@ -81,7 +86,7 @@ def render(
                 cloud=cloud,
                 config_lookup=lambda ns, n: configmaps.get((ns, n)),
                 sizing=sizing,
-                model_images=_model_images(doc, catalog, image_configs),
+                model_images=_model_images(doc, catalog, image_configs, hub_models),
             )
         except Invalid as exc:
             failed = True
@@ -97,7 +102,11 @@ def render(
     return 1 if failed else 0
 
 
-def _model_images(doc: Mapping[str, Any], catalog: Catalog, configs: ImageConfigs | None) -> ModelImages:
+def _model_images(
+    doc: Mapping[str, Any], catalog: Catalog, configs: ImageConfigs | None, hub: HubModels | None
+) -> ModelImages:
+    if hub is not None and (models := asyncio.run(hub_models_for(doc, catalog=catalog, hub=hub, read_token=_token))):
+        return ModelImages(hub=models)
     try:
         image = uncatalogued_image(Workspace.parse(doc), catalog)
     except ValidationError:
@@ -107,6 +116,40 @@ def _model_images(doc: Mapping[str, Any], catalog: Catalog, configs: ImageConfig
     local = default_docker_config_path()
     secrets = [(str(local), local.read_bytes())] if local is not None else []
     return ModelImages(configs={image: configs.fetch(image, secrets)})
+
+
+async def _token(namespace: str, name: str) -> str | None:
+    """A model access Secret's token, here: $HF_TOKEN."""
+    return os.environ.get("HF_TOKEN") or None
+
+
+def list_models(catalog: Catalog, out: TextIO, *, paths: Sequence[str] = (), hub: HubModels | None = None) -> int:
+    """The catalog's models (each with what it requires), then the hub models the manifests in `paths` name, read
+    from the hub as admission reads them; 1 when one of those cannot be read."""
+    for model in sorted(catalog.models.values(), key=lambda m: m.name):
+        notes = [f"deprecated: {model.deprecated}"] if model.deprecated else []
+        if needs := requirements(model):
+            notes.append(f"requires {needs}")
+        note = f"  ({'; '.join(notes)})" if notes else ""
+        out.write(f"{model.name:36} catalog  {model.hf_repo}{note}\n")
+    failed = False
+    docs = [doc for path in paths for doc in _read(path) if isinstance(doc, dict) and doc.get("kind") == "Workspace"]
+    for doc in docs:
+        doc.setdefault("metadata", {}).setdefault("namespace", "default")
+        for name, read in _model_images(doc, catalog, None, hub).hub.items():
+            if isinstance(read, HubModel):
+                model = model_from_hub(name, read)
+                out.write(f"{model.name:36} hub      {model.hf_repo}@{model.revision}\n")
+            else:
+                failed = True
+                out.write(f"{name:36} hub      cannot be read: {read}\n")
+    return 1 if failed else 0
+
+
+def requirements(model: ModelSpec) -> str:
+    """What a model needs of the GPU, briefly: `cc 9.0+, FP8, deepgemm`; empty when any CUDA GPU runs it."""
+    parts = [f"cc {cc}+"] if (cc := model.min_compute_capability) is not None else []
+    return ", ".join(parts + model.requires.features())
 
 
 def _read(path: str) -> list[Any]:

@@ -121,6 +121,8 @@ def _tuner(target: Target) -> dict[str, Any]:
     if options and options.model_access_secret:
         secret = {"secretKeyRef": {"name": options.model_access_secret, "key": "HF_TOKEN"}}
         env.append({"name": "HF_TOKEN", "valueFrom": secret})
+    if target.settings.hf_endpoint is not None:
+        env.append({"name": "HF_ENDPOINT", "value": target.settings.hf_endpoint})
     mounts = [
         {"name": "run-config", "mountPath": RUN_CONFIG_DIR, "readOnly": True},
         {"name": "data", "mountPath": DATA_DIR, "readOnly": True},

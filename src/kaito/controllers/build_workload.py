@@ -170,6 +170,7 @@ def _server_container(target: Target) -> dict[str, Any]:
     secret = _access_secret(target)
     if secret:
         env.append({"name": "HF_TOKEN", "valueFrom": {"secretKeyRef": {"name": secret, "key": "HF_TOKEN"}}})
+    env += hub_env(target)
     probe = {"httpGet": {"path": "/health", "port": SERVE_PORT}, "periodSeconds": 10}
     return {
         "name": SERVER_CONTAINER,
@@ -192,6 +193,13 @@ def _server_container(target: Target) -> dict[str, Any]:
             *_adapter_volume_mounts(target),
         ],
     }
+
+
+def hub_env(target: Target) -> list[dict[str, Any]]:
+    """HF_ENDPOINT for a container that downloads from the hub, when the manager was given one (a mirror)."""
+    if target.settings.hf_endpoint is None or target.model_image is not None:
+        return []
+    return [{"name": "HF_ENDPOINT", "value": target.settings.hf_endpoint}]
 
 
 def _model_mounts(target: Target) -> list[dict[str, Any]]:

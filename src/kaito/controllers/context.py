@@ -29,6 +29,9 @@ class Settings:
     insecure_model_registries: frozenset[str] = frozenset()
     # A PEM CA bundle the model pullers trust for the registry's certificate (the manager's --model-registry-ca).
     model_registry_ca: str | None = None
+    # The Hugging Face hub (or mirror) the manager reads models from; the pods download from it too (HF_ENDPOINT).
+    # None: the public hub, and HF_ENDPOINT is left unset in the pods.
+    hf_endpoint: str | None = None
     # How often the provisioner launches a refused NodeClaim again, and how many of those retries a capacity
     # failure gets before a workspace with several instance types moves on to the next.
     retry_interval: float = 30.0

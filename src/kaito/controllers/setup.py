@@ -20,6 +20,7 @@ from kaito.runtime.handler import enqueue_mapped
 from kaito.runtime.kinds import CONFIG_MAP, DEPLOYMENT, JOB, NODE, POD, SERVICE, STATEFUL_SET
 from kaito.runtime.manager import Manager
 from kaito.runtime.objects import ObjectKey, labels_of
+from kaito.workspaces.hubmodels import HubModels
 from kaito.workspaces.imageconfigs import ImageConfigs
 
 NAME = "workspace"
@@ -47,6 +48,7 @@ def setup(
     cloud: str,
     settings: Settings,
     image_configs: ImageConfigs | None = None,
+    hub_models: HubModels | None = None,
 ) -> Controller:
     cache = manager.cache
     add_indexes(cache)
@@ -62,6 +64,7 @@ def setup(
         cloud=cloud,
         settings=settings,
         image_configs=image_configs,
+        hub_models=hub_models,
     )
 
     def nodes_to_workspaces(node: dict[str, Any]) -> list[ObjectKey]:

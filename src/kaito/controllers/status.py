@@ -50,6 +50,7 @@ class Observed:
     tuning_output: Obj | None = None  # what `kaito tune` reported when it finished
     provisioning: bool = True  # False in bring-your-own-nodes mode
     invalid: str | None = None  # validation or planning failure
+    invalid_reason: str = "InvalidWorkspace"  # its condition's reason
     gpu: str | None = GPU_NVIDIA  # the resource a node must advertise to count (see `gpu_resource`)
     model_image: str | None = None  # the model image the pods pull, None when they download from the hub
     pull_progress: dict[str, Obj] = field(default_factory=dict)  # by pod: the puller's last progress line
@@ -268,7 +269,7 @@ def job_conditions(observed: Observed) -> tuple[Cond, Cond, str]:
 def compute(observed: Observed, *, tuning: bool, previous_state: str | None) -> tuple[list[Cond], str]:
     """All conditions and `status.state` for one workspace."""
     if observed.invalid:
-        bad = Cond("ResourceReady", False, "InvalidWorkspace", observed.invalid)
+        bad = Cond("ResourceReady", False, observed.invalid_reason, observed.invalid)
         return [bad, Cond("WorkspaceSucceeded", False, "workspaceFailed", observed.invalid)], "Failed"
     conds: list[Cond] = []
     if observed.provisioning:

@@ -12,6 +12,7 @@ import logging
 from collections.abc import Callable
 from typing import Any
 
+from kaito.api.fielderrors import FieldError
 from kaito.api.nodeclaim import LABEL_INSTANCE_TYPE, NODECLAIM, node_ready
 from kaito.api.workspace import FINALIZER
 from kaito.controllers import apply, metrics
@@ -36,9 +37,10 @@ from kaito.runtime.events import EventRecorder
 from kaito.runtime.kinds import CONFIG_MAP, DEPLOYMENT, JOB, NODE, POD, SERVICE, STATEFUL_SET, Kind
 from kaito.runtime.objects import ObjectKey, is_deleting, labels_of
 from kaito.runtime.reconcile import Result
+from kaito.workspaces.hubmodels import HubModels
 from kaito.workspaces.imageconfigs import ImageConfigs, model_images_for
 from kaito.workspaces.plan import Invalid, Sizing, validate_and_plan
-from kaito.workspaces.pullsecrets import api_secret_reader
+from kaito.workspaces.pullsecrets import api_secret_reader, api_token_reader
 from kaito.workspaces.rules import overrides_from
 
 log = logging.getLogger(__name__)
@@ -63,9 +65,11 @@ class WorkspaceReconciler:
         settings: Settings,
         sizing: Sizing | None = None,
         image_configs: ImageConfigs | None = None,
+        hub_models: HubModels | None = None,
     ) -> None:
         self.cache = cache
         self.image_configs = image_configs
+        self.hub_models = hub_models
         self.client = client
         self.catalog = catalog
         self.cloud = cloud
@@ -95,6 +99,8 @@ class WorkspaceReconciler:
             configs=self.image_configs,
             registry=self.settings.model_registry,
             read_secret=api_secret_reader(self.client),
+            hub=self.hub_models,
+            read_token=api_token_reader(self.client),
         )
         try:
             planned = validate_and_plan(
@@ -107,7 +113,14 @@ class WorkspaceReconciler:
             )
         except Invalid as exc:
             tuning = raw.get("tuning") is not None
-            await self.status.write(raw, Observed(target_nodes=0, invalid=str(exc)), tuning=tuning)
+            # A hub model that could not be read is retried with backoff (the hub may come back, the Secret appear).
+            hub_unread = any(isinstance(read, FieldError) for read in images.hub.values())
+            reason = "ModelNotRead" if hub_unread else "InvalidWorkspace"
+            await self.status.write(
+                raw, Observed(target_nodes=0, invalid=str(exc), invalid_reason=reason), tuning=tuning
+            )
+            if hub_unread:
+                return Result(requeue=True)
             unread = any(isinstance(config, str) for config in images.configs.values())
             return Result(requeue_after=IMAGE_RETRY_S) if unread else Result()
         ws = planned.workspace

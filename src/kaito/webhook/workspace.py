@@ -10,9 +10,10 @@ from kaito.runtime.client import Client
 from kaito.runtime.errors import ignore_not_found
 from kaito.runtime.kinds import CONFIG_MAP
 from kaito.webhook.server import AdmissionRequest, Validator, Verdict
+from kaito.workspaces.hubmodels import HubModels
 from kaito.workspaces.imageconfigs import ImageConfigs, model_images_for
 from kaito.workspaces.plan import Invalid, Sizing, validate_and_plan
-from kaito.workspaces.pullsecrets import api_secret_reader
+from kaito.workspaces.pullsecrets import api_secret_reader, api_token_reader
 
 PATH = "/validate-workspace"
 WEBHOOK_NAME = "validation.workspace.kaito.sh"
@@ -35,11 +36,13 @@ def workspace_validator(
     sizing: Sizing | None = None,
     image_configs: ImageConfigs | None = None,
     model_registry: str | None = None,
+    hub_models: HubModels | None = None,
 ) -> Validator:
     """A validator for `WebhookServer`; `catalog` is called per request so ConfigMap overrides apply at once.
 
     A preset the catalog lacks, named with a model image, is sized from that image's config, read here (with
-    the pull secrets from the API) into `image_configs`, which the controller shares.
+    the pull secrets from the API) into `image_configs`, which the controller shares; one named by a Hugging Face
+    id is read from the hub (with its modelAccessSecret's token) into `hub_models`, shared the same way.
     """
 
     async def validate(request: AdmissionRequest) -> Verdict:
@@ -53,6 +56,8 @@ def workspace_validator(
             configs=image_configs if client is not None else None,
             registry=model_registry,
             read_secret=api_secret_reader(client) if client is not None else _no_secret,
+            hub=hub_models if client is not None else None,
+            read_token=api_token_reader(client) if client is not None else None,
         )
         try:
             validate_and_plan(

@@ -137,7 +137,8 @@ def _refusal(
     exc: HubError, repository: str, secret: str | None, endpoint: str, name_field: str, secret_field: str
 ) -> FieldError:
     if exc.problem == "gated" and secret is None:
-        return FieldError(secret_field, f"{repository} is gated on {endpoint}: name a Secret holding {TOKEN_KEY} ({exc})")
+        gated = f"{repository} is gated on {endpoint}: name a Secret holding {TOKEN_KEY} ({exc})"
+        return FieldError(secret_field, gated)
     if exc.problem == "gated":
         return FieldError(secret_field, f"the hub refused the {TOKEN_KEY} in Secret {secret!r} for {repository}: {exc}")
     return FieldError(name_field, f"cannot read {repository} from the hub at {endpoint}: {exc}")
