@@ -1,4 +1,4 @@
-"""Hugging Face models the catalog lacks: read from a stand-in hub once, pinned, planned, refused with the hub's words."""
+"""Hugging Face models the catalog lacks: read from a stand-in hub once, pinned, planned, refused in its words."""
 
 from __future__ import annotations
 
