@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import io
 import json
 from pathlib import Path
@@ -12,6 +13,8 @@ import yaml
 from kaito.cli import main
 from kaito.presets.catalog import Catalog
 from kaito.render import render
+from tests.hub import HubRepo, StandInHub, llama_config
+from tests.hub import hub as hub  # the stand-in hub fixture
 from tests.workspaces.counting import CountingSizing
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -136,3 +139,52 @@ def test_render_of_a_multi_node_plan_adds_the_headless_service(
     assert [s["metadata"]["name"] for s in services] == ["big", "big-headless"]
     assert services[1]["spec"]["clusterIP"] == "None"
     assert [obj["kind"] for obj in item["objects"]][-1] == "StatefulSet"
+
+
+QWEN_EXAMPLE = str(ROOT / "examples/inference/hub_model_qwen2_5_0_5b.yaml")
+
+
+def serve_qwen(hub: StandInHub) -> str:
+    """Qwen2.5-0.5B-Instruct's published config.json numbers, on the stand-in hub; returns the commit."""
+    config = llama_config(
+        architectures=["Qwen2ForCausalLM"],
+        model_type="qwen2",
+        num_hidden_layers=24,
+        num_attention_heads=14,
+        num_key_value_heads=2,
+        hidden_size=896,
+        intermediate_size=4864,
+        vocab_size=151936,
+        max_position_embeddings=32768,
+    )
+    repo = hub.add("Qwen/Qwen2.5-0.5B-Instruct", HubRepo(config=config, weights={"model.safetensors": 988_097_824}))
+    return repo.commit
+
+
+async def test_render_reads_a_hub_id_from_hf_endpoint(
+    hub: StandInHub, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    commit = serve_qwen(hub)
+    monkeypatch.setenv("HF_ENDPOINT", hub.url)
+    assert await asyncio.to_thread(main, ["render", "-f", QWEN_EXAMPLE]) == 0
+    out = capsys.readouterr().out
+    assert f"model: qwen/qwen2.5-0.5b-instruct (Qwen/Qwen2.5-0.5B-Instruct@{commit})" in out
+    assert "maxModelLen: 32768" in out
+    assert hub.calls("Qwen/Qwen2.5-0.5B-Instruct") == 2
+
+
+async def test_list_models_marks_catalog_and_hub_entries_with_what_they_require(
+    hub: StandInHub, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    commit = serve_qwen(hub)
+    monkeypatch.setenv("HF_ENDPOINT", hub.url)
+    assert await asyncio.to_thread(main, ["render", "--list-models", "-f", QWEN_EXAMPLE]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    phi = next(line for line in lines if line.startswith("phi-4 "))
+    assert phi.split()[1] == "catalog" and "requires" not in phi
+    fp8 = next(line for line in lines if line.startswith("deepseek-v3-0324 "))
+    assert "requires cc 8.0+" in fp8 and "FP8" in fp8
+    assert lines[-1].split() == ["qwen/qwen2.5-0.5b-instruct", "hub", f"Qwen/Qwen2.5-0.5B-Instruct@{commit}"]
+    await hub.stop()
+    assert await asyncio.to_thread(main, ["render", "--list-models", "-f", QWEN_EXAMPLE]) == 1
+    assert "cannot be read" in capsys.readouterr().out
