@@ -30,6 +30,8 @@ def api_token_reader(client: Client) -> TokenReader:
     async def read(namespace: str, name: str) -> str | None:
         secret = await ignore_not_found(client.get(SECRET, name, namespace=namespace))
         encoded = ((secret or {}).get("data") or {}).get(TOKEN_KEY)
-        return base64.b64decode(encoded).decode().strip() or None if isinstance(encoded, str) else None
+        if not isinstance(encoded, str):
+            return None
+        return base64.b64decode(encoded).decode().strip() or None
 
     return read
