@@ -141,3 +141,21 @@ async def test_an_unsupported_architecture_and_an_unreachable_hub_are_refused_wi
     refused = await kubectl("apply", "-f", "-", stdin=workspace("later", "org/small-llama"), check=False)
     assert refused.rc != 0 and "inference.preset.name" in refused.stderr and hub.url in refused.stderr
     assert "Connect" in refused.stderr
+
+
+async def test_a_model_the_hub_cannot_give_yet_is_a_condition_and_retried_until_it_can(
+    kubectl: Kubectl, operator: Operator, hub: StandInHub
+) -> None:
+    # Admission would refuse it; a workspace stored while the webhook was away reaches the controller as it is.
+    for kind in ("validatingwebhookconfigurations", "mutatingwebhookconfigurations"):
+        await kubectl("delete", kind, "--all", namespaced=False)
+    applied = await kubectl("apply", "-f", "-", stdin=workspace("later", "org/later-llama"))
+    assert applied.rc == 0, applied.stderr
+    ws = await wait_workspace(kubectl, "later", "ResourceReady", "False", reason="ModelNotRead", within=30)
+    assert "cannot read org/later-llama from the hub" in condition(ws, "ResourceReady")["message"]
+    tries = hub.calls("org/later-llama")
+
+    hub.add("org/later-llama", HubRepo(config=llama_config(), weights={"model.safetensors": 900_000_000}))
+    ws = await wait_workspace(kubectl, "later", "WorkspaceSucceeded", "True", within=90)
+    assert ws["status"]["plan"]["hub"]["revision"] == hub.repos["org/later-llama"].commit
+    assert hub.calls("org/later-llama") > tries  # the controller asked again, with backoff, and got it
