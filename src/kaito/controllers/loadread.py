@@ -1,0 +1,134 @@
+"""An InferenceSet's load, read from the Prometheus text its gateway pods and engines serve on /metrics.
+
+Gateway pods count what they hold and what they have forwarded; engines count what they run and what waits in
+them. vLLM names its gauges `vllm:num_requests_running`, `vllm:num_requests_waiting` and the KV-cache use
+`vllm:kv_cache_usage_perc` (0..1; older vLLM names it `vllm:gpu_cache_usage_perc`, and serves both while the old
+name is deprecated), one series per engine (label `engine`) when a pod runs several;
+`kaito serve` exposes `kaito_inference_queue_depth`, generations running or queued in its engine, which counts as
+running since it does not tell them apart. A pod that does not answer, or answers with something that is not
+metrics, is skipped and named in `Load.readings`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import math
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+
+import aiohttp
+from prometheus_client.parser import text_string_to_metric_families
+
+from kaito.controllers.autoscale import Load, Readings
+
+GATEWAY_QUEUED = "kaito_gateway_queued_requests"
+GATEWAY_IN_FLIGHT = "kaito_gateway_in_flight_requests"
+VLLM_RUNNING = "vllm:num_requests_running"
+VLLM_WAITING = "vllm:num_requests_waiting"
+VLLM_KV_USAGE = ("vllm:kv_cache_usage_perc", "vllm:gpu_cache_usage_perc")  # newer name first
+KAITO_QUEUE_DEPTH = "kaito_inference_queue_depth"
+WANTED = frozenset({GATEWAY_QUEUED, GATEWAY_IN_FLIGHT, VLLM_RUNNING, VLLM_WAITING, KAITO_QUEUE_DEPTH, *VLLM_KV_USAGE})
+MAX_BODY = 16 * 1024 * 1024  # a metrics page is kilobytes; a pod sending more is not serving metrics
+DEFAULT_SCRAPE_TIMEOUT = 2.0
+
+
+class Unreadable(Exception):
+    """A pod's answer that is not Prometheus text."""
+
+
+Samples = dict[str, list[float]]
+
+
+@dataclass(frozen=True)
+class EngineLoad:
+    running: float
+    waiting: float
+    kv_cache_usage: float | None
+
+
+def parse_samples(text: str) -> Samples:
+    """The values of the gauges this module reads, by name (every label set of a name; NaN dropped)."""
+    found: Samples = {}
+    try:
+        for family in text_string_to_metric_families(text):
+            for sample in family.samples:
+                if sample.name in WANTED and not math.isnan(sample.value):
+                    found.setdefault(sample.name, []).append(float(sample.value))
+    except (ValueError, TypeError, IndexError) as exc:
+        raise Unreadable(f"not Prometheus text: {exc}") from exc
+    return found
+
+
+def gateway_load(samples: Samples) -> tuple[float, float]:
+    """(in flight, queued) of one gateway pod."""
+    return sum(samples.get(GATEWAY_IN_FLIGHT, [])), sum(samples.get(GATEWAY_QUEUED, []))
+
+
+def engine_load(samples: Samples) -> EngineLoad:
+    """One engine pod's running, waiting and KV-cache use; vLLM's own gauges win over kaito serve's queue depth."""
+    kv = next((samples[name] for name in VLLM_KV_USAGE if name in samples), None)
+    kv_usage = max(kv) if kv else None
+    if VLLM_RUNNING in samples or VLLM_WAITING in samples:
+        running, waiting = sum(samples.get(VLLM_RUNNING, [])), sum(samples.get(VLLM_WAITING, []))
+        return EngineLoad(running, waiting, kv_usage)
+    return EngineLoad(sum(samples.get(KAITO_QUEUE_DEPTH, [])), 0.0, kv_usage)
+
+
+async def scrape(url: str, *, session: aiohttp.ClientSession, scrape_timeout: float) -> Samples:
+    """GET one metrics URL and parse it; raises Unreadable for any failure to get metrics out of it."""
+    try:
+        async with session.get(url, timeout=aiohttp.ClientTimeout(total=scrape_timeout)) as response:
+            if response.status != 200:
+                raise Unreadable(f"HTTP {response.status}")
+            body = await response.content.read(MAX_BODY + 1)
+    except (aiohttp.ClientError, OSError, TimeoutError) as exc:
+        raise Unreadable(f"{type(exc).__name__}: {exc}") from exc
+    if len(body) > MAX_BODY:
+        raise Unreadable(f"a page over {MAX_BODY} bytes")
+    try:
+        text = body.decode()
+    except UnicodeDecodeError as exc:
+        raise Unreadable("not UTF-8 text") from exc
+    return parse_samples(text)
+
+
+async def read_load(
+    gateway_urls: Sequence[str],
+    engine_urls: Sequence[str],
+    *,
+    session: aiohttp.ClientSession,
+    scrape_timeout: float = DEFAULT_SCRAPE_TIMEOUT,
+) -> Load:
+    """Scrape every gateway pod and engine at once (full metrics URLs) and sum their load; none is waited on
+    longer than `scrape_timeout` seconds."""
+    pages = await asyncio.gather(
+        *(_scrape_or_none(url, session=session, scrape_timeout=scrape_timeout) for url in [*gateway_urls, *engine_urls])
+    )
+    gateway_pages, engine_pages = pages[: len(gateway_urls)], pages[len(gateway_urls) :]
+    gateways = [gateway_load(page) for page in gateway_pages if page is not None]
+    engines = [engine_load(page) for page in engine_pages if page is not None]
+    kv = [engine.kv_cache_usage for engine in engines if engine.kv_cache_usage is not None]
+    return Load(
+        in_flight=sum(in_flight for in_flight, _ in gateways),
+        queued=sum(queued for _, queued in gateways),
+        engine_waiting=sum(engine.waiting for engine in engines),
+        engine_running=sum(engine.running for engine in engines),
+        kv_cache_usage=max(kv) if kv else None,
+        readings=Readings(
+            gateways=len(gateway_urls),
+            engines=len(engine_urls),
+            gateways_unread=_unread(gateway_urls, gateway_pages),
+            engines_unread=_unread(engine_urls, engine_pages),
+        ),
+    )
+
+
+async def _scrape_or_none(url: str, *, session: aiohttp.ClientSession, scrape_timeout: float) -> Samples | None:
+    try:
+        return await scrape(url, session=session, scrape_timeout=scrape_timeout)
+    except Unreadable:
+        return None
+
+
+def _unread(urls: Iterable[str], pages: Iterable[Samples | None]) -> tuple[str, ...]:
+    return tuple(url for url, page in zip(urls, pages, strict=True) if page is None)
