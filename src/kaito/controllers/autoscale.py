@@ -109,9 +109,11 @@ def decide(policy: Policy, state: ScaleState, load: Load, *, now: float) -> Deci
     """The replicas the set should have now, why, and a message naming the numbers."""
     current = state.current
     if current < policy.min_replicas:
-        return _to(policy.min_replicas, "ScaleOut", f"{current} replicas is below minReplicas", current)
+        replicas = min(policy.max_replicas, max(policy.min_replicas, _needed(policy, load)))
+        return _to(replicas, "ScaleOut", f"{current} replicas is below minReplicas {policy.min_replicas}", current)
     if current > policy.max_replicas:
-        return _to(policy.max_replicas, "ScaleIn", f"{current} replicas is above maxReplicas", current)
+        why = f"{current} replicas is above maxReplicas {policy.max_replicas}"
+        return _to(policy.max_replicas, "ScaleIn", why, current)
     if current == 0:
         return _from_zero(policy, state, load)
     return (
@@ -169,8 +171,10 @@ def _pressure(policy: Policy, load: Load, current: int) -> str:
 
 
 def _idle_since(state: ScaleState) -> float | None:
-    times = [t for t in (state.last_busy, state.demand_at, state.last_scale_up) if t is not None]
-    return max(times) if state.last_busy is not None else None
+    """Idle since the latest sign of use; unknown when the set was never seen busy or idle."""
+    if state.last_busy is None:
+        return None
+    return max(t for t in (state.last_busy, state.demand_at, state.last_scale_up) if t is not None)
 
 
 def _to_zero(policy: Policy, state: ScaleState, load: Load, now: float) -> Decision | None:
