@@ -6,6 +6,7 @@ import asyncio
 import base64
 import json
 from collections.abc import AsyncIterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -22,6 +23,7 @@ from tests.hub import HubRepo, StandInHub, llama_config
 from tests.hub import hub as hub  # the stand-in hub fixture
 
 TOKEN = "hf_e2e_token"
+EXAMPLES = Path(__file__).resolve().parents[2] / "examples" / "inference"
 SECRET_FIELD = "inference.preset.presetOptions.modelAccessSecret"
 
 
@@ -159,3 +161,19 @@ async def test_a_model_the_hub_cannot_give_yet_is_a_condition_and_retried_until_
     ws = await wait_workspace(kubectl, "later", "WorkspaceSucceeded", "True", within=90)
     assert ws["status"]["plan"]["hub"]["revision"] == hub.repos["org/later-llama"].commit
     assert hub.calls("org/later-llama") > tries  # the controller asked again, with backoff, and got it
+
+
+async def test_the_readme_hub_example_is_admitted_and_pinned(
+    kubectl: Kubectl, operator: Operator, hub: StandInHub
+) -> None:
+    qwen = llama_config(architectures=["Qwen2ForCausalLM"])
+    repo = hub.add("Qwen/Qwen2.5-0.5B-Instruct", HubRepo(config=qwen, weights={"model.safetensors": 988_097_824}))
+    applied = await kubectl("apply", "-f", str(EXAMPLES / "hub_model_qwen2_5_0_5b.yaml"))
+    assert applied.rc == 0, applied.stderr
+    ws = await wait_workspace(kubectl, "workspace-qwen2-5-0-5b", "ResourceReady", "True", within=60)
+    assert ws["status"]["plan"]["hub"] | {"config": None} == {
+        "repository": "Qwen/Qwen2.5-0.5B-Instruct",
+        "revision": repo.commit,
+        "gated": False,
+        "config": None,
+    }
