@@ -49,6 +49,12 @@ BUILTINS: dict[str, Builtin] = {
         "run_serve",
         "run the OpenAI-compatible inference server (the inference pod's command)",
     ),
+    "gateway": Builtin(
+        "kaito.gateway.command",
+        "add_gateway_arguments",
+        "run_gateway",
+        "run one InferenceSet's endpoint: balance, stream and hold requests across its replicas",
+    ),
     "status": Builtin(
         "kaito.cli_humans",
         "add_cluster_arguments",

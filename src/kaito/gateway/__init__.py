@@ -1,0 +1,1 @@
+"""`kaito gateway`: one endpoint per InferenceSet that balances, streams, retries and holds requests."""

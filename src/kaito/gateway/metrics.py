@@ -1,0 +1,47 @@
+"""The gateway's Prometheus metrics, in a registry of its own per gateway (the autoscaler reads these names)."""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+HELD_BUCKETS = (0.1, 0.5, 1.0, 5.0, 15.0, 30.0, 60.0, 120.0, 300.0, 600.0, 1200.0)
+
+
+class GatewayMetrics:
+    """`kaito_gateway_*`: queued, in flight (all and per replica), ready replicas, time held, answers by code."""
+
+    def __init__(self, registry: CollectorRegistry | None = None) -> None:
+        self.registry = registry or CollectorRegistry()
+        self.queued = Gauge(
+            "kaito_gateway_queued_requests", "Requests held because no replica is ready", registry=self.registry
+        )
+        self.in_flight = Gauge(
+            "kaito_gateway_in_flight_requests",
+            "Requests sent to a replica and not yet answered",
+            registry=self.registry,
+        )
+        self.replica_in_flight = Gauge(
+            "kaito_gateway_replica_in_flight",
+            "Requests sent to each replica and not yet answered",
+            ["replica"],
+            registry=self.registry,
+        )
+        self.held = Histogram(
+            "kaito_gateway_held_seconds",
+            "How long a held request waited for a replica (released or timed out)",
+            buckets=HELD_BUCKETS,
+            registry=self.registry,
+        )
+        self.requests = Counter(
+            "kaito_gateway_requests_total", "Requests answered, by HTTP status code", ["code"], registry=self.registry
+        )
+        self.ready_replicas = Gauge(
+            "kaito_gateway_ready_replicas", "Replicas the gateway routes to", registry=self.registry
+        )
+
+    def replicas_changed(self, *, added: list[str], removed: list[str], ready: int) -> None:
+        for name in removed:
+            self.replica_in_flight.remove(name)
+        for name in added:
+            self.replica_in_flight.labels(replica=name).set(0)
+        self.ready_replicas.set(ready)
