@@ -159,7 +159,6 @@ def inferenceset_crd() -> Crd:
                 "plural": inferenceset.PLURAL,
                 "singular": "inferenceset",
                 "shortNames": list(inferenceset.SHORT_NAMES),
-                "categories": ["workspace"],
             },
             "versions": versions,
         },
