@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import datetime as dt
 import json
 from collections.abc import Awaitable, Callable
 from pathlib import Path
@@ -10,7 +11,7 @@ from typing import Any
 
 import yaml
 
-from kaito.api.inferenceset import LABEL_GATEWAY, LABEL_SET
+from kaito.api.inferenceset import ANNOTATION_DEMAND, LABEL_GATEWAY, LABEL_SET
 from tests.conftest import Kubectl
 from tests.e2e.conftest import Operator, condition
 
@@ -187,3 +188,41 @@ async def test_deleting_the_set_leaves_no_nodeclaim_or_gpu_node(
     await ready_children(kubectl, 1)
     await kubectl("delete", "inferenceset", NAME)
     await nothing_left(kubectl)
+
+
+RFC3339 = "%Y-%m-%dT%H:%M:%SZ"
+
+
+async def demand(kubectl: Kubectl, name: str) -> None:
+    """Stamp `kaito.sh/demand` as a gateway does: the time of a held request, after the set's last scale (whose
+    time has whole seconds), so it is newer."""
+    status = (await kubectl("get", "inferenceset", name, "-o", "json")).json().get("status") or {}
+    last = dt.datetime.fromisoformat(status["lastScaleTime"].replace("Z", "+00:00"))
+    await asyncio.sleep(max(0.0, (last + dt.timedelta(seconds=1) - dt.datetime.now(dt.UTC)).total_seconds()))
+    now = dt.datetime.now(dt.UTC).strftime(RFC3339)
+    await kubectl("annotate", "--overwrite", "inferenceset", name, f"{ANNOTATION_DEMAND}={now}")
+
+
+async def test_demand_brings_a_set_at_zero_back_to_one_replica(
+    kubectl: Kubectl, namespace: str, operator: Operator
+) -> None:
+    await apply(kubectl, manifest(replicas=0, autoscaling={"minReplicas": 0, "maxReplicas": 2}))
+
+    async def scaled_to_zero() -> bool:
+        status = (await kubectl("get", "inferenceset", NAME, "-o", "json")).json().get("status") or {}
+        return status.get("lastScaleReason") == "ScaleToZero"
+
+    await until(scaled_to_zero, "the set's scale to zero on record")
+    status = (await kubectl("get", "inferenceset", NAME, "-o", "json")).json()["status"]
+    last = dt.datetime.fromisoformat(status["lastScaleTime"].replace("Z", "+00:00"))
+    stale = (last - dt.timedelta(seconds=5)).strftime(RFC3339)
+    await kubectl("annotate", "inferenceset", NAME, f"{ANNOTATION_DEMAND}={stale}")
+    for _ in range(10):  # a demand older than the scale to zero is not one
+        assert (await kubectl("get", "inferenceset", NAME, "-o", "jsonpath={.spec.replicas}")).stdout == "0"
+        await asyncio.sleep(0.1)
+    await demand(kubectl, NAME)
+    await ready_children(kubectl, 1)
+    set_now = (await kubectl("get", "inferenceset", NAME, "-o", "json")).json()
+    assert set_now["spec"]["replicas"] == 1 and set_now["status"]["lastScaleReason"] == "ScaleFromZero"
+    events = await items(kubectl, "events", "--field-selector", f"involvedObject.name={NAME}")
+    assert [e["reason"] for e in events].count("ScaleFromZero") == 1
