@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import dataclasses
 from typing import Any
 
 import pytest
@@ -97,3 +98,15 @@ async def test_a_name_too_long_for_its_children_is_refused() -> None:
 
     verdict = await inferenceset_validator(workspace)(request(long))
     assert [e.path for e in verdict.errors] == ["metadata.name"]
+
+
+async def test_an_update_that_leaves_the_spec_alone_is_not_judged_again() -> None:
+    async def workspace(req: AdmissionRequest) -> Verdict:
+        return Verdict(errors=(FieldError("inference.preset.name", "the hub cannot be reached"),))
+
+    annotated = copy.deepcopy(SET)
+    annotated["metadata"]["annotations"] = {"kaito.sh/demand": "2026-01-01T00:00:00Z"}
+    update = dataclasses.replace(request(annotated), operation="UPDATE", old_object=SET)
+    assert (await inferenceset_validator(workspace)(update)).allowed
+    respec = dataclasses.replace(update, object={**annotated, "spec": {**SET["spec"], "replicas": 3}})
+    assert not (await inferenceset_validator(workspace)(respec)).allowed

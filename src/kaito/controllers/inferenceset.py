@@ -12,6 +12,8 @@ import datetime as dt
 import logging
 from typing import Any
 
+from pydantic import ValidationError
+
 from kaito.api.inferenceset import ANNOTATION_DEMAND, INFERENCESET, LABEL_SET, LABEL_TEMPLATE_HASH, InferenceSet
 from kaito.api.inferenceset import template_hash as hash_of
 from kaito.controllers import apply
@@ -29,7 +31,7 @@ from kaito.runtime.clock import Clock, api_time
 from kaito.runtime.events import NORMAL, EventRecorder, EventSpec
 from kaito.runtime.kinds import DEPLOYMENT, SERVICE
 from kaito.runtime.objects import ObjectKey, generation, is_deleting, labels_of, owner_references, resource_version
-from kaito.runtime.reconcile import Result
+from kaito.runtime.reconcile import Result, TerminalError
 
 log = logging.getLogger(__name__)
 Obj = dict[str, Any]
@@ -58,7 +60,10 @@ class InferenceSetReconciler:
             return Result()
         if is_deleting(raw):
             return Result()  # the children go by garbage collection, each releasing its nodes
-        iset = InferenceSet.parse(raw)
+        try:
+            iset = InferenceSet.parse(raw)
+        except ValidationError as exc:  # the CRD's schema admits only what parses; another writer's API version?
+            raise TerminalError(f"inferenceset {key}: {exc}") from exc
         uid = str(raw["metadata"]["uid"])
         cached = self._cached_children(raw)
         replicas = self._replicas(key, raw, iset)

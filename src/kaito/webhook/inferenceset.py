@@ -53,6 +53,9 @@ def inferenceset_validator(workspace: Validator) -> Validator:
     """A validator for `WebhookServer` that runs `workspace` (the Workspace validator) on the set's child."""
 
     async def validate(request: AdmissionRequest) -> Verdict:
+        old_spec = (request.old_object or {}).get("spec")
+        if request.operation == "UPDATE" and old_spec == (request.object or {}).get("spec"):
+            return Verdict()  # metadata only (the gateway's demand annotation, labels): nothing to judge again
         obj = dict(request.object or {})
         obj["metadata"] = {**(obj.get("metadata") or {}), "namespace": request.namespace}
         try:
