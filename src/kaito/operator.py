@@ -1,4 +1,5 @@
-"""Assembling the operator: one manager running the workspace controller, the node provisioner and admission."""
+"""Assembling the operator: one manager running the workspace and InferenceSet controllers, the node provisioner and
+admission."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ from pathlib import Path
 from kaito.api.modelimage import NODE_CACHE_DIR
 from kaito.api.nodeclaim import LABEL_NODECLAIM
 from kaito.api.workspace import LABEL_WORKSPACE
+from kaito.controllers import inferenceset_setup as inferenceset_controller
 from kaito.controllers import setup as workspace_controller
 from kaito.controllers.context import DEFAULT_IMAGE, Settings
 from kaito.presets.catalogsource import CatalogSource
@@ -22,6 +24,7 @@ from kaito.runtime.kinds import NODE, POD, Kind
 from kaito.runtime.manager import Manager, ManagerOptions
 from kaito.runtime.tasks import Runnable
 from kaito.webhook import finalizer
+from kaito.webhook import inferenceset as inferenceset_webhook
 from kaito.webhook.certs import write_serving_cert
 from kaito.webhook.registration import ServiceRef, ensure_mutating_webhook, ensure_validating_webhook
 from kaito.webhook.server import WebhookServer
@@ -116,6 +119,7 @@ def build(client: Client, provider: CloudProvider | None, options: OperatorOptio
         image_configs=image_configs,
         hub_models=hub_models,
     )
+    inferenceset_controller.setup(manager, settings=settings)
     if provider is not None and not settings.bring_your_own_nodes:
         from kaito.provisioner import controller as nodeclaim_controller
         from kaito.provisioner.metrics import MeteredCloudProvider
@@ -156,7 +160,11 @@ def _webhook_runnable(
                 model_registry=options.model_registry,
                 hub_models=hub_models,
             )
-            handlers = {PATH: validator, finalizer.PATH: finalizer.workspace_finalizer_mutator()}
+            handlers = {
+                PATH: validator,
+                finalizer.PATH: finalizer.workspace_finalizer_mutator(),
+                inferenceset_webhook.PATH: inferenceset_webhook.inferenceset_validator(validator),
+            }
             address = options.webhook_address or ":9443"
             server = WebhookServer(handlers, address=address, cert_file=cert, key_file=key)
             await server.start()
@@ -171,6 +179,17 @@ def _webhook_runnable(
                     url=url,
                     service=service,
                     rules=finalizer.RULES,
+                )
+                # The InferenceSet's before the Workspace's: once the Workspace's is registered, all are.
+                url, service = _webhook_target(server, options, inferenceset_webhook.PATH)
+                await ensure_validating_webhook(
+                    client,
+                    name=inferenceset_webhook.CONFIGURATION_NAME,
+                    webhook_name=inferenceset_webhook.WEBHOOK_NAME,
+                    ca_pem=ca_pem,
+                    url=url,
+                    service=service,
+                    rules=inferenceset_webhook.RULES,
                 )
                 url, service = _webhook_target(server, options, PATH)
                 await ensure_validating_webhook(

@@ -11,9 +11,11 @@ import kubernetes_validate
 import pytest
 import yaml
 
+from kaito.api.inferenceset import GATEWAY_SERVICE_ACCOUNT
 from kaito.api.tuningconfig import CONFIG_KEY, method_defaults, parse_training_config
 from kaito.cli_manager import add_manager_arguments, operator_options
 from kaito.webhook import finalizer
+from kaito.webhook import inferenceset as inferenceset_webhook
 from kaito.webhook.workspace import PATH, RULES, WEBHOOK_NAME
 from kaito_sim import aks
 from tests.conftest import Kubectl
@@ -88,6 +90,7 @@ def test_rbac_has_no_wildcards_and_binds_the_manager(overlay: str) -> None:
     roles = [o for o in objs if o["kind"] in ("Role", "ClusterRole")]
     assert {(r["kind"], r["metadata"]["name"]) for r in roles} == {
         ("ClusterRole", "kaito-manager"),
+        ("ClusterRole", "kaito-gateway"),
         ("Role", "kaito-manager-leader-election"),
     }
     for role in roles:
@@ -100,11 +103,15 @@ def test_rbac_has_no_wildcards_and_binds_the_manager(overlay: str) -> None:
         assert binding["subjects"] == [sa] and binding["roleRef"]["kind"] == role_kind
         assert find(objs, role_kind, binding["roleRef"]["name"])
     webhook_rule = next(
-        r for r in find(objs, "ClusterRole")["rules"] if "validatingwebhookconfigurations" in r["resources"]
+        r
+        for r in find(objs, "ClusterRole", "kaito-manager")["rules"]
+        if "validatingwebhookconfigurations" in r["resources"]
     )
     assert webhook_rule["resourceNames"] == [WEBHOOK_CONFIGURATION]
     mutating_rule = next(
-        r for r in find(objs, "ClusterRole")["rules"] if "mutatingwebhookconfigurations" in r["resources"]
+        r
+        for r in find(objs, "ClusterRole", "kaito-manager")["rules"]
+        if "mutatingwebhookconfigurations" in r["resources"]
     )
     assert mutating_rule["resourceNames"] == [finalizer.CONFIGURATION_NAME]
     lease_rules = find(objs, "Role")["rules"]
@@ -219,9 +226,33 @@ async def test_sim_overlay_applies_to_the_sim_with_kubectl(kubectl: Kubectl) -> 
     established = {c["type"]: c["status"] for c in crd["status"]["conditions"]}
     assert established["Established"] == "True"
     stored = (await kubectl("get", "clusterrole", "kaito-manager", "-o", "json", namespaced=False)).json()
-    assert stored["rules"] == find(render("overlays/sim"), "ClusterRole")["rules"]
+    assert stored["rules"] == find(render("overlays/sim"), "ClusterRole", "kaito-manager")["rules"]
 
 
 def test_the_crds_kustomization_lists_every_generated_file() -> None:
     listed: dict[str, Any] = yaml.safe_load((ROOT / "crds/Kustomization").read_text())
     assert sorted(listed["resources"]) == sorted(p.name for p in Path(ROOT / "crds").glob("*_*.yaml"))
+
+
+@pytest.mark.parametrize("overlay", OVERLAYS)
+def test_inferenceset_webhook_and_gateway_role_match_the_manager(overlay: str) -> None:
+    objs = render(f"overlays/{overlay}")
+    config = find(objs, "ValidatingWebhookConfiguration", inferenceset_webhook.CONFIGURATION_NAME)
+    [webhook] = config["webhooks"]
+    assert webhook["name"] == inferenceset_webhook.WEBHOOK_NAME and webhook["rules"] == inferenceset_webhook.RULES
+    assert webhook["clientConfig"]["service"]["path"] == inferenceset_webhook.PATH
+    manager_rules = find(objs, "ClusterRole", "kaito-manager")["rules"]
+    webhook_rules = [r for r in manager_rules if "validatingwebhookconfigurations" in r["resources"]]
+    names = {name for rule in webhook_rules for name in rule["resourceNames"]}
+    assert inferenceset_webhook.CONFIGURATION_NAME in names
+    bind = next(r for r in manager_rules if "bind" in r["verbs"])
+    assert bind["resources"] == ["clusterroles"] and bind["resourceNames"] == [GATEWAY_SERVICE_ACCOUNT]
+    gateway = {
+        (resource, verb)
+        for rule in find(objs, "ClusterRole", GATEWAY_SERVICE_ACCOUNT)["rules"]
+        for resource in rule["resources"]
+        for verb in rule["verbs"]
+    }
+    for resource in ("workspaces", "services", "endpoints"):
+        assert {(resource, "get"), (resource, "list"), (resource, "watch")} <= gateway
+    assert {("inferencesets", "get"), ("inferencesets", "patch")} <= gateway

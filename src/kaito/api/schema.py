@@ -55,6 +55,8 @@ def field_schema(field: FieldInfo) -> Schema:
             schema["maxItems" if schema.get("type") == "array" else "maxLength"] = constraint.max_length
         elif isinstance(constraint, annotated_types.MinLen):
             schema["minItems" if schema.get("type") == "array" else "minLength"] = constraint.min_length
+        elif isinstance(getattr(constraint, "pattern", None), str):
+            schema["pattern"] = constraint.pattern
     return schema
 
 

@@ -36,8 +36,8 @@ class LabelSelector(WireModel):
     match_expressions: list[LabelSelectorRequirement] | None = None
 
 
-class ResourceSpec(WireModel):
-    """The GPU nodes: which instance type, how many, and the labels that pick them."""
+class NodeResources(WireModel):
+    """The GPU nodes: which instance type and how many (an InferenceSet's template gives these alone)."""
 
     count: int | None = Field(default=None, ge=1, description="Number of nodes (deprecated: kaito sizes this)")
     instance_type: str | None = Field(default=None, description="Cloud SKU, e.g. Standard_NC24ads_A100_v4, or auto")
@@ -47,6 +47,11 @@ class ResourceSpec(WireModel):
         description="Cloud SKUs in order of preference, instead of instanceType: when the cloud refuses one "
         "(quota, SKU not offered, or no capacity after retries) the next is tried",
     )
+
+
+class ResourceSpec(NodeResources):
+    """The GPU nodes: which instance type, how many, and the labels that pick them."""
+
     label_selector: LabelSelector = Field(description="Labels of the nodes the workload may run on")
     preferred_nodes: list[str] | None = Field(default=None, description="Deprecated; ignored")
 
