@@ -9,8 +9,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from kaito.api.inferenceset import ANNOTATION_DEMAND
 from kaito.controllers.autoscale import (
-    ANNOTATION_DEMAND,
     Decision,
     Load,
     Policy,

@@ -10,7 +10,7 @@ from kaito.gateway.names import ANNOTATION_DEMAND, INFERENCESET, LABEL_SET, WORK
 from kaito.gateway.router import Replica
 from kaito.runtime.client import Client
 from kaito.runtime.clock import FakeClock
-from kaito.runtime.kinds import CRD, SERVICE
+from kaito.runtime.kinds import SERVICE
 from kaito_sim.demo.operator import install_crds
 
 
@@ -72,29 +72,18 @@ async def test_ready_children_of_the_set_at_their_service_addresses(kclient: Cli
 
 
 async def test_demand_is_written_on_the_set(kclient: Client, namespace: str) -> None:
-    crd = {
-        "apiVersion": "apiextensions.k8s.io/v1",
-        "kind": "CustomResourceDefinition",
-        "metadata": {"name": f"{INFERENCESET.plural}.{INFERENCESET.group}"},
-        "spec": {
-            "group": INFERENCESET.group,
-            "scope": "Namespaced",
-            "names": {"kind": INFERENCESET.kind, "plural": INFERENCESET.plural, "singular": "inferenceset"},
-            "versions": [
-                {
-                    "name": INFERENCESET.version,
-                    "served": True,
-                    "storage": True,
-                    "schema": {"openAPIV3Schema": {"type": "object", "x-kubernetes-preserve-unknown-fields": True}},
-                }
-            ],
-        },
-    }
-    await kclient.apply(CRD, crd, field_manager="test", force=True)
+    await install_crds(kclient, "kaito-system")  # the InferenceSet CRD as the manager installs it
     body = {
         "apiVersion": INFERENCESET.api_version,
         "kind": INFERENCESET.kind,
         "metadata": {"name": "chat", "namespace": namespace},
+        "spec": {
+            "labelSelector": {"matchLabels": {"app": "chat"}},
+            "template": {
+                "resource": {"instanceType": "Standard_NC24ads_A100_v4"},
+                "inference": {"preset": {"name": "phi-3-mini-4k-instruct"}},
+            },
+        },
     }
     await kclient.create(INFERENCESET, body)
     clock = FakeClock()

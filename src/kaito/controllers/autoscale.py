@@ -14,13 +14,13 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+from kaito.api.inferenceset import ANNOTATION_DEMAND
 from kaito.runtime.clock import Clock, api_time
 
 Reason = Literal["ScaleOut", "ScaleIn", "ScaleToZero", "ScaleFromZero", "Steady"]
 SCALE_UP_REASONS = frozenset({"ScaleOut", "ScaleFromZero"})
 SCALE_DOWN_REASONS = frozenset({"ScaleIn", "ScaleToZero"})
 # The gateway writes the time of its latest held request here while no replica is ready.
-ANNOTATION_DEMAND = "kaito.sh/demand"
 
 
 @dataclass(frozen=True)

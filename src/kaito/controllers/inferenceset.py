@@ -14,13 +14,15 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from kaito.api.inferenceset import ANNOTATION_DEMAND, INFERENCESET, LABEL_SET, LABEL_TEMPLATE_HASH, InferenceSet
+from kaito.api.inferenceset import INFERENCESET, LABEL_SET, LABEL_TEMPLATE_HASH, InferenceSet, parse_duration
 from kaito.api.inferenceset import template_hash as hash_of
 from kaito.controllers import apply
+from kaito.controllers.autoscale import Policy, ScaleMemory, decide
 from kaito.controllers.context import Settings
 from kaito.controllers.inferenceset_build import build_child, build_gateway, build_service
 from kaito.controllers.inferenceset_identity import GatewayIdentity
 from kaito.controllers.inferenceset_ledger import Ledger
+from kaito.controllers.inferenceset_load import LoadSource, PodMetrics
 from kaito.controllers.inferenceset_plan import Child, Steps, plan
 from kaito.controllers.inferenceset_status import Scale, compute, direction
 from kaito.controllers.kinds import WORKSPACE
@@ -35,13 +37,22 @@ from kaito.runtime.reconcile import Result, TerminalError
 
 log = logging.getLogger(__name__)
 Obj = dict[str, Any]
+AUTOSCALE_INTERVAL_S = 5.0  # how often an autoscaled set's load is read
+DEFAULT_TARGET_IN_FLIGHT = 8  # per replica, until a child's plan names its max-num-seqs
 Decision = tuple[int, str, str]
 """(replicas, reason, message): a replica count a policy wants, why, in words for the Event."""
 
 
 class InferenceSetReconciler:
     def __init__(
-        self, client: Client, *, cache: Cache, clock: Clock, recorder: EventRecorder, settings: Settings
+        self,
+        client: Client,
+        *,
+        cache: Cache,
+        clock: Clock,
+        recorder: EventRecorder,
+        settings: Settings,
+        load: LoadSource | None = None,
     ) -> None:
         self.client, self.cache, self.clock, self.recorder, self.settings = client, cache, clock, recorder, settings
         self.applier = apply.Applier(client, cache, clock=clock)
@@ -50,6 +61,9 @@ class InferenceSetReconciler:
         # A scale patch of ours the cache may not show yet: the set's version before it, and the count it set.
         self._scaled: dict[ObjectKey, tuple[str, int]] = {}
         self._told: dict[ObjectKey, Scale] = {}
+        self.load: LoadSource = load or PodMetrics(client)
+        self._memory: dict[ObjectKey, ScaleMemory] = {}
+        self._targets: dict[ObjectKey, int] = {}
 
     async def reconcile(self, key: ObjectKey) -> Result:
         raw = self.cache.find(INFERENCESET, key.name, namespace=key.namespace)
@@ -57,6 +71,8 @@ class InferenceSetReconciler:
             self.ledger.forget(key)
             self._scaled.pop(key, None)
             self._told.pop(key, None)
+            self._memory.pop(key, None)
+            self._targets.pop(key, None)
             return Result()
         if is_deleting(raw):
             return Result()  # the children go by garbage collection, each releasing its nodes
@@ -67,7 +83,7 @@ class InferenceSetReconciler:
         uid = str(raw["metadata"]["uid"])
         cached = self._cached_children(raw)
         replicas = self._replicas(key, raw, iset)
-        decision = await self.desired_replicas(iset, cached, self.clock.now())
+        decision = await self.desired_replicas(key, raw, iset, replicas, cached)
         if decision is not None and decision[0] != replicas:
             replicas = await self._scale(key, raw, iset, decision)
         iset.spec.replicas = replicas
@@ -78,23 +94,49 @@ class InferenceSetReconciler:
         await self._apply_steps(key, iset, uid, steps)
         scale = await self._note_scale(key, raw, iset, decision)
         await self._write_status(raw, iset, children, current, steps, scale)
-        return Result(requeue_after=self.ledger.pending_for(key))
+        pending = self.ledger.pending_for(key)
+        if iset.spec.autoscaling is not None:  # load changes with no event to say so: look again on a beat
+            pending = min(pending, AUTOSCALE_INTERVAL_S) if pending is not None else AUTOSCALE_INTERVAL_S
+        return Result(requeue_after=pending)
 
-    async def desired_replicas(self, iset: InferenceSet, children: list[Obj], now: float) -> Decision | None:
-        """The replica count the set should have now, when something other than `spec.replicas` decides it.
+    async def desired_replicas(
+        self, key: ObjectKey, raw: Obj, iset: InferenceSet, current: int, children: list[Obj]
+    ) -> Decision | None:
+        """The replica count `spec.autoscaling` wants now (None: keep `current`; no autoscaling: the scale
+        subresource alone drives the set).
 
-        Without `spec.autoscaling`, nothing does: the scale subresource alone drives the set. With it, a set at
-        zero whose `minReplicas` is 0 comes back to one replica on demand: the gateway stamps `kaito.sh/demand`
-        when it holds a request with no replica ready, and a demand newer than the set's last scale counts.
+        The load comes from the gateway pods and the ready children's engines (`inferenceset_load`); a set at zero
+        comes back when the gateway holds a request (its `kaito.sh/demand` stamp, newer than the last scale).
         """
         scaling = iset.spec.autoscaling
-        if scaling is None or iset.spec.replicas != 0 or scaling.min_replicas != 0:
+        if scaling is None:
             return None
-        demand = _time(iset.annotations.get(ANNOTATION_DEMAND))
-        last = _time(iset.status.last_scale_time if iset.status else None)
-        if demand is None or (last is not None and demand <= last):
+        ready = [child for child in children if _child(child, "").ready]
+        policy = Policy(
+            min_replicas=scaling.min_replicas,
+            max_replicas=scaling.max_replicas,
+            target_in_flight=scaling.target_in_flight_per_replica or self._target(key, ready),
+            scale_down_delay_s=parse_duration(scaling.scale_down_delay),
+            scale_to_zero_after_s=parse_duration(scaling.scale_to_zero_after) if scaling.scale_to_zero_after else None,
+        )
+        load = await self.load(iset, ready)
+        memory = self._memory.setdefault(key, ScaleMemory())
+        status = raw.get("status") or {}
+        state = memory.state(
+            policy, load, status=status, annotations=iset.annotations, current=current, clock=self.clock
+        )
+        decision = decide(policy, state, load, now=self.clock.now())
+        if decision.replicas == current:
             return None
-        return 1, "ScaleFromZero", f"a request is waiting (held since {iset.annotations[ANNOTATION_DEMAND]})"
+        memory.scaled(decision, now=self.clock.now())
+        return decision.replicas, decision.reason, decision.message
+
+    def _target(self, key: ObjectKey, ready: list[Obj]) -> int:
+        """Requests in flight per replica to aim at: the children's planned max-num-seqs (kept for a set at zero)."""
+        planned = [int(((c.get("status") or {}).get("plan") or {}).get("maxNumSeqs") or 0) for c in ready]
+        if any(planned):
+            self._targets[key] = max(planned)
+        return self._targets.get(key, DEFAULT_TARGET_IN_FLIGHT)
 
     def _cached_children(self, raw: Obj) -> list[Obj]:
         meta = raw["metadata"]

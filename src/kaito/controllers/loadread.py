@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import math
-from collections.abc import Iterable, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass
 
 import aiohttp
@@ -92,6 +92,10 @@ async def scrape(url: str, *, session: aiohttp.ClientSession, scrape_timeout: fl
     return parse_samples(text)
 
 
+Fetch = Callable[[str], Awaitable[Samples]]
+"""One pod's metrics by its address (a URL, an API path): parsed samples, or Unreadable."""
+
+
 async def read_load(
     gateway_urls: Sequence[str],
     engine_urls: Sequence[str],
@@ -101,31 +105,38 @@ async def read_load(
 ) -> Load:
     """Scrape every gateway pod and engine at once (full metrics URLs) and sum their load; none is waited on
     longer than `scrape_timeout` seconds."""
-    pages = await asyncio.gather(
-        *(_scrape_or_none(url, session=session, scrape_timeout=scrape_timeout) for url in [*gateway_urls, *engine_urls])
-    )
-    gateway_pages, engine_pages = pages[: len(gateway_urls)], pages[len(gateway_urls) :]
-    gateways = [gateway_load(page) for page in gateway_pages if page is not None]
-    engines = [engine_load(page) for page in engine_pages if page is not None]
-    kv = [engine.kv_cache_usage for engine in engines if engine.kv_cache_usage is not None]
+
+    async def fetch(url: str) -> Samples:
+        return await scrape(url, session=session, scrape_timeout=scrape_timeout)
+
+    return await gather_load(gateway_urls, engine_urls, fetch)
+
+
+async def gather_load(gateways: Sequence[str], engines: Sequence[str], fetch: Fetch) -> Load:
+    """Every gateway's and engine's metrics at once, through `fetch`, summed into the set's Load."""
+    pages = await asyncio.gather(*(_fetch_or_none(fetch, address) for address in [*gateways, *engines]))
+    gateway_pages, engine_pages = pages[: len(gateways)], pages[len(gateways) :]
+    gateway_loads = [gateway_load(page) for page in gateway_pages if page is not None]
+    engine_loads = [engine_load(page) for page in engine_pages if page is not None]
+    kv = [engine.kv_cache_usage for engine in engine_loads if engine.kv_cache_usage is not None]
     return Load(
-        in_flight=sum(in_flight for in_flight, _ in gateways),
-        queued=sum(queued for _, queued in gateways),
-        engine_waiting=sum(engine.waiting for engine in engines),
-        engine_running=sum(engine.running for engine in engines),
+        in_flight=sum(in_flight for in_flight, _ in gateway_loads),
+        queued=sum(queued for _, queued in gateway_loads),
+        engine_waiting=sum(engine.waiting for engine in engine_loads),
+        engine_running=sum(engine.running for engine in engine_loads),
         kv_cache_usage=max(kv) if kv else None,
         readings=Readings(
-            gateways=len(gateway_urls),
-            engines=len(engine_urls),
-            gateways_unread=_unread(gateway_urls, gateway_pages),
-            engines_unread=_unread(engine_urls, engine_pages),
+            gateways=len(gateways),
+            engines=len(engines),
+            gateways_unread=_unread(gateways, gateway_pages),
+            engines_unread=_unread(engines, engine_pages),
         ),
     )
 
 
-async def _scrape_or_none(url: str, *, session: aiohttp.ClientSession, scrape_timeout: float) -> Samples | None:
+async def _fetch_or_none(fetch: Fetch, address: str) -> Samples | None:
     try:
-        return await scrape(url, session=session, scrape_timeout=scrape_timeout)
+        return await fetch(address)
     except Unreadable:
         return None
 

@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 from kaito.api import workspace
+from kaito.api.inferenceset import ANNOTATION_DEMAND, INFERENCESET, LABEL_SET
 from kaito.runtime.kinds import Kind
 
-INFERENCESET = Kind(workspace.GROUP, workspace.STORAGE_VERSION, "InferenceSet", "inferencesets")
+__all__ = ["ANNOTATION_DEMAND", "INFERENCESET", "LABEL_SET", "READY_CONDITIONS", "REPLICA_PORT", "WORKSPACE"]
+
 WORKSPACE = Kind(workspace.GROUP, workspace.STORAGE_VERSION, workspace.KIND, workspace.PLURAL)
-LABEL_SET = "kaito.sh/inferenceset"  # on each child Workspace: the set that owns it
-ANNOTATION_DEMAND = "kaito.sh/demand"  # on the set: RFC3339 time of the latest request held with no replica ready
 READY_CONDITIONS = ("WorkspaceSucceeded", "InferenceReady")  # either True: the child serves
 REPLICA_PORT = 80  # each child's Service `<child>`

@@ -308,6 +308,10 @@ class Client:
         """Any API path (a Service proxy, `/version`); returns the decoded JSON body."""
         return await self._transport.call(method, path, body=body)
 
+    async def text(self, path: str, *, read_timeout: float = 10.0) -> str:
+        """A GET of any API path whose answer is text (a pod's `/metrics` through `pods/NAME:PORT/proxy`)."""
+        return await self._transport.call_text(path, read_timeout=read_timeout)
+
     async def _put(
         self, kind: Kind, obj: Obj, subresource: str | None, *, field_manager: str | None, dry_run: bool
     ) -> Obj:

@@ -71,6 +71,17 @@ class Transport:
         _, data = await self._send(method, path, query or {}, body, content_type, self.timeout, stream=False)
         return json.loads(data) if data else {}
 
+    async def call_text(self, path: str, *, read_timeout: float) -> str:
+        """A GET whose body is text, not JSON (a pod's /metrics through the API server's proxy), within `read_timeout`.
+
+        Tried once: a pod that does not answer now is the caller's news, not something to wait out.
+        """
+        client_timeout = aiohttp.ClientTimeout(total=read_timeout)
+        response, data = await self._attempt("GET", path, {}, None, JSON, client_timeout, stream=False)
+        if response.status >= 300:
+            raise errors.from_response(response.status, data)
+        return data.decode(errors="replace")
+
     async def open_stream(
         self, path: str, *, query: dict[str, str], read_timeout: float | None
     ) -> aiohttp.ClientResponse:
