@@ -7,18 +7,16 @@ once and every test reaches the Ready model the way the README or a user would, 
 from __future__ import annotations
 
 import json
-import os
 import socket
 import subprocess
-import sys
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 
 import openai
 import pytest
 
 from kaito_sim.demo.terminal import run_in_terminal
+from tests.e2e.simprocess import Cluster, sim_process
 
 ROOT = Path(__file__).resolve().parents[2]
 NAME = "workspace-phi-3-mini"
@@ -30,31 +28,9 @@ kubectl run -it --rm --restart=Never curl --image=curlimages/curl -- curl -X POS
 """  # noqa: E501
 
 
-@dataclass(frozen=True)
-class Cluster:
-    env: dict[str, str]
-
-    def kubectl(self, *args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
-        return subprocess.run(["kubectl", *args], env=self.env, capture_output=True, text=True, timeout=timeout)
-
-
 @pytest.fixture(scope="module")
 def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
-    scratch = tmp_path_factory.mktemp("quickstart")
-    kubeconfig = scratch / "kubeconfig"
-    argv = [sys.executable, "-m", "kaito.cli", "sim", "--with-manager", "--process-pods", "--port", "0"]
-    argv += ["--kubeconfig", str(kubeconfig), "--nodes-dir", str(scratch / "nodes")]
-    argv += ["--metrics-bind-address", "127.0.0.1:0", "--health-probe-bind-address", "127.0.0.1:0"]
-    log = (scratch / "sim.log").open("w")
-    sim = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=log, text=True)
-    try:
-        assert sim.stdout is not None
-        line = sim.stdout.readline()
-        assert line.startswith("kaito sim: serving"), (line, (scratch / "sim.log").read_text()[-3000:])
-        env = {**os.environ, "KUBECONFIG": str(kubeconfig), "KUBECACHEDIR": str(scratch / "cache")}
-        env.pop("KUBECTL_REMOTE_COMMAND_WEBSOCKETS", None)
-        env.pop("KUBECTL_PORT_FORWARD_WEBSOCKETS", None)
-        up = Cluster(env)
+    with sim_process(tmp_path_factory.mktemp("quickstart")) as up:
         applied = up.kubectl("apply", "-f", str(ROOT / "examples/inference/kaito_workspace_phi_3.yaml"))
         assert applied.returncode == 0, applied.stderr
         ready = up.kubectl(
@@ -62,14 +38,6 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
         )
         assert ready.returncode == 0, (ready.stderr, up.kubectl("get", "workspace", NAME, "-o", "yaml").stdout)
         yield up
-    finally:
-        sim.terminate()
-        try:
-            sim.wait(timeout=60)
-        except subprocess.TimeoutExpired:
-            sim.kill()
-            sim.wait()
-        log.close()
 
 
 def test_the_original_quick_start_answers_verbatim(cluster: Cluster) -> None:

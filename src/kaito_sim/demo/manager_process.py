@@ -13,8 +13,11 @@ import logging
 import signal
 import sys
 from collections.abc import AsyncIterator, Callable
+from pathlib import Path
 
-from kaito.api.crds import nodeclaim_crd, workspace_crd
+import yaml
+
+from kaito.api.crds import inferenceset_crd, nodeclaim_crd, workspace_crd
 from kaito_sim.aks import SimulatedAks
 from kaito_sim.apiserver.errors import ApiError
 from kaito_sim.arm import CloudLimits
@@ -24,16 +27,23 @@ from kaito_sim.workloads.api import Api
 log = logging.getLogger(__name__)
 
 CRDS = ("apiextensions.k8s.io", "customresourcedefinitions")
+CLUSTER_ROLES = ("rbac.authorization.k8s.io", "clusterroles")
+GATEWAY_ROLE = Path(__file__).resolve().parents[3] / "deploy" / "base" / "gateway_role.yaml"  # as deploy/ grants it
 NAMESPACES = ("", "namespaces")
 STOP_SECONDS = 10.0
 PR_SET_PDEATHSIG = 1
 
 
 async def install_kaito_crds(sim: SimServer, namespace: str) -> None:
-    """The CRDs and the operator's namespace, written in-process before any client can ask for them."""
+    """The CRDs, the gateway's ClusterRole (the manager binds it per namespace) and the operator's namespace,
+    written in-process before any client can ask for them."""
     api = Api(sim.cluster, "kaito-sim")
-    for crd in (workspace_crd(), nodeclaim_crd()):
+    for crd in (workspace_crd(), inferenceset_crd(), nodeclaim_crd()):
         await api.create(CRDS, "", crd)
+    if GATEWAY_ROLE.is_file():
+        await api.create(CLUSTER_ROLES, "", yaml.safe_load(GATEWAY_ROLE.read_text()))
+    else:
+        log.warning("no %s beside this source tree: InferenceSet gateways will be refused by RBAC", GATEWAY_ROLE)
     try:
         await api.create(NAMESPACES, "", {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": namespace}})
     except ApiError as exc:

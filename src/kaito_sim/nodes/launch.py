@@ -55,6 +55,8 @@ PORT_FLAGS: dict[str, tuple[tuple[str, int], ...]] = {
         ("--webhook-bind-address", 9443),
     ),
 }
+# Per `kaito` subcommand that takes `--host` and `--port` apart, the port flag and its default.
+HOST_PORT_FLAGS: dict[str, tuple[str, int]] = {"gateway": ("--port", 5000)}
 TERMINATION_LOG = "/dev/termination-log"  # a container's terminationMessagePath when it names none
 TOKEN_SECONDS = 365 * 24 * 3600  # kube-apiserver extends kubelet-projected tokens to a year by default
 Issuer = Callable[[str, str], str]  # (namespace, service account) -> a bearer token; raises when it does not exist
@@ -318,9 +320,18 @@ def bind_overrides(spec: Launch, free_port: Callable[[], int]) -> dict[int, int]
     """Move the listening flags of a `PORT_FLAGS` subcommand to 127.0.0.1 and free ports; container -> local port.
 
     `--flag=[HOST]:N` (or the flag's default port when it is not given) becomes `--flag=127.0.0.1:<free port>`;
-    an empty address (off) and port 0 (any) stay as written. None when the command has no such flags.
+    an empty address (off) and port 0 (any) stay as written; a `HOST_PORT_FLAGS` command gets `--host 127.0.0.1`
+    and a free `--port`. None when the command has no such flags.
     """
-    flags = PORT_FLAGS.get(subcommand(spec.argv) or "")
+    command = subcommand(spec.argv) or ""
+    if command in HOST_PORT_FLAGS:  # `--host H --port N`: both moved
+        name, default = HOST_PORT_FLAGS[command]
+        given = flag(spec.argv, name)
+        local = free_port()
+        _set_flag(spec.argv, name, str(local))
+        _set_flag(spec.argv, "--host", "127.0.0.1")
+        return {int(given) if given and given.isdigit() else default: local}
+    flags = PORT_FLAGS.get(command)
     if flags is None:
         return None
     ports: dict[int, int] = {}

@@ -344,3 +344,9 @@ def test_a_token_that_cannot_be_minted_is_a_launch_error(tmp_path: Path) -> None
         service_account_kubeconfig(pod, tmp_path, SERVER, CA, issue)
     assert caught.value.message == 'failed to fetch token: serviceaccounts "ghost" not found'
     assert caught.value.reason == "CreateContainerConfigError"
+
+
+def test_the_gateway_host_and_port_move_to_loopback_and_a_free_port() -> None:
+    spec = Launch([*KAITO, "gateway", "--inferenceset", "chat", "--port", "5000"], {})
+    assert bind_overrides(spec, ports_from(41000)) == {5000: 41000}
+    assert spec.argv == [*KAITO, "gateway", "--inferenceset", "chat", "--port", "41000", "--host=127.0.0.1"]
