@@ -26,16 +26,18 @@ from kaito.oci.client import pull, push_files
 from kaito.oci.dockerconfig import Credentials, load
 from kaito.oci.errors import OciError
 from kaito.oci.reference import Reference
-from kaito.tuning.artifacts import (
+from kaito.oci.adapters import (
     ADAPTER_ARTIFACT_TYPE,
     ADAPTER_CONFIG_MEDIA_TYPE,
     ADAPTER_WEIGHTS_MEDIA_TYPE,
     ANNOTATION_BASE_MODEL,
+    pull_adapter,
+)
+from kaito.tuning.artifacts import (
     DATASET_ARTIFACT_TYPE,
     add_pull_adapter_arguments,
     add_pull_data_arguments,
     add_push_adapter_arguments,
-    pull_adapter,
     pull_data,
     push_adapter,
     run_pull_adapter,

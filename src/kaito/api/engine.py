@@ -31,6 +31,16 @@ class EngineAdapter(WireModel):
 
     name: str = Field(description="The adapter's directory under adaptersDir; clients select it as the model name")
     strength: float = Field(default=1.0, description="Weight in [0, 1], baked into the adapter's B matrices")
+    image: str | None = Field(
+        default=None, description="The OCI reference `kaito serve` pulls; none: the directory is already there"
+    )
+    digest: str | None = Field(default=None, description="sha256:...; the pod pulls image@digest when set")
+    docker_config: str | None = Field(
+        default=None, description="A docker config directory mounted in the pod with this adapter's pull secrets"
+    )
+    insecure: bool = Field(
+        default=False, description="The registry may answer in plain HTTP (loopback registries may anyway)"
+    )
 
 
 class EngineConfig(EngineNumbers):

@@ -13,6 +13,7 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Literal, Protocol, runtime_checkable
 
 
@@ -123,3 +124,19 @@ class ReportsKvCache(Protocol):
     """An engine that knows, once loaded, how many tokens its KV cache holds (0 while it does not know)."""
 
     kv_cache_tokens: int
+
+
+class AdapterRefused(Exception):
+    """An adapter the engine will not serve (shape mismatch, refused by vLLM); the message is the engine's words."""
+
+
+@runtime_checkable
+class LiveAdapters(Protocol):
+    """An engine that loads, replaces and unloads adapters while it serves.
+
+    `load_adapter` reads `path` before it returns (the caller may delete it then). Loading a name that is served
+    replaces it: requests already running on the old weights finish on them, later ones get the new."""
+
+    async def load_adapter(self, name: str, path: Path, *, strength: float) -> None: ...
+
+    async def unload_adapter(self, name: str) -> None: ...

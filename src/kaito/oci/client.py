@@ -97,7 +97,7 @@ def push_files(
     layers = [_layer_for(path, media_type) for path, media_type in files]
     _refuse_duplicate_titles(layers)
     config = cast(dict[str, Any], oras.oci.ManifestConfig(media_type=EMPTY_CONFIG_MEDIA_TYPE)[0])
-    with _session(ref, auth, plain_http=plain_http, ca_file=ca_file, purpose="push") as session:
+    with _session(ref, auth, scheme=Scheme(plain_http=plain_http), ca_file=ca_file, purpose="push") as session:
         for (path, _), layer in zip(files, layers, strict=True):
             chunked = int(layer["size"]) > CHUNKED_UPLOAD_THRESHOLD
             session.upload_file(path, layer, chunked=chunked, chunk_size=CHUNK_SIZE)
@@ -127,15 +127,18 @@ def pull(
     ca_file: Path | None = None,
     tar_subdir: str | None = None,
     what: str = "image",
+    may_fall_back: bool = False,
 ) -> Pulled:
     """Pull an artifact or image into outdir, verifying every blob's digest.
 
     Layers titled by ORAS are written under their title; tar layers (docker image layers, ORAS packed directories)
     are unpacked, refusing entries that would land outside outdir. With tar_subdir (e.g. "data"), only the tar
-    entries under that directory are unpacked, directly into outdir.
+    entries under that directory are unpacked, directly into outdir. With may_fall_back, a registry that answers the
+    TLS handshake in plain HTTP is then spoken to in plain HTTP (Docker's rule for loopback and insecure registries).
     """
     ref = parse_reference(reference)
-    with _session(ref, auth, plain_http=plain_http, ca_file=ca_file, purpose="pull") as session:
+    scheme = Scheme(plain_http=plain_http, may_fall_back=may_fall_back)
+    with _session(ref, auth, scheme=scheme, ca_file=ca_file, purpose="pull") as session:
         digest, manifest = _get_manifest(session, what)
         outdir.mkdir(parents=True, exist_ok=True)
         outdir = Path(os.path.realpath(outdir))
@@ -148,11 +151,11 @@ def pull(
     return Pulled(digest=digest, files=sorted(set(written)), annotations=annotations, artifact_type=artifact_type)
 
 
-def _session(ref: Reference, auth: Auth, *, plain_http: bool, ca_file: Path | None, purpose: str) -> RegistrySession:
+def _session(ref: Reference, auth: Auth, *, scheme: Scheme, ca_file: Path | None, purpose: str) -> RegistrySession:
     return RegistrySession(
         ref,
         credentials_for(auth, ref.registry),
-        scheme=Scheme(plain_http=plain_http),
+        scheme=scheme,
         ca_file=ca_file,
         purpose=purpose,
         retry_delays=RETRY_DELAYS_S,

@@ -12,19 +12,21 @@ from pathlib import Path
 from typing import Any
 
 from kaito.oci import dockerconfig
+from kaito.oci.adapters import (
+    ADAPTER_ARTIFACT_TYPE,
+    ADAPTER_CONFIG_FILE,
+    ADAPTER_CONFIG_MEDIA_TYPE,
+    ADAPTER_WEIGHTS_FILE,
+    ADAPTER_WEIGHTS_MEDIA_TYPE,
+    ANNOTATION_BASE_MODEL,
+    IMAGE_DATA_DIR,
+    pull_adapter,
+)
 from kaito.oci.client import ANNOTATION_CREATED, Auth, Pulled, Pushed, pull, push_files
 from kaito.oci.errors import OciError
 from kaito.oci.reference import Reference, parse_reference
 
-ADAPTER_ARTIFACT_TYPE = "application/vnd.kaito.adapter.v1"
-ADAPTER_CONFIG_MEDIA_TYPE = "application/vnd.kaito.adapter.config.v1+json"
-ADAPTER_WEIGHTS_MEDIA_TYPE = "application/vnd.kaito.adapter.weights.v1+safetensors"
 DATASET_ARTIFACT_TYPE = "application/vnd.kaito.dataset.v1"
-ANNOTATION_BASE_MODEL = "kaito.sh/base-model"
-ADAPTER_CONFIG_FILE = "adapter_config.json"
-ADAPTER_WEIGHTS_FILE = "adapter_model.safetensors"
-# Upstream KAITO adapter and data images are container images with their files under /data.
-IMAGE_DATA_DIR = "data"
 DEFAULT_ADAPTER_DIR = Path("/mnt/output")
 DEFAULT_DATA_DIR = Path("/mnt/data")
 
@@ -65,25 +67,6 @@ def push_adapter(
         plain_http=plain_http,
         ca_file=ca_file,
     )
-
-
-def pull_adapter(
-    reference: str | Reference, outdir: Path, *, auth: Auth, plain_http: bool = False, ca_file: Path | None = None
-) -> Pulled:
-    """Pull a kaito adapter artifact, or an upstream-style adapter image (files under /data), into outdir."""
-    pulled = pull(
-        reference,
-        outdir,
-        auth=auth,
-        plain_http=plain_http,
-        ca_file=ca_file,
-        tar_subdir=IMAGE_DATA_DIR,
-        what="adapter image",
-    )
-    for name in (ADAPTER_CONFIG_FILE, ADAPTER_WEIGHTS_FILE):
-        if not (outdir / name).is_file():
-            raise OciError(f"image {parse_reference(reference)} holds no LoRA adapter (no {name})")
-    return pulled
 
 
 def pull_data(

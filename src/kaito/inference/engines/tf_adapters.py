@@ -1,13 +1,17 @@
-"""LoRA adapters for the transformers engine: found on disk, scaled by their strength, switched per forward pass."""
+"""LoRA adapters for the transformers engine: found on disk or added live, scaled by their strength, switched per
+forward pass."""
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import math
 import warnings
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
+
+from kaito.inference.engine import AdapterRefused
 
 log = logging.getLogger(__name__)
 
@@ -54,6 +58,68 @@ def attach_adapters(model: Any, adapters: Mapping[str, Path], strengths: Mapping
     return wrapped.eval()
 
 
+def add_adapter(model: Any, name: str, path: Path, strength: float) -> Any:
+    """Load the adapter at `path` into `model` (a PeftModel, or the base model it then wraps) as `name`.
+
+    Its weights are checked against the base model's layers first, so a mismatched adapter is refused (AdapterRefused)
+    before anything changes; a load that fails later is undone. Returns the PeftModel."""
+    from peft import PeftModel
+
+    base = model.get_base_model() if isinstance(model, PeftModel) else model
+    check_shapes(base, path)
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=".*is_gradient_checkpointing", category=FutureWarning)
+        if not isinstance(model, PeftModel):
+            try:
+                wrapped = PeftModel.from_pretrained(model, str(path), adapter_name=name, is_trainable=False)
+                _scale(wrapped, name, strength)
+            except Exception as exc:
+                raise AdapterRefused(f"{type(exc).__name__}: {exc}") from exc
+            return wrapped.eval()
+        try:
+            model.load_adapter(str(path), adapter_name=name, is_trainable=False)
+            _scale(model, name, strength)
+        except Exception as exc:
+            with contextlib.suppress(Exception):
+                model.delete_adapter(name)
+            raise AdapterRefused(f"{type(exc).__name__}: {exc}") from exc
+    return model.eval()
+
+
+def check_shapes(base: Any, path: Path) -> None:
+    """Every LoRA matrix in the adapter fits the base model's layer it targets, else AdapterRefused saying which."""
+    from safetensors import safe_open
+
+    weights = path / "adapter_model.safetensors"
+    try:
+        with safe_open(str(weights), framework="pt") as tensors:
+            shapes = {key: tuple(tensors.get_slice(key).get_shape()) for key in tensors.keys()}  # noqa: SIM118
+    except Exception as exc:
+        raise AdapterRefused(f"cannot read {weights.name}: {exc}") from exc
+    for key, shape in shapes.items():
+        for kind, axis, wanted_attr in ((".lora_A.", 1, "in_features"), (".lora_B.", 0, "out_features")):
+            if kind not in key or len(shape) != 2:
+                continue
+            layer = key.split(kind)[0].removeprefix("base_model.model.")
+            try:
+                module = base.get_submodule(layer)
+            except AttributeError:
+                raise AdapterRefused(f"shape mismatch: the base model has no layer {layer}") from None
+            size = getattr(module, wanted_attr, None)
+            if isinstance(size, int) and shape[axis] != size:
+                raise AdapterRefused(
+                    f"shape mismatch: {key} is {list(shape)}, but the base model's {layer} has {wanted_attr}={size}"
+                )
+
+
+def remove_adapter(model: Any, name: str) -> Any:
+    """`model` without the adapter `name`; without its last adapter, the plain base model again."""
+    model.delete_adapter(name)
+    if model.peft_config:
+        return model
+    return model.unload()  # PEFT keeps pointing at the deleted adapter; no LoRA layers is the true state
+
+
 def _scale(model: Any, name: str, strength: float) -> None:
     # set_scale multiplies the adapter's own alpha/r (or alpha/sqrt(r)) scaling, so strength 0 adds exactly zero.
     from peft.tuners.lora import LoraLayer
@@ -72,6 +138,16 @@ class AdapterSelector:
         self._model = model
         model.base_model.disable_adapter_layers()
         self._active: str | None = None
+
+    @property
+    def model(self) -> Any:
+        return self._model
+
+    def reset(self, model: Any) -> None:
+        """After adapters were added or removed (PEFT may have switched layers): everything off again."""
+        self._model = model
+        model.base_model.disable_adapter_layers()
+        self._active = None
 
     def select(self, name: str | None) -> None:
         # Switching walks every module, so skip it when consecutive steps use the same adapter.

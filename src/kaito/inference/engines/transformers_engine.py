@@ -22,8 +22,10 @@ from typing import Any, Literal, TypeVar
 import torch
 
 from kaito.api.engine_report import KV_TOO_SMALL, Refusal
-from kaito.inference.engine import Chunk, NotReady, Overloaded, Request, Sampling, UnknownModel
+from kaito.inference.engine import AdapterRefused, Chunk, NotReady, Overloaded, Request, Sampling, UnknownModel
 from kaito.inference.engine_report import EngineRefused
+from kaito.inference.engines.adapter_names import AdapterNames
+from kaito.inference.engines.tf_adapters import AdapterSelector, add_adapter, remove_adapter
 from kaito.inference.engines.tf_decode import CompletionText
 from kaito.inference.engines.tf_model import LoadedModel, load_model, torch_dtype
 from kaito.inference.engines.tf_request import Prompt, check_length, tokenize_request, validate_sampling
@@ -83,6 +85,9 @@ class TransformersEngine:
         self._loaded: LoadedModel | None = None
         self._waiting = 0
         self._running = 0
+        self._names = AdapterNames(drop=self._drop_later)
+        self._added = 0  # live adapters loaded so far, for their internal names
+        self._drops: set[asyncio.Task[None]] = set()
 
     @property
     def waiting(self) -> int:
@@ -95,8 +100,7 @@ class TransformersEngine:
         return self._running
 
     def models(self) -> list[str]:
-        adapters = list(self._loaded.adapters) if self._loaded is not None else []
-        return [self.served_model_name, *adapters]
+        return [self.served_model_name, *self._names.public()]
 
     async def load(self) -> None:
         if self._loaded is not None:
@@ -104,6 +108,8 @@ class TransformersEngine:
         started = time.monotonic()
         loaded = await self._on_worker(self._load_blocking)
         self._loaded = loaded
+        for name in loaded.adapters:
+            self._names.publish(name, name)
         log.info(
             "loaded %s as %s (max_model_len %d, adapters %s) in %.1fs",
             self._model_path,
@@ -115,15 +121,35 @@ class TransformersEngine:
 
     async def generate(self, request: Request) -> AsyncIterator[Chunk]:
         loaded = self._require_loaded()
-        adapter = self._adapter_for(request.model, loaded)
+        adapter = self._adapter_for(request.model)
         validate_sampling(request.sampling)
         prompt = tokenize_request(loaded.tokenizer, request)
         check_length(prompt, max_tokens=request.sampling.max_tokens, max_model_len=self.max_model_len)
-        async with self._slot():
-            async for chunk in self._stream(loaded, adapter, prompt, request.sampling):
-                yield chunk
+        with contextlib.ExitStack() as using:
+            if adapter is not None:
+                using.enter_context(self._names.using(adapter))
+            async with self._slot():
+                async for chunk in self._stream(loaded, adapter, prompt, request.sampling):
+                    yield chunk
+
+    async def load_adapter(self, name: str, path: Path, *, strength: float) -> None:
+        """Load under a fresh internal name on the worker, then switch `name` to it (see AdapterNames)."""
+        self._require_loaded()
+        if name == self.served_model_name:
+            raise AdapterRefused(f"adapter {name!r} clashes with the served model name")
+        self._added += 1
+        internal = f"kaito-live-{self._added}"
+        await self._on_worker(self._add_blocking, internal, path, strength)
+        self._names.publish(name, internal)
+        log.info("adapter %s now served from %s (strength %s)", name, path, strength)
+
+    async def unload_adapter(self, name: str) -> None:
+        if self._names.remove(name):
+            log.info("adapter %s is no longer served", name)
 
     async def close(self) -> None:
+        for task in list(self._drops):
+            await task
         await self._on_worker(self._unload)
 
     def _load_blocking(self) -> LoadedModel:
@@ -153,6 +179,36 @@ class TransformersEngine:
             logits = loaded.next_logits(None, feed, cache)
             feed = [int(torch.argmax(logits).item())]
 
+    def _add_blocking(self, internal: str, path: Path, strength: float) -> None:
+        loaded = self._require_loaded()
+        loaded.model = add_adapter(loaded.model, internal, path, strength)
+        if loaded.selector is None:
+            loaded.selector = AdapterSelector(loaded.model)
+        loaded.selector.reset(loaded.model)
+
+    def _drop_later(self, internal: str) -> None:
+        """An internal adapter nobody uses any more leaves the model on the worker, after the steps queued before."""
+
+        async def drop() -> None:
+            try:
+                await self._on_worker(self._drop_blocking, internal)
+            except Exception:
+                log.exception("dropping adapter weights %s failed", internal)
+
+        task = asyncio.create_task(drop(), name=f"kaito-adapter-drop-{internal}")
+        self._drops.add(task)
+        task.add_done_callback(self._drops.discard)
+
+    def _drop_blocking(self, internal: str) -> None:
+        loaded = self._loaded
+        if loaded is None or loaded.selector is None:
+            return
+        loaded.model = remove_adapter(loaded.model, internal)
+        if loaded.model is loaded.selector.model:
+            loaded.selector.reset(loaded.model)
+        else:
+            loaded.selector = None
+
     def _unload(self) -> None:
         # Runs after any step already queued; later steps find no model and end their streams with NotReady.
         self._loaded = None  # nothing in the model graph is cyclic, so dropping the reference frees it
@@ -167,11 +223,12 @@ class TransformersEngine:
             raise NotReady("the model is not loaded")
         return self._loaded
 
-    def _adapter_for(self, model: str, loaded: LoadedModel) -> str | None:
+    def _adapter_for(self, model: str) -> str | None:
+        """The internal adapter name a request for `model` runs on (None: the base model)."""
         if model == self.served_model_name:
             return None
-        if model in loaded.adapters:
-            return model
+        if (internal := self._names.internal(model)) is not None:
+            return internal
         available = ", ".join(self.models())
         raise UnknownModel(
             f"The model `{model}` does not exist. Available models: {available}.", param="model", code="model_not_found"
