@@ -16,8 +16,10 @@ from typing import Any
 from aiohttp import web
 from aiohttp.typedefs import Handler
 
+from kaito.api.adapter_report import ADAPTERS_PATH, AdapterReports
 from kaito.api.engine_report import Refusal
 from kaito.inference import generation
+from kaito.inference.config_follower import ConfigFollower
 from kaito.inference.engine import Engine, EngineError, Overloaded, ReportsKvCache
 from kaito.inference.engine_report import EngineRefused
 from kaito.inference.metrics import CONTENT_TYPE
@@ -30,16 +32,22 @@ CLIENT_GONE = 499  # the status nginx records when the client closes the connect
 
 
 def create_app(
-    engine: Engine, *, max_model_len: int | None = None, on_refusal: Callable[[Refusal], None] | None = None
+    engine: Engine,
+    *,
+    max_model_len: int | None = None,
+    on_refusal: Callable[[Refusal], None] | None = None,
+    follower: ConfigFollower | None = None,
 ) -> web.Application:
-    """`on_refusal` hears the engine refusing to start (KV cache too small, out of memory); /health says so too."""
+    """`on_refusal` hears the engine refusing to start (KV cache too small, out of memory); /health says so too.
+    `follower` brings the adapters to what the engine config lists, once the engine is loaded."""
     app = web.Application(middlewares=[_errors_and_metrics], client_max_size=MAX_BODY)
-    app[STATE] = ServerState(engine, max_model_len=max_model_len, on_refusal=on_refusal)
+    app[STATE] = ServerState(engine, max_model_len=max_model_len, on_refusal=on_refusal, follower=follower)
     app.cleanup_ctx.append(_engine_lifecycle)
     app.router.add_post("/v1/chat/completions", generation.chat_completions)
     app.router.add_post("/v1/completions", generation.completions)
     app.router.add_post("/chat", generation.legacy_chat)
     app.router.add_get("/v1/models", _models)
+    app.router.add_get(ADAPTERS_PATH, _adapters)
     app.router.add_get("/health", _health)
     app.router.add_get("/metrics", _metrics)
     return app
@@ -47,15 +55,26 @@ def create_app(
 
 async def _engine_lifecycle(app: web.Application) -> AsyncIterator[None]:
     state = app[STATE]
-    task = asyncio.create_task(_load(state), name="kaito-engine-load")
+    task = asyncio.create_task(_load_and_follow(state), name="kaito-engine-load")
     yield
     task.cancel()
     with contextlib.suppress(asyncio.CancelledError):
         await task
+    if state.follower is not None:
+        await state.follower.manager.close()
     try:
         await state.engine.close()
     except Exception:
         log.exception("closing the %s engine failed", state.engine.name)
+
+
+async def _load_and_follow(state: ServerState) -> None:
+    await _load(state)
+    if state.status == "ready" and state.follower is not None:
+        try:
+            await state.follower.run()
+        except Exception:
+            log.exception("following the engine config stopped; adapters stay as they are")
 
 
 async def _load(state: ServerState) -> None:
@@ -101,6 +120,12 @@ async def _models(request: web.Request) -> web.Response:
     return web.json_response(
         model_list(state.engine.models(), created=state.started, max_model_len=state.context_limit)
     )
+
+
+async def _adapters(request: web.Request) -> web.Response:
+    follower = request.app[STATE].follower
+    reports = AdapterReports(adapters=follower.manager.reports() if follower is not None else [])
+    return web.json_response(reports.model_dump(mode="json"))
 
 
 async def _metrics(request: web.Request) -> web.Response:

@@ -1,7 +1,8 @@
 """`kaito serve`: the inference pod's entry point. Engine config file and flags in, OpenAI-compatible server out.
 
 The operator mounts the engine config (`kaito.api.engine.EngineConfig`: the model, the plan's numbers, the adapters);
-it is read once, and flags given on the command line override it.
+flags given on the command line override it. The server follows the file's adapters while it runs (pulled, loaded,
+replaced and unloaded live); every other setting is read once, at start.
 """
 
 from __future__ import annotations
@@ -22,7 +23,9 @@ from aiohttp import web
 from kaito.api.engine import ENGINES, EngineConfig, EngineConfigError
 from kaito.api.engine_report import Refusal
 from kaito.inference.app import create_app
+from kaito.inference.config_follower import ConfigFile, ConfigFollower
 from kaito.inference.engine import Engine
+from kaito.inference.live_adapters import AdapterManager
 
 log = logging.getLogger("kaito.serve")
 DEFAULT_PORT = 5000
@@ -123,6 +126,22 @@ def load_config(path: str | None) -> EngineConfig:
         return EngineConfig.from_yaml(text, source=f"--config {path}")
     except EngineConfigError as exc:
         raise ServeError(str(exc)) from None
+
+
+def adapter_follower(
+    options: ServeOptions, config: EngineConfig, engine: Engine, *, path: str | None
+) -> ConfigFollower:
+    """What keeps the engine's adapters at what the config file lists (pulled into adaptersDir)."""
+    manager = AdapterManager(
+        engine,
+        adapters_dir=Path(options.adapters_dir),
+        base_names=[options.served_model_name, options.model],
+        max_loras=config.max_loras,
+        max_rank=config.max_lora_rank,
+    )
+    manager.follow(config)
+    config_file = ConfigFile(Path(path), text=Path(path).read_text()) if path else None
+    return ConfigFollower(manager, config_file)
 
 
 def resolve(args: argparse.Namespace, config: EngineConfig) -> ServeOptions:
@@ -259,7 +278,12 @@ async def run_serve(args: argparse.Namespace) -> int:
         refused.append(refusal)
         stop.set()
 
-    app = create_app(engine, max_model_len=options.max_model_len, on_refusal=on_refusal)
+    try:
+        follower = adapter_follower(options, config, engine, path=args.config)
+    except OSError as exc:
+        print(f"kaito serve: cannot read --config {args.config}: {exc}", file=sys.stderr)
+        return 2
+    app = create_app(engine, max_model_len=options.max_model_len, on_refusal=on_refusal, follower=follower)
     listen = own_port(options, engine)
     try:
         async with serving(app, host=options.host, port=listen) as port:

@@ -11,6 +11,7 @@ from typing import Literal
 from aiohttp import web
 
 from kaito.api.engine_report import Refusal
+from kaito.inference.config_follower import ConfigFollower
 from kaito.inference.engine import Chunk, Engine, NotReady, Request
 from kaito.inference.metrics import InferenceMetrics
 
@@ -25,6 +26,7 @@ class ServerState:
     error: str | None = None
     started: int = field(default_factory=lambda: int(time.time()))
     on_refusal: Callable[[Refusal], None] | None = None  # the engine refused to start with these settings
+    follower: ConfigFollower | None = None  # adapters loaded, replaced and unloaded as the engine config changes
 
     @property
     def context_limit(self) -> int | None:
