@@ -26,6 +26,7 @@ from transformers import AutoTokenizer
 
 from kaito.api.engine import EngineConfig
 from kaito.inference.app import create_app
+from kaito.inference.config_follower import ConfigFollower
 from kaito.inference.engine import Engine, NotReady, Overloaded, Sampling, UnknownModel
 from kaito.inference.engines.transformers_engine import TransformersEngine
 from kaito.inference.serve import (
@@ -67,8 +68,10 @@ class Server:
 
 
 @contextlib.asynccontextmanager
-async def running(engine: Engine, *, max_model_len: int | None = None, ready: bool = True) -> AsyncIterator[Server]:
-    app = create_app(engine, max_model_len=max_model_len)
+async def running(
+    engine: Engine, *, max_model_len: int | None = None, ready: bool = True, follower: ConfigFollower | None = None
+) -> AsyncIterator[Server]:
+    app = create_app(engine, max_model_len=max_model_len, follower=follower)
     async with serving(app, host="127.0.0.1", port=0) as port, aiohttp.ClientSession() as http:
         server = Server(engine, f"http://127.0.0.1:{port}", http)
         if ready:

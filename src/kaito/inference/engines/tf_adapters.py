@@ -114,7 +114,9 @@ def check_shapes(base: Any, path: Path) -> None:
 
 def remove_adapter(model: Any, name: str) -> Any:
     """`model` without the adapter `name`; without its last adapter, the plain base model again."""
-    model.delete_adapter(name)
+    with warnings.catch_warnings():  # PEFT warns that the deleted adapter was the active one; the selector resets
+        warnings.filterwarnings("ignore", message=".*was active which is now deleted", category=UserWarning)
+        model.delete_adapter(name)
     if model.peft_config:
         return model
     return model.unload()  # PEFT keeps pointing at the deleted adapter; no LoRA layers is the true state
