@@ -2,15 +2,20 @@
 
 A child process (rather than vLLM in-process) keeps `kaito serve`'s event loop and vLLM's own workers
 apart: a vLLM crash is reported on /health instead of taking the server down, and vLLM's own
-/metrics stay reachable on its internal port.
+/metrics stay reachable on its internal port. Adapters load and unload while it serves through vLLM's runtime LoRA
+API (`/v1/load_lora_adapter`, `/v1/unload_lora_adapter`), which the child is started with.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
+import itertools
 import json
 import logging
+import os
+import shutil
 import sys
 import tempfile
 from collections import deque
@@ -21,14 +26,27 @@ from typing import Any
 import aiohttp
 
 from kaito.api.engine import EngineConfig
-from kaito.inference.engine import BadParameter, Chunk, EngineError, NotReady, Overloaded, Request, UnknownModel
+from kaito.inference.engine import (
+    AdapterRefused,
+    BadParameter,
+    Chunk,
+    EngineError,
+    NotReady,
+    Overloaded,
+    Request,
+    UnknownModel,
+)
 from kaito.inference.engine_report import DEFAULT_BLOCK_SIZE, EngineRefused, kv_tokens_in, refusal_in
-from kaito.inference.engines.adapter_files import find_adapters, with_strength
+from kaito.inference.engines.adapter_files import AdapterDir, find_adapters, with_strength
+from kaito.inference.engines.adapter_names import AdapterNames
 from kaito.inference.engines.vllm_args import INTERNAL_HOST, INTERNAL_PORT, connect_host, vllm_args
 from kaito.inference.sse import EventCutter, payloads
 
 log = logging.getLogger(__name__)
 VLLM_MODULE = "vllm.entrypoints.openai.api_server"
+RUNTIME_LORA_ENV = "VLLM_ALLOW_RUNTIME_LORA_UPDATING"  # vLLM serves its load/unload LoRA routes only with it
+LOAD_LORA = "/v1/load_lora_adapter"
+UNLOAD_LORA = "/v1/unload_lora_adapter"
 
 
 class VllmEngine:
@@ -66,7 +84,10 @@ class VllmEngine:
         self.upstream = upstream.rstrip("/") if upstream else None
         self.process: asyncio.subprocess.Process | None = None
         self.log_tail: deque[str] = deque(maxlen=50)
-        self._adapter_names: list[str] = []
+        self._names = AdapterNames(drop=self._unload_later)
+        self._in_vllm: set[str] = set()  # the LoRA names vLLM holds, retired ones included
+        self._serial = itertools.count(1)
+        self._unloads: set[asyncio.Task[None]] = set()
         self._scratch = tempfile.TemporaryDirectory(prefix="kaito-adapters-")
         self._session: aiohttp.ClientSession | None = None
         self._log_task: asyncio.Task[None] | None = None
@@ -76,21 +97,80 @@ class VllmEngine:
         return self.upstream or f"http://{connect_host(self.host)}:{self.port}"
 
     def models(self) -> list[str]:
-        return [self.served_model_name, *self._adapter_names]
+        return [self.served_model_name, *self._names.public()]
+
+    @property
+    def lora_enabled(self) -> bool:
+        """LoRA on in vLLM: the plan asks for it, or the config lists adapters (which may come and go live)."""
+        return self.config.enable_lora or bool(self.config.adapters)
 
     def launch_args(self) -> list[str]:
         """The exact command line vLLM is started with (adapters registered with their strength baked in)."""
         adapters = find_adapters(self.adapters_dir, self.config.adapter_strengths) if self.adapters_dir else []
-        self._adapter_names = [a.name for a in adapters]
+        for adapter in adapters:
+            self._names.publish(adapter.name, adapter.name)
+            self._in_vllm.add(adapter.name)
         modules = [(a.name, str(with_strength(a, Path(self._scratch.name)))) for a in adapters]
-        return [*self.command, *vllm_args(self.config, host=self.host, port=self.port, lora_modules=modules)]
+        config = self.config.model_copy(update={"enable_lora": self.lora_enabled})
+        return [*self.command, *vllm_args(config, host=self.host, port=self.port, lora_modules=modules)]
+
+    def child_env(self) -> dict[str, str]:
+        """The environment vLLM is started with: this process's, plus runtime LoRA updates when LoRA is on."""
+        return os.environ | ({RUNTIME_LORA_ENV: "True"} if self.lora_enabled else {})
+
+    async def load_adapter(self, name: str, path: Path, *, strength: float) -> None:
+        """Register a copy of the adapter (strength baked in) with vLLM, then switch `name` to it; a name vLLM still
+        holds (an older version some request runs on) gets a fresh vLLM name."""
+        if self._session is None or not self.running:
+            raise AdapterRefused("the vLLM engine is not running")
+        if name == self.served_model_name:
+            raise AdapterRefused(f"adapter {name!r} clashes with the served model name")
+        lora_name = name if name not in self._in_vllm else f"{name}--{next(self._serial)}"
+        staged = _stage(AdapterDir(name, path, strength), Path(self._scratch.name) / lora_name)
+        body = {"lora_name": lora_name, "lora_path": str(staged)}
+        try:
+            async with self._session.post(f"{self.base_url}{LOAD_LORA}", json=body) as resp:
+                if resp.status != 200:
+                    raise AdapterRefused(f"vLLM refused the adapter ({resp.status}): {_message(await resp.text())}")
+        except aiohttp.ClientError as exc:
+            shutil.rmtree(staged, ignore_errors=True)
+            raise AdapterRefused(f"vLLM did not answer the adapter load: {exc}") from None
+        except AdapterRefused:
+            shutil.rmtree(staged, ignore_errors=True)
+            raise
+        self._in_vllm.add(lora_name)
+        self._names.publish(name, lora_name)
+        log.info("adapter %s now served by vLLM as %s", name, lora_name)
+
+    async def unload_adapter(self, name: str) -> None:
+        self._names.remove(name)
+
+    def _unload_later(self, lora_name: str) -> None:
+        """vLLM forgets `lora_name` once no request of ours runs on it."""
+
+        async def unload() -> None:
+            try:
+                if self._session is not None and self.running:
+                    body = {"lora_name": lora_name}
+                    async with self._session.post(f"{self.base_url}{UNLOAD_LORA}", json=body) as resp:
+                        if resp.status != 200:
+                            log.warning("vLLM did not unload %s (%d): %s", lora_name, resp.status, await resp.text())
+            except aiohttp.ClientError as exc:
+                log.warning("vLLM did not unload %s: %s", lora_name, exc)
+            finally:
+                self._in_vllm.discard(lora_name)
+                shutil.rmtree(Path(self._scratch.name) / lora_name, ignore_errors=True)
+
+        task = asyncio.create_task(unload(), name=f"vllm-unload-{lora_name}")
+        self._unloads.add(task)
+        task.add_done_callback(self._unloads.discard)
 
     async def load(self) -> None:
         if self.upstream is None:
             argv = self.launch_args()
             log.info("starting vLLM: %s", " ".join(argv))
             self.process = await asyncio.create_subprocess_exec(
-                *argv, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT
+                *argv, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT, env=self.child_env()
             )
             self._log_task = asyncio.create_task(self._pump_logs(), name="vllm-logs")
         else:
@@ -140,7 +220,9 @@ class VllmEngine:
             if model["id"] == self.served_model_name and model.get("max_model_len"):
                 self.max_model_len = int(model["max_model_len"])
         if self.upstream is not None:
-            self._adapter_names = [str(m["id"]) for m in listed if m["id"] != self.served_model_name]
+            for name in (str(m["id"]) for m in listed if m["id"] != self.served_model_name):
+                self._names.publish(name, name)
+                self._in_vllm.add(name)
 
     @property
     def running(self) -> bool:
@@ -162,19 +244,26 @@ class VllmEngine:
     @contextlib.asynccontextmanager
     async def _post(self, request: Request) -> AsyncIterator[aiohttp.ClientResponse]:
         """vLLM's streamed answer to `request`, once it has accepted it (its refusals raise as EngineErrors)."""
-        if request.model not in self.models():
+        lora_name = self._names.internal(request.model)
+        if request.model != self.served_model_name and lora_name is None:
             raise UnknownModel(
                 f"The model `{request.model}` does not exist; available: {', '.join(self.models())}", param="model"
             )
         if self._session is None or not self.running:
             raise NotReady("the vLLM engine is not running")
         path = "/v1/chat/completions" if request.messages is not None else "/v1/completions"
-        async with self._session.post(f"{self.base_url}{path}", json=_body(request)) as resp:
-            if resp.status != 200:
-                raise _error(resp.status, await resp.text())
-            yield resp
+        with contextlib.ExitStack() as using:
+            if lora_name is not None:
+                using.enter_context(self._names.using(lora_name))
+                request = dataclasses.replace(request, model=lora_name)
+            async with self._session.post(f"{self.base_url}{path}", json=_body(request)) as resp:
+                if resp.status != 200:
+                    raise _error(resp.status, await resp.text())
+                yield resp
 
     async def close(self) -> None:
+        for task in list(self._unloads):
+            await task
         if self.process is not None and self.process.returncode is None:
             self.process.terminate()
             try:
@@ -245,6 +334,42 @@ async def _sse_chunks(body: AsyncIterator[bytes], *, chat: bool) -> AsyncIterato
             if usage:
                 tokens = (usage.get("prompt_tokens", 0), usage.get("completion_tokens", 0))
                 yield Chunk("", *tokens, finish_reason="length" if finish == "length" else "stop")
+
+
+def _stage(adapter: AdapterDir, target: Path) -> Path:
+    """A copy of the adapter vLLM may read whenever it wants (it reloads evicted adapters from disk): hard links when
+    the file system allows, the strength baked in when it is not 1."""
+    if adapter.strength != 1.0:
+        scaled = with_strength(adapter, target.parent / f"{target.name}.scaling")
+        shutil.rmtree(target, ignore_errors=True)
+        scaled.rename(target)
+        shutil.rmtree(target.parent / f"{target.name}.scaling", ignore_errors=True)
+        return target
+    shutil.rmtree(target, ignore_errors=True)
+
+    def link(src: str, dst: str) -> None:
+        try:
+            os.link(src, dst)
+        except OSError:
+            shutil.copy2(src, dst)
+
+    shutil.copytree(adapter.path, target, copy_function=link)
+    return target
+
+
+def _message(text: str) -> str:
+    """vLLM's error body in its own words: {"error": {"message"}}, {"message"}, or the text itself."""
+    try:
+        body = json.loads(text)
+    except ValueError:
+        return text.strip()
+    if isinstance(body, dict):
+        error = body.get("error")
+        if isinstance(error, dict) and error.get("message"):
+            return str(error["message"])
+        if body.get("message"):
+            return str(body["message"])
+    return text.strip()
 
 
 def _error(status: int, text: str) -> EngineError:
