@@ -52,7 +52,9 @@ def stand_in(names: list[str], lora: LoraCalls) -> web.Application:
         assert set(body) == {"lora_name"}, body
         lora.calls.append(("unload", body["lora_name"]))
         if body["lora_name"] not in names:
-            return web.json_response({"message": f"The lora adapter '{body['lora_name']}' cannot be found."}, 404)
+            return web.json_response(
+                {"message": f"The lora adapter '{body['lora_name']}' cannot be found."}, status=404
+            )
         names.remove(body["lora_name"])
         return web.Response(text="Success")
 
@@ -155,4 +157,3 @@ def _of(lora: LoraCalls) -> Any:
 
 async def _async(value: Any) -> Any:
     return value
-

@@ -22,10 +22,6 @@ import torch
 from safetensors.torch import save_file
 
 from kaito.oci import client
-from kaito.oci.client import pull, push_files
-from kaito.oci.dockerconfig import Credentials, load
-from kaito.oci.errors import OciError
-from kaito.oci.reference import Reference
 from kaito.oci.adapters import (
     ADAPTER_ARTIFACT_TYPE,
     ADAPTER_CONFIG_MEDIA_TYPE,
@@ -33,6 +29,10 @@ from kaito.oci.adapters import (
     ANNOTATION_BASE_MODEL,
     pull_adapter,
 )
+from kaito.oci.client import pull, push_files
+from kaito.oci.dockerconfig import Credentials, load
+from kaito.oci.errors import OciError
+from kaito.oci.reference import Reference
 from kaito.tuning.artifacts import (
     DATASET_ARTIFACT_TYPE,
     add_pull_adapter_arguments,
