@@ -146,21 +146,25 @@ def _to(replicas: int, reason: Reason, why: str, current: int) -> Decision:
 def wanted(policy: Policy, traffic: Traffic | None, load: Load) -> float:
     """Slots the load wants now. Without traffic: every request in flight, held or waiting.
 
-    With it: the steady concurrency (arrival rate x duration, or the engines' running requests when more) plus the
-    backlog as if it arrived over `drain_s`. N replicas at target T clear a backlog Q within `drain_s` H when
-    Q <= H (N T - rate x duration) / duration, which is exactly when this stays within N T: a backlog that the
-    replicas ready and starting will clear in time asks for nothing more, and only the rest adds replicas.
-    A waiting request never counts for more than one slot.
+    With it: the steady concurrency (arrival rate x duration) plus the backlog as if it arrived over `drain_s`.
+    N replicas at target T clear a backlog Q within `drain_s` H when Q <= H (N T - rate x duration) / duration,
+    which is exactly when this stays within N T: a backlog that the replicas ready and starting will clear in time
+    asks for nothing more, and only the rest adds replicas. A waiting request never counts for more than one slot.
+    Requests the engines have that no gateway sent (clients calling a replica directly) count a slot each.
     """
     if traffic is None:
         return load.demand
-    steady = max(traffic.concurrency, load.engine_running)
-    return steady + load.backlog * min(1.0, traffic.duration / policy.drain_s)
+    unsent = max(0.0, load.engine_running + load.engine_waiting - load.in_flight)
+    return traffic.concurrency + load.backlog * min(1.0, traffic.duration / policy.drain_s) + unsent
 
 
 def _needed(policy: Policy, state: ScaleState, load: Load) -> int:
-    # The tolerance keeps a load of exactly N targets, computed in floating point, at N replicas.
-    return math.ceil(wanted(policy, state.traffic, load) / policy.target_in_flight - 1e-9)
+    return _slots(policy, wanted(policy, state.traffic, load))
+
+
+def _slots(policy: Policy, wanted_slots: float) -> int:
+    """Replicas for that many slots; the tolerance keeps exactly N targets, computed in floating point, at N."""
+    return math.ceil(wanted_slots / policy.target_in_flight - 1e-9)
 
 
 def _from_zero(policy: Policy, state: ScaleState, load: Load) -> Decision:
@@ -199,7 +203,10 @@ def _pressure(policy: Policy, traffic: Traffic | None, load: Load, current: int)
         return "leaves requests waiting"
     if load.kv_cache_usage is not None and load.kv_cache_usage > policy.kv_high:
         return f"with a KV cache {load.kv_cache_usage:.0%} full (over {policy.kv_high:.0%})"
-    if wanted(policy, traffic, load) > policy.high_water * policy.target_in_flight * current:
+    level = wanted(policy, traffic, load)
+    # With a rate known, one replica beyond what Little's law asks is all the headroom the nudge adds.
+    beyond = traffic is not None and current > _slots(policy, level)
+    if level > policy.high_water * policy.target_in_flight * current and not beyond:
         return f"passes {policy.high_water:.0%} of target {policy.target_in_flight} per replica"
     return ""
 
@@ -213,7 +220,8 @@ def _idle_since(state: ScaleState) -> float | None:
 
 def _to_zero(policy: Policy, state: ScaleState, load: Load, now: float) -> Decision | None:
     after = policy.scale_to_zero_after_s
-    if policy.min_replicas > 0 or after is None or load.busy or not load.readings.complete:
+    arriving = state.traffic is not None and state.traffic.rate > 0  # requests may come and go between reads
+    if policy.min_replicas > 0 or after is None or load.busy or arriving or not load.readings.complete:
         return None
     idle_since = _idle_since(state)
     if idle_since is None or now - idle_since < after:
