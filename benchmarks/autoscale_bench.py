@@ -1,19 +1,28 @@
-"""How fast the autoscaling policy answers a step in load, and how soon an idle set goes to zero, in virtual time.
+"""How fast the autoscaling policy answers a step in load, how far it overshoots, and how soon an idle set goes to zero.
 
 Run: `python benchmarks/autoscale_bench.py` (options: `--help`). Nothing real runs: a virtual clock moves in ticks
-of `--tick` seconds; requests arrive at a constant rate that steps from `--base-rate` to `--step-rate` at
-`--step-at` for `--step-for` seconds and then stops; each takes `--service` seconds on a replica that runs up to
+of `--tick` seconds; requests arrive at constant rates; each takes `--service` seconds on a replica that runs up to
 `--target` at once (vLLM's max-num-seqs) and keeps the rest waiting, and the gateway holds requests while no
 replica is ready. A replica asked for is ready `--provision` + `--model-load` seconds later (a GPU node, then the
 model). Every `--period` seconds the controller reads the load and calls `decide`, through the same `ScaleMemory`
-the controller uses. The scenario runs twice: from one ready replica serving the base rate, and from zero replicas
-with no load until the step.
+the controller uses. The gateway's counters are modelled too: requests arrived, and requests answered with the
+seconds from being sent to a replica to the answer (an engine's queue included, time held excluded).
 
-Printed per policy: the decision latency (step to the first ScaleOut), the time until enough capacity was ready
-(ready replicas x target >= the step's concurrency) and until no request waited, the peak of waiting requests and
-the longest wait, the time from the last request's end to zero replicas, and the GPU replica-hours. "upstream-keda"
-is upstream KAITO's InferenceSet scaler for comparison: at least one replica, one more at most every five minutes
-while the load per replica is above the target, one fewer after the scale-down delay.
+Scenarios: "step from 1" (one replica serves `--base-rate`, which steps to `--step-rate` at `--step-at` for
+`--step-for` seconds and then stops); "step from 0" (a new set at zero, nothing until the step); "wake at R"
+(a set that served `--base-rate` for `--served` seconds, went to zero when idle, and is woken by `--wake-rate`
+for `--step-for` seconds); "new set at R" (the same wake for a set that never answered a request).
+
+Rules: "before" is `decide` without the gateway's counters (how it sized before it knew rates: every request in
+flight or waiting a slot wanted now, which is also what it does until it has a rate and a duration); "after" is
+`decide` with them (Little's law); "upstream-keda" is upstream KAITO's InferenceSet scaler for comparison: at least
+one replica, one more at most every five minutes while the load per replica is above the target, one fewer after
+the scale-down delay.
+
+Printed per scenario and rule: the decision latency (load start to the first ScaleOut), the time until enough
+capacity was ready (ready replicas x target >= the load's concurrency) and until no request waited, the peak of
+waiting requests and the longest wait, the peak replicas, the time from the last request's end to zero replicas,
+and the GPU replica-hours of the whole run.
 """
 
 from __future__ import annotations
@@ -22,19 +31,28 @@ import argparse
 import bisect
 import math
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from kaito.controllers.autoscale import Decision, Load, Policy, ScaleMemory, ScaleState, decide
+from kaito.controllers.traffic import GatewayCounts
 from kaito.runtime.clock import FakeClock
+
+Rule = Callable[..., Decision]
 
 
 @dataclass
 class Cluster:
-    """Replicas (by the time each is ready), requests held or waiting (by arrival) and running (by finish)."""
+    """Replicas (by the time each is ready), requests held (by arrival), waiting in an engine (arrival, sent) and
+    running (finish, seconds since sent), and the gateway's counters."""
 
     ready_at: list[float] = field(default_factory=list)
-    waiting: deque[float] = field(default_factory=deque)
-    running: list[float] = field(default_factory=list)
+    held: deque[float] = field(default_factory=deque)
+    waiting: deque[tuple[float, float]] = field(default_factory=deque)
+    running: list[tuple[float, float]] = field(default_factory=list)
+    arrived: int = 0
+    answered: int = 0
+    answered_seconds: float = 0.0
 
     def ready(self, now: float) -> int:
         return sum(1 for t in self.ready_at if t <= now)
@@ -45,11 +63,43 @@ class Cluster:
             self.ready_at.pop()  # the newest, least ready first
         self.ready_at += [now + start_s] * (replicas - len(self.ready_at))
 
-    def load(self, now: float) -> Load:
-        held = len(self.waiting) if self.ready(now) == 0 else 0
-        engine_waiting = len(self.waiting) - held
-        in_flight = len(self.running) + engine_waiting
-        return Load(in_flight, held, engine_waiting, len(self.running), None)
+    def arrive(self, now: float) -> None:
+        self.arrived += 1
+        self.held.append(now)
+
+    def serve(self, now: float, *, target: int, service: float) -> float:
+        """Send held requests once a replica is ready, finish and start what the slots allow; the longest wait."""
+        if self.ready(now):
+            self.waiting += ((arrival, now) for arrival in self.held)
+            self.held.clear()
+        while self.running and self.running[0][0] <= now:
+            _, seconds = self.running.pop(0)
+            self.answered += 1
+            self.answered_seconds += seconds
+        longest = 0.0
+        while self.waiting and len(self.running) < self.ready(now) * target:
+            arrival, sent = self.waiting.popleft()
+            longest = max(longest, now - arrival)
+            bisect.insort(self.running, (now + service, now + service - sent))
+        return longest
+
+    def load(self, *, counters: bool) -> Load:
+        engine_waiting, running = len(self.waiting), len(self.running)
+        counts = {"gateway": GatewayCounts(self.arrived, self.answered, self.answered_seconds)} if counters else {}
+        return Load(running + engine_waiting, len(self.held), engine_waiting, running, None, gateway_counts=counts)
+
+    def pending(self) -> int:
+        return len(self.held) + len(self.waiting)
+
+
+@dataclass(frozen=True)
+class Scenario:
+    name: str
+    start_replicas: int
+    phases: tuple[tuple[float, float], ...]  # (from, requests per second), in order; the last rate holds to the end
+    measure_from: float  # when the load being answered starts
+    concurrency: float  # the load's requests at once in a steady state
+    end: float
 
 
 @dataclass
@@ -81,7 +131,7 @@ def keda_like(policy: Policy, state: ScaleState, load: Load, *, now: float) -> D
     return Decision(state.current, "Steady", "")
 
 
-def run(args: argparse.Namespace, *, policy_name: str, start_replicas: int) -> Figures:
+def run(args: argparse.Namespace, scenario: Scenario, *, rule_name: str) -> Figures:
     policy = Policy(
         min_replicas=args.min,
         max_replicas=args.max,
@@ -89,30 +139,26 @@ def run(args: argparse.Namespace, *, policy_name: str, start_replicas: int) -> F
         scale_down_delay_s=args.scale_down_delay,
         scale_to_zero_after_s=args.scale_to_zero_after,
     )
-    rule = decide if policy_name == "kaito" else keda_like
+    rule: Rule = keda_like if rule_name == "upstream-keda" else decide
+    counters = rule_name == "after"
     clock, memory, cluster, figures = FakeClock(0.0), ScaleMemory(), Cluster(), Figures()
     start_s = args.provision + args.model_load
-    cluster.ready_at = [-start_s] * start_replicas
-    step_end = args.step_at + args.step_for
-    needed = math.ceil(args.step_rate * args.service / args.target)
-    arrivals, next_decision, end = 0.0, 0.0, step_end + args.service + args.tail
+    cluster.ready_at = [-start_s] * scenario.start_replicas
+    needed = min(math.ceil(scenario.concurrency / args.target), args.max)
+    arrivals, next_decision = 0.0, 0.0
     status: dict[str, object] = {}
-    while (now := clock.now()) < end:
-        base = args.base_rate if start_replicas else 0.0  # a set at zero stays there until the step
-        rate = args.step_rate if args.step_at <= now < step_end else (base if now < args.step_at else 0.0)
-        arrivals += rate * args.tick
+    while (now := clock.now()) < scenario.end:
+        arrivals += _rate(scenario, now) * args.tick
         while arrivals >= 1:
             arrivals -= 1
-            cluster.waiting.append(now)
-        cluster.running = [t for t in cluster.running if t > now]
+            cluster.arrive(now)
+        longest = cluster.serve(now, target=args.target, service=args.service)
+        if now >= scenario.measure_from:
+            figures.longest_wait = max(figures.longest_wait, longest)
         if cluster.running:
-            figures.last_request_end = max(figures.last_request_end or 0.0, max(cluster.running))
-        capacity = cluster.ready(now) * args.target
-        while cluster.waiting and len(cluster.running) < capacity:
-            figures.longest_wait = max(figures.longest_wait, now - cluster.waiting.popleft())
-            bisect.insort(cluster.running, now + args.service)
+            figures.last_request_end = max(figures.last_request_end or 0.0, cluster.running[-1][0])
         if now >= next_decision:
-            load = cluster.load(now)
+            load = cluster.load(counters=counters)
             status["readyReplicas"] = cluster.ready(now)
             current = len(cluster.ready_at)
             state = memory.state(policy, load, status=status, annotations={}, current=current, clock=clock)
@@ -121,25 +167,35 @@ def run(args: argparse.Namespace, *, policy_name: str, start_replicas: int) -> F
                 memory.scaled(decision, now=now)
                 cluster.scale(decision.replicas, now, start_s)
                 scaled_out = decision.reason in ("ScaleOut", "ScaleFromZero")
-                if scaled_out and now >= args.step_at and figures.first_scale_out is None:
-                    figures.first_scale_out = now - args.step_at
+                if scaled_out and now >= scenario.measure_from and figures.first_scale_out is None:
+                    figures.first_scale_out = now - scenario.measure_from
             next_decision = now + args.period
-        _observe(figures, cluster, now, args, needed, step_end)
+        _observe(figures, cluster, now, args.tick, scenario, needed)
         clock.advance(args.tick)
     return figures
 
 
-def _observe(figures: Figures, cluster: Cluster, now: float, args: argparse.Namespace, needed: int, end: float) -> None:
-    figures.replica_seconds += len(cluster.ready_at) * args.tick
+def _rate(scenario: Scenario, now: float) -> float:
+    rate = 0.0
+    for begins, phase_rate in scenario.phases:
+        if now >= begins:
+            rate = phase_rate
+    return rate
+
+
+def _observe(figures: Figures, cluster: Cluster, now: float, tick: float, scenario: Scenario, needed: int) -> None:
+    figures.replica_seconds += len(cluster.ready_at) * tick
     figures.peak_replicas = max(figures.peak_replicas, len(cluster.ready_at))
-    if now < args.step_at:
+    if now < scenario.measure_from:
         return
-    figures.peak_waiting = max(figures.peak_waiting, len(cluster.waiting))
-    if figures.capacity_ready is None and cluster.ready(now) >= min(needed, args.max):
-        figures.capacity_ready = now - args.step_at
-    if figures.drained is None and figures.capacity_ready is not None and not cluster.waiting:
-        figures.drained = now - args.step_at
-    if now > end and not cluster.ready_at and figures.zero_at is None:
+    since = now - scenario.measure_from
+    figures.peak_waiting = max(figures.peak_waiting, cluster.pending())
+    if figures.capacity_ready is None and cluster.ready(now) >= needed:
+        figures.capacity_ready = since
+    if figures.drained is None and figures.capacity_ready is not None and not cluster.pending():
+        figures.drained = since
+    load_ended = now >= scenario.phases[-1][0]
+    if load_ended and not cluster.ready_at and figures.zero_at is None:
         figures.zero_at = now
 
 
@@ -147,17 +203,61 @@ def _seconds(value: float | None) -> str:
     return "never" if value is None else f"{value:.0f}s"
 
 
-def report(name: str, start: int, figures: Figures) -> None:
+def scenarios(args: argparse.Namespace) -> list[Scenario]:
+    step_end = args.step_at + args.step_for
+    step = args.step_rate * args.service
+    # Woken well after the idle time has taken the set to zero.
+    wake_at = args.served + args.scale_to_zero_after + args.scale_down_delay + args.provision + args.model_load
+    wake_end = wake_at + args.step_for
+    wake = args.wake_rate * args.service
+    wake_rate = f"{args.wake_rate:g} req/s"
+    return [
+        Scenario(
+            "step from 1",
+            1,
+            ((0.0, args.base_rate), (args.step_at, args.step_rate), (step_end, 0.0)),
+            args.step_at,
+            step,
+            step_end + args.tail,
+        ),
+        Scenario(
+            "step from 0",
+            0,
+            ((args.step_at, args.step_rate), (step_end, 0.0)),
+            args.step_at,
+            step,
+            step_end + args.tail,
+        ),
+        Scenario(
+            f"wake at {wake_rate}",
+            1,
+            ((0.0, args.base_rate), (args.served, 0.0), (wake_at, args.wake_rate), (wake_end, 0.0)),
+            wake_at,
+            wake,
+            wake_end + args.tail,
+        ),
+        Scenario(
+            f"new set at {wake_rate}",
+            0,
+            ((wake_at, args.wake_rate), (wake_end, 0.0)),
+            wake_at,
+            wake,
+            wake_end + args.tail,
+        ),
+    ]
+
+
+def report(scenario: Scenario, rule: str, figures: Figures) -> None:
     idle = (
         figures.zero_at - figures.last_request_end
         if figures.zero_at is not None and figures.last_request_end is not None
         else None
     )
     print(
-        f"{name:<14} from {start}: first scale-out {_seconds(figures.first_scale_out)}, "
-        f"capacity ready {_seconds(figures.capacity_ready)}, queue drained {_seconds(figures.drained)}, "
-        f"peak waiting {figures.peak_waiting}, longest wait {figures.longest_wait:.0f}s, "
-        f"peak replicas {figures.peak_replicas}, idle to zero {_seconds(idle)}, "
+        f"{scenario.name:<20} {rule:<14} first scale-out {_seconds(figures.first_scale_out)}, "
+        f"peak replicas {figures.peak_replicas}, capacity ready {_seconds(figures.capacity_ready)}, "
+        f"queue drained {_seconds(figures.drained)}, peak waiting {figures.peak_waiting}, "
+        f"longest wait {figures.longest_wait:.0f}s, idle to zero {_seconds(idle)}, "
         f"replica-hours {figures.replica_seconds / 3600:.2f}"
     )
 
@@ -171,25 +271,29 @@ def main() -> None:
     add("--tick", type=float, default=0.5)
     add("--target", type=int, default=16, help="in-flight requests per replica (max-num-seqs)")
     add("--service", type=float, default=8.0, help="seconds one request takes")
-    add("--base-rate", type=float, default=1.0, help="requests per second before the step")
+    add("--base-rate", type=float, default=1.0, help="requests per second before the step, and before going idle")
     add("--step-rate", type=float, default=10.0, help="requests per second during the step")
     add("--step-at", type=float, default=601.0, help="seconds; between two decisions, as a real step lands")
-    add("--step-for", type=float, default=1800.0)
+    add("--step-for", type=float, default=1800.0, help="seconds the step, or the load that wakes a set, lasts")
+    add("--served", type=float, default=600.0, help="seconds a set woken from zero served before it went idle")
+    add("--wake-rate", type=float, default=1.0, help="requests per second that wake a set at zero")
     add("--tail", type=float, default=1800.0, help="seconds simulated after the load ends")
     add("--min", type=int, default=0)
     add("--max", type=int, default=10)
     add("--scale-down-delay", type=float, default=300.0)
     add("--scale-to-zero-after", type=float, default=600.0)
     args = parser.parse_args()
-    needed = math.ceil(args.step_rate * args.service / args.target)
     print(
-        f"step {args.base_rate:g} -> {args.step_rate:g} req/s x {args.service:g}s needs {needed} replicas at target "
-        f"{args.target}; a replica starts in {args.provision:g}s + {args.model_load:g}s; decisions every "
-        f"{args.period:g}s; scaleDownDelay {args.scale_down_delay:g}s, scaleToZeroAfter {args.scale_to_zero_after:g}s"
+        f"{args.service:g}s per request, target {args.target} per replica, maxReplicas {args.max}; "
+        f"step {args.base_rate:g} -> {args.step_rate:g} req/s needs "
+        f"{math.ceil(args.step_rate * args.service / args.target)} replicas, a wake at {args.wake_rate:g} req/s "
+        f"{math.ceil(args.wake_rate * args.service / args.target)}; a replica starts in {args.provision:g}s + "
+        f"{args.model_load:g}s; decisions every {args.period:g}s; scaleDownDelay {args.scale_down_delay:g}s, "
+        f"scaleToZeroAfter {args.scale_to_zero_after:g}s"
     )
-    for name in ("kaito", "upstream-keda"):
-        for start in (1, 0):
-            report(name, start, run(args, policy_name=name, start_replicas=start))
+    for scenario in scenarios(args):
+        for rule in ("before", "after", "upstream-keda"):
+            report(scenario, rule, run(args, scenario, rule_name=rule))
 
 
 if __name__ == "__main__":

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import math
 
@@ -20,7 +21,9 @@ from kaito.controllers.autoscale import (
     clock_seconds,
     decide,
     scaled_status,
+    wanted,
 )
+from kaito.controllers.traffic import GatewayCounts, Traffic
 from kaito.runtime.clock import FakeClock, api_time
 
 NOW = 10_000.0
@@ -49,8 +52,9 @@ def state(
     busy: float | None = NOW,
     demand: float | None = None,
     calm: float | None = None,
+    traffic: Traffic | None = None,
 ) -> ScaleState:
-    return ScaleState(current, current if ready is None else ready, up, down, busy, demand, calm)
+    return ScaleState(current, current if ready is None else ready, up, down, busy, demand, calm, traffic)
 
 
 CASES = [
@@ -117,6 +121,48 @@ def test_a_partial_read_neither_scales_in_nor_to_zero_and_says_so() -> None:
     assert (to_zero.replicas, to_zero.reason) == (2, "Steady")
     scale_out = decide(POLICY, state(2), load(30, readings=partial), now=NOW)  # what was read is a lower bound
     assert (scale_out.replicas, scale_out.reason) == (5, "ScaleOut")
+
+
+# With the arrival rate and duration known (target 6 per replica, drainS 600).
+
+RATE_CASES = [
+    pytest.param(state(1, traffic=Traffic(9, 3)), load(6, 10), 5, "ScaleOut", id="rate-sizes-the-step-at-once"),
+    pytest.param(
+        state(5, ready=1, traffic=Traffic(9, 3)), load(6, 200), 5, "Steady", id="backlog-starting-replicas-will-clear"
+    ),
+    pytest.param(state(5, ready=1, traffic=Traffic(9, 3)), load(6, 800), 6, "ScaleOut", id="backlog-beyond-drain-s"),
+    pytest.param(
+        state(2, traffic=Traffic(9, 3)), load(206, waiting=200, running=6), 5, "ScaleOut", id="engine-waiting-counts"
+    ),
+    pytest.param(
+        state(4, traffic=Traffic(6, 3)), load(24, 6, waiting=6, running=18), 4, "Steady", id="ready-and-clearing"
+    ),
+    pytest.param(state(6, traffic=Traffic(10, 3)), load(30), 6, "Steady", id="nudge-adds-one-beyond-the-rate-at-most"),
+    pytest.param(state(5, traffic=Traffic(10, 3)), load(30), 6, "ScaleOut", id="nudge-at-the-rate"),
+    pytest.param(state(2, traffic=Traffic(1, 3)), load(2, running=20), 4, "ScaleOut", id="direct-callers-count-a-slot"),
+    pytest.param(
+        state(1, ready=0, up=NOW - 100, traffic=Traffic(0.5, 8)), load(0, 100), 1, "Steady", id="woken-replica-coming"
+    ),
+    pytest.param(state(3, calm=NOW - 400, traffic=Traffic(3, 3)), load(4), 2, "ScaleIn", id="calm-at-the-rate"),
+    pytest.param(state(3, calm=NOW - 400, traffic=Traffic(4, 3)), load(4), 3, "Steady", id="rate-not-fit-in-fewer"),
+]
+
+
+@pytest.mark.parametrize(("scale", "now_load", "replicas", "reason"), RATE_CASES)
+def test_decide_from_the_rate(scale: ScaleState, now_load: Load, replicas: int, reason: str) -> None:
+    decision = decide(POLICY, scale, now_load, now=NOW)
+    assert (decision.replicas, decision.reason) == (replicas, reason), decision.message
+
+
+def test_a_set_woken_at_a_known_rate_sizes_from_it_not_from_what_it_held() -> None:
+    woken = decide(TO_ZERO, state(0, down=NOW - 50, traffic=Traffic(1, 8)), load(0, 30), now=NOW)
+    assert (woken.replicas, woken.reason) == (2, "ScaleFromZero")  # 8 at once, not 30: today's rule gave 5
+    assert decide(TO_ZERO, state(0, down=NOW - 50), load(0, 30), now=NOW).replicas == 5
+
+
+def test_a_rate_message_names_the_rate_and_the_backlog() -> None:
+    decision = decide(POLICY, state(5, ready=1, traffic=Traffic(9, 3)), load(6, 800), now=NOW)
+    assert decision.message == "9 req/s x 3s + waiting 800 over 5 replicas exceeds target 6 per replica: 5 -> 6"
 
 
 # Properties over any policy, state and load.
@@ -262,3 +308,94 @@ def test_a_written_decision_counts_even_when_the_next_read_of_the_set_predates_i
     assert scale.last_scale_up == 0.0
     memory.scaled(Decision(2, "ScaleIn", "m"), now=clock.now())
     assert memory.last_scale_down == 5.0
+
+
+# Properties with the rate known.
+
+traffics = st.builds(Traffic, st.floats(0, 100), st.floats(0.01, 1000))
+
+
+@settings(max_examples=400)
+@given(policies(), states(), loads(), traffics)
+def test_decisions_from_a_rate_keep_their_promises(
+    policy: Policy, scale: ScaleState, now_load: Load, traffic: Traffic
+) -> None:
+    scale = dataclasses.replace(scale, traffic=traffic)
+    decision = decide(policy, scale, now_load, now=NOW)
+    current, replicas = scale.current, decision.replicas
+    assert policy.min_replicas <= replicas <= policy.max_replicas
+    assert (replicas == current) == (decision.reason == "Steady")
+    in_range = policy.min_replicas <= current <= policy.max_replicas
+    if replicas < current and in_range:
+        assert now_load.backlog == 0 and now_load.readings.complete, "scaled in while requests wait"
+    if decision.reason == "ScaleIn" and in_range:
+        assert replicas == current - 1
+    if replicas == 0 and current > 0:
+        assert not now_load.busy and traffic.rate == 0 and policy.min_replicas == 0, "went to zero while used"
+    if current == 0 and replicas > 0 and policy.min_replicas == 0:
+        assert decision.reason == "ScaleFromZero"
+    if current > 0 or now_load.queued > 0:
+        needed = math.ceil(traffic.concurrency / policy.target_in_flight - 1e-9)
+        assert replicas >= min(policy.max_replicas, needed), "a step in the rate took more than one decision"
+
+
+@settings(max_examples=400)
+@given(policies(), states(), traffics, st.floats(0, 500), st.floats(0, 500), st.one_of(st.none(), st.floats(0, 0.9)))
+def test_a_steady_rate_never_asks_for_more_than_one_replica_beyond_it(
+    policy: Policy, scale: ScaleState, traffic: Traffic, running: float, extra: float, kv: float | None
+) -> None:
+    """No backlog, every engine request sent by a gateway: at most ceil(rate x duration / target) + 1 replicas."""
+    steady = load(running + extra, running=running, kv=kv)
+    decision = decide(policy, dataclasses.replace(scale, traffic=traffic), steady, now=NOW)
+    if decision.replicas > scale.current:
+        bound = math.ceil(traffic.concurrency / policy.target_in_flight - 1e-9) + 1
+        assert decision.replicas <= max(policy.min_replicas, bound), decision.message
+
+
+@settings(max_examples=400)
+@given(policies(), st.data())
+def test_a_backlog_the_starting_replicas_will_clear_adds_none(policy: Policy, data: st.DataObject) -> None:
+    current = data.draw(st.integers(max(1, policy.min_replicas), policy.max_replicas))
+    ready = data.draw(st.integers(0, current - 1))
+    slots = current * policy.target_in_flight
+    duration = data.draw(st.floats(0.01, 1000))
+    rate = data.draw(st.floats(0, 1)) * slots / duration
+    room = (slots - rate * duration) / min(1.0, duration / policy.drain_s)  # the backlog cleared within drainS
+    held, waiting = data.draw(st.floats(0, 1)) * room, 0.0
+    if data.draw(st.booleans()):
+        held, waiting = 0.0, held
+    now_load = load(waiting, held, waiting=waiting, kv=data.draw(st.one_of(st.none(), st.floats(0, 1))))
+    traffic = Traffic(rate, duration)
+    assert wanted(policy, traffic, now_load) <= slots * (1 + 1e-9)
+    scale = ScaleState(current, ready, data.draw(times), None, NOW, None, None, traffic)
+    decision = decide(policy, scale, now_load, now=NOW)
+    assert decision.replicas <= current, decision.message
+
+
+@given(policies(), st.integers(1, 15), st.floats(1, 400), traffics)
+def test_scale_in_from_a_rate_never_undoes_itself(
+    policy: Policy, current: int, demand: float, traffic: Traffic
+) -> None:
+    calm = ScaleState(current, current, None, None, NOW, None, NOW - 5000, traffic)
+    first = decide(policy, calm, load(demand), now=NOW)
+    if first.reason != "ScaleIn" or current > policy.max_replicas:
+        return
+    after = ScaleState(first.replicas, first.replicas, None, NOW, NOW, None, None, traffic)
+    assert decide(policy, after, load(demand), now=NOW + 1).reason != "ScaleOut"
+
+
+def test_memory_takes_the_rate_from_two_readings_and_counts_arrivals_as_use() -> None:
+    clock = FakeClock(0.0, wall_start=WALL)
+    memory = ScaleMemory()
+
+    def observe(arrived: float, answered: float, seconds: float) -> ScaleState:
+        counted = Load(0, 0, 0, 0, None, gateway_counts={"gw": GatewayCounts(arrived, answered, seconds)})
+        return memory.state(TO_ZERO, counted, status={}, annotations={}, current=1, clock=clock)
+
+    assert observe(0, 0, 0).traffic is None  # one reading tells no rate
+    clock.advance(10)
+    assert observe(5, 5, 20).traffic == Traffic(0.5, 4.0)
+    assert memory.last_busy == 10.0  # nothing was in flight at either read, yet requests came and went
+    clock.advance(10)
+    assert observe(5, 5, 20).traffic == Traffic(0.0, 4.0)
+    assert memory.last_busy == 10.0

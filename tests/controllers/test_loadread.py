@@ -13,7 +13,9 @@ from aiohttp.test_utils import TestServer
 from prometheus_client import CollectorRegistry, Gauge, generate_latest
 
 from kaito.controllers.autoscale import Load, Readings
-from kaito.controllers.loadread import Unreadable, engine_load, parse_samples, read_load
+from kaito.controllers.loadread import Unreadable, engine_load, gateway_counts, parse_samples, read_load
+from kaito.controllers.traffic import GatewayCounts
+from kaito.gateway.metrics import GatewayMetrics
 from kaito.inference.metrics import InferenceMetrics
 
 
@@ -24,6 +26,16 @@ def gateway_page(*, in_flight: float, queued: float) -> bytes:
     per_replica = Gauge("kaito_gateway_replica_in_flight", "per replica", ["replica"], registry=registry)
     per_replica.labels("set-abcde").set(in_flight)
     return generate_latest(registry)
+
+
+def counted_gateway_page(*, arrived: int, answered: tuple[float, ...]) -> bytes:
+    """A page as `kaito gateway` serves it, after `arrived` requests and answers that took `answered` seconds."""
+    metrics = GatewayMetrics()
+    metrics.in_flight.set(arrived - len(answered))
+    metrics.arrived.inc(arrived)
+    for seconds in answered:
+        metrics.duration.observe(seconds)
+    return generate_latest(metrics.registry)
 
 
 def vllm_page(*engines: tuple[float, float, float], kv_names: tuple[str, ...] = ("vllm:kv_cache_usage_perc",)) -> bytes:
@@ -55,6 +67,7 @@ def kaito_serve_page(in_flight: int) -> bytes:
 PAGES = {
     "/gw-a": gateway_page(in_flight=10, queued=2),
     "/gw-b": gateway_page(in_flight=4, queued=1),
+    "/gw-counted": counted_gateway_page(arrived=5, answered=(2.0, 6.5, 1.5)),
     "/vllm": vllm_page((6, 2, 0.5), (5, 0, 0.93)),  # two engines in one pod (data parallel)
     "/vllm-old": vllm_page((3, 1, 0.4), kv_names=("vllm:gpu_cache_usage_perc",)),
     "/vllm-both": vllm_page((1, 0, 0.2), kv_names=("vllm:kv_cache_usage_perc", "vllm:gpu_cache_usage_perc")),
@@ -144,3 +157,14 @@ def test_a_page_with_none_of_the_gauges_reads_as_no_load_and_nan_is_ignored() ->
 def test_garbage_is_unreadable(text: str) -> None:
     with pytest.raises(Unreadable):
         parse_samples(text)
+
+
+async def test_gateway_counters_are_kept_per_pod_for_the_rate(pods: str) -> None:
+    async with aiohttp.ClientSession() as session:
+        load = await read_load([f"{pods}/gw-counted", f"{pods}/gw-a"], [], session=session)
+    assert load.in_flight == 2 + 10
+    assert load.gateway_counts == {f"{pods}/gw-counted": GatewayCounts(arrived=5, answered=3, answered_seconds=10.0)}
+
+
+def test_a_gateway_without_the_counters_has_none() -> None:
+    assert gateway_counts(parse_samples(PAGES["/gw-a"].decode())) is None

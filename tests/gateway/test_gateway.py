@@ -236,3 +236,22 @@ async def test_metrics_page_names_the_contracted_series(running: Running) -> Non
     assert running.sample("kaito_gateway_ready_replicas") == 0
     page = await (await running.http.get(running.url + "/metrics")).text()
     assert 'replica="a"' not in page  # a replica gone leaves no series behind
+
+
+async def test_arrivals_and_answer_durations_count_for_the_autoscaler(running: Running) -> None:
+    held = asyncio.create_task(running.post(chat("held")))
+    await until(lambda: len(running.gateway.holding) == 1, what="the request held")
+    assert running.sample("kaito_gateway_requests_arrived_total") == 1
+    running.clock.advance(4)  # held time is not time on a replica
+    gate = asyncio.Event()
+    async with engines(StubEngine("a", gate=gate)) as stubs:
+        running.discovery.feed([stubs[0].replica])
+        await stubs[0].arrived.wait()
+        running.clock.advance(2.5)
+        gate.set()
+        assert (await held).status == 200
+    running.discovery.feed([Replica("gone", refusing_url())])
+    assert (await running.post(chat("refused"))).status == 502  # arrived, never answered by a replica
+    assert running.sample("kaito_gateway_requests_arrived_total") == 2
+    assert running.sample("kaito_gateway_request_duration_seconds_count") == 1
+    assert running.sample("kaito_gateway_request_duration_seconds_sum") == 2.5

@@ -2,8 +2,11 @@
 
 `decide` is a function of the policy, what the set is and remembers (`ScaleState`) and its load now. It scales out
 at once and in proportion to the load, scales in one replica at a time after a calm delay, goes to zero after an
-idle time and comes back on the first held request. `ScaleMemory` builds the `ScaleState` of one set from the set's
-own status and annotations, so a restarted manager keeps counting delays from the times the set records.
+idle time and comes back on the first held request. Once the gateways' counters tell the arrival rate and the time
+a request takes (`Traffic`), scale-out is sized by Little's law, and requests waiting count only as far as the
+replicas ready and starting cannot clear them within `drain_s`; before that, every request in flight or waiting
+counts as a slot wanted now. `ScaleMemory` builds the `ScaleState` of one set from the set's own status and
+annotations, so a restarted manager keeps counting delays from the times the set records.
 """
 
 from __future__ import annotations
@@ -15,6 +18,7 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from kaito.api.inferenceset import ANNOTATION_DEMAND
+from kaito.controllers.traffic import GatewayCounts, Traffic, TrafficMeter
 from kaito.runtime.clock import Clock, api_time
 
 Reason = Literal["ScaleOut", "ScaleIn", "ScaleToZero", "ScaleFromZero", "Steady"]
@@ -25,7 +29,7 @@ SCALE_DOWN_REASONS = frozenset({"ScaleIn", "ScaleToZero"})
 
 @dataclass(frozen=True)
 class Policy:
-    """`spec.autoscaling` in seconds; the last three are the policy's own constants, rarely worth changing."""
+    """`spec.autoscaling` in seconds; the last four are the policy's own constants, rarely worth changing."""
 
     min_replicas: int
     max_replicas: int
@@ -35,6 +39,10 @@ class Policy:
     high_water: float = 0.8  # a replica above this share of its target asks for one more
     kv_high: float = 0.9  # a KV cache fuller than this asks for one more
     scale_up_cooldown_s: float = 30.0  # after a scale out, only the proportional rule adds replicas
+    # A backlog the replicas ready and starting would clear within this adds none. A replica asked for now serves
+    # only after a GPU node and a model load (minutes), so a horizon much shorter than that would ask for replicas
+    # that arrive after the backlog is gone; ten minutes is about two such starts.
+    drain_s: float = 600.0
 
 
 @dataclass(frozen=True)
@@ -48,6 +56,7 @@ class ScaleState:
     last_busy: float | None  # the latest time anything was in flight, queued or waiting
     demand_at: float | None  # the gateway's latest held request while nothing was ready
     calm_since: float | None = None  # since when the load has fitted in one replica fewer (None: not calm)
+    traffic: Traffic | None = None  # the arrival rate and duration, once the gateways' counters tell them
 
 
 @dataclass(frozen=True)
@@ -86,6 +95,7 @@ class Load:
     engine_running: float
     kv_cache_usage: float | None
     readings: Readings = field(default_factory=Readings)
+    gateway_counts: Mapping[str, GatewayCounts] = field(default_factory=dict)  # per gateway pod, by address
 
     @property
     def demand(self) -> float:
@@ -96,6 +106,11 @@ class Load:
     @property
     def busy(self) -> bool:
         return self.demand > 0
+
+    @property
+    def backlog(self) -> float:
+        """Requests that wait for a slot: held at the gateways or waiting in an engine."""
+        return self.queued + self.engine_waiting
 
 
 @dataclass(frozen=True)
@@ -109,7 +124,7 @@ def decide(policy: Policy, state: ScaleState, load: Load, *, now: float) -> Deci
     """The replicas the set should have now, why, and a message naming the numbers."""
     current = state.current
     if current < policy.min_replicas:
-        replicas = min(policy.max_replicas, max(policy.min_replicas, _needed(policy, load)))
+        replicas = min(policy.max_replicas, max(policy.min_replicas, _needed(policy, state, load)))
         return _to(replicas, "ScaleOut", f"{current} replicas is below minReplicas {policy.min_replicas}", current)
     if current > policy.max_replicas:
         why = f"{current} replicas is above maxReplicas {policy.max_replicas}"
@@ -128,8 +143,28 @@ def _to(replicas: int, reason: Reason, why: str, current: int) -> Decision:
     return Decision(replicas, reason, f"{why}: {current} -> {replicas}")
 
 
-def _needed(policy: Policy, load: Load) -> int:
-    return math.ceil(load.demand / policy.target_in_flight)
+def wanted(policy: Policy, traffic: Traffic | None, load: Load) -> float:
+    """Slots the load wants now. Without traffic: every request in flight, held or waiting.
+
+    With it: the steady concurrency (arrival rate x duration) plus the backlog as if it arrived over `drain_s`.
+    N replicas at target T clear a backlog Q within `drain_s` H when Q <= H (N T - rate x duration) / duration,
+    which is exactly when this stays within N T: a backlog that the replicas ready and starting will clear in time
+    asks for nothing more, and only the rest adds replicas. A waiting request never counts for more than one slot.
+    Requests the engines have that no gateway sent (clients calling a replica directly) count a slot each.
+    """
+    if traffic is None:
+        return load.demand
+    unsent = max(0.0, load.engine_running + load.engine_waiting - load.in_flight)
+    return traffic.concurrency + load.backlog * min(1.0, traffic.duration / policy.drain_s) + unsent
+
+
+def _needed(policy: Policy, state: ScaleState, load: Load) -> int:
+    return _slots(policy, wanted(policy, state.traffic, load))
+
+
+def _slots(policy: Policy, wanted_slots: float) -> int:
+    """Replicas for that many slots; the tolerance keeps exactly N targets, computed in floating point, at N."""
+    return math.ceil(wanted_slots / policy.target_in_flight - 1e-9)
 
 
 def _from_zero(policy: Policy, state: ScaleState, load: Load) -> Decision:
@@ -137,16 +172,16 @@ def _from_zero(policy: Policy, state: ScaleState, load: Load) -> Decision:
     fresh_demand = state.demand_at is not None and (last_scale is None or state.demand_at > last_scale)
     if not (load.queued > 0 or fresh_demand):
         return Decision(0, "Steady", "no request is held: staying at 0")
-    replicas = min(policy.max_replicas, max(1, _needed(policy, load)))
+    replicas = min(policy.max_replicas, max(1, _needed(policy, state, load)))
     why = f"{_num(load.queued)} requests held at the gateway" if load.queued > 0 else "a request was held"
     return _to(replicas, "ScaleFromZero", why, 0)
 
 
 def _scale_out(policy: Policy, state: ScaleState, load: Load, now: float) -> Decision | None:
     current, target = state.current, policy.target_in_flight
-    needed = _needed(policy, load)
+    needed = _needed(policy, state, load)
     desired, why = needed, f"exceeds target {target} per replica"
-    pressure = _pressure(policy, load, current)
+    pressure = _pressure(policy, state.traffic, load, current)
     # Replicas still starting are capacity coming: the proportional rule counts them, the one-more nudge waits.
     settled = state.ready >= current and (
         state.last_scale_up is None or now - state.last_scale_up >= policy.scale_up_cooldown_s
@@ -156,16 +191,22 @@ def _scale_out(policy: Policy, state: ScaleState, load: Load, now: float) -> Dec
     desired = min(desired, policy.max_replicas)
     if desired <= current:
         return None
-    return _to(desired, "ScaleOut", f"{_describe(load)} over {current} replicas {why}", current)
+    return _to(desired, "ScaleOut", f"{_describe(load, state.traffic)} over {current} replicas {why}", current)
 
 
-def _pressure(policy: Policy, load: Load, current: int) -> str:
-    """Why the set needs one more replica before queues grow, or '' when it does not."""
-    if load.queued > 0 or load.engine_waiting > 0:
+def _pressure(policy: Policy, traffic: Traffic | None, load: Load, current: int) -> str:
+    """Why the set needs one more replica before queues grow, or '' when it does not.
+
+    With traffic known, waiting requests press only through `wanted`: a backlog the replicas clear in time does not.
+    """
+    if traffic is None and load.backlog > 0:
         return "leaves requests waiting"
     if load.kv_cache_usage is not None and load.kv_cache_usage > policy.kv_high:
         return f"with a KV cache {load.kv_cache_usage:.0%} full (over {policy.kv_high:.0%})"
-    if load.demand > policy.high_water * policy.target_in_flight * current:
+    level = wanted(policy, traffic, load)
+    # With a rate known, one replica beyond what Little's law asks is all the headroom the nudge adds.
+    beyond = traffic is not None and current > _slots(policy, level)
+    if level > policy.high_water * policy.target_in_flight * current and not beyond:
         return f"passes {policy.high_water:.0%} of target {policy.target_in_flight} per replica"
     return ""
 
@@ -179,7 +220,8 @@ def _idle_since(state: ScaleState) -> float | None:
 
 def _to_zero(policy: Policy, state: ScaleState, load: Load, now: float) -> Decision | None:
     after = policy.scale_to_zero_after_s
-    if policy.min_replicas > 0 or after is None or load.busy or not load.readings.complete:
+    arriving = state.traffic is not None and state.traffic.rate > 0  # requests may come and go between reads
+    if policy.min_replicas > 0 or after is None or load.busy or arriving or not load.readings.complete:
         return None
     idle_since = _idle_since(state)
     if idle_since is None or now - idle_since < after:
@@ -196,35 +238,34 @@ def _calm_from(state: ScaleState) -> float | None:
 
 def _scale_in(policy: Policy, state: ScaleState, load: Load, now: float) -> Decision | None:
     current = state.current
-    if current <= max(policy.min_replicas, 1) or not calm(policy, load, current):
+    if current <= max(policy.min_replicas, 1) or not calm(policy, load, current, traffic=state.traffic):
         return None
     calm_from = _calm_from(state)
     if calm_from is None or now - calm_from < policy.scale_down_delay_s:
         return None
     fewer = current - 1
     why = (
-        f"{_describe(load)} fits in {fewer} replicas under {policy.high_water:.0%} of target "
+        f"{_describe(load, state.traffic)} fits in {fewer} replicas under {policy.high_water:.0%} of target "
         f"{policy.target_in_flight} for {now - calm_from:.0f}s"
     )
     return _to(fewer, "ScaleIn", why, current)
 
 
-def calm(policy: Policy, load: Load, current: int) -> bool:
+def calm(policy: Policy, load: Load, current: int, *, traffic: Traffic | None = None) -> bool:
     """Whether the load fits in one replica fewer without asking for it back, every pod having answered."""
     fewer = current - 1
     return (
         load.readings.complete
-        and load.queued == 0
-        and load.engine_waiting == 0
+        and load.backlog == 0
         and (load.kv_cache_usage is None or load.kv_cache_usage <= policy.kv_high)
-        and load.demand <= policy.high_water * policy.target_in_flight * fewer
+        and max(load.demand, wanted(policy, traffic, load)) <= policy.high_water * policy.target_in_flight * fewer
     )
 
 
 def _steady_message(policy: Policy, state: ScaleState, load: Load, now: float) -> str:
     current = state.current
-    text = f"{_describe(load)} over {current} replicas at target {policy.target_in_flight} per replica"
-    if current == policy.max_replicas and _pressure(policy, load, current):
+    text = f"{_describe(load, state.traffic)} over {current} replicas at target {policy.target_in_flight} per replica"
+    if current == policy.max_replicas and _pressure(policy, state.traffic, load, current):
         text += f"; at maxReplicas {policy.max_replicas}"
     elif state.ready < current:
         text += f"; {current - state.ready} replicas still starting"
@@ -235,7 +276,10 @@ def _steady_message(policy: Policy, state: ScaleState, load: Load, now: float) -
     return text
 
 
-def _describe(load: Load) -> str:
+def _describe(load: Load, traffic: Traffic | None) -> str:
+    if traffic is not None:
+        text = f"{_num(round(traffic.rate, 2))} req/s x {_num(round(traffic.duration, 1))}s"
+        return text + (f" + waiting {_num(load.backlog)}" if load.backlog else "")
     if load.engine_running + load.engine_waiting > load.in_flight:
         text = f"engines running {_num(load.engine_running)} + waiting {_num(load.engine_waiting)}"
     else:
@@ -282,6 +326,7 @@ class ScaleMemory:
     calm_at: int | None = None  # the replica count the calm was measured against
     last_scale_up: float | None = None
     last_scale_down: float | None = None
+    meter: TrafficMeter = field(default_factory=TrafficMeter)
 
     def state(
         self,
@@ -295,9 +340,11 @@ class ScaleMemory:
     ) -> ScaleState:
         """Observe the load now and return the set's ScaleState for `decide`."""
         now = clock.now()
-        if self.last_busy is None or load.busy or not load.readings.complete:
+        traffic = self.meter.observe(load.gateway_counts, now=now, waiting=load.backlog > 0)
+        arrived = bool(load.gateway_counts) and (self.meter.rate or 0.0) > 0  # even if each came and went unseen
+        if self.last_busy is None or load.busy or arrived or not load.readings.complete:
             self.last_busy = now
-        if not calm(policy, load, current):
+        if not calm(policy, load, current, traffic=traffic):
             self.calm_since = None
         elif self.calm_since is None or self.calm_at != current:
             self.calm_since, self.calm_at = now, current
@@ -316,6 +363,7 @@ class ScaleMemory:
             last_busy=self.last_busy,
             demand_at=clock_seconds(annotations.get(ANNOTATION_DEMAND), clock),
             calm_since=self.calm_since,
+            traffic=traffic,
         )
 
     def scaled(self, decision: Decision, *, now: float) -> None:

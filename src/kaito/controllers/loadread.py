@@ -1,7 +1,9 @@
 """An InferenceSet's load, read from the Prometheus text its gateway pods and engines serve on /metrics.
 
-Gateway pods count what they hold and what they have forwarded; engines count what they run and what waits in
-them. vLLM names its gauges `vllm:num_requests_running`, `vllm:num_requests_waiting` and the KV-cache use
+Gateway pods count what they hold and what they have forwarded, and keep counters of the requests that arrived and
+of those answered with their seconds (a histogram's `_count` and `_sum`), kept per pod for `traffic` to difference.
+Engines count what they run and what waits in them. vLLM names its gauges `vllm:num_requests_running`,
+`vllm:num_requests_waiting` and the KV-cache use
 `vllm:kv_cache_usage_perc` (0..1; older vLLM names it `vllm:gpu_cache_usage_perc`, and serves both while the old
 name is deprecated), one series per engine (label `engine`) when a pod runs several;
 `kaito serve` exposes `kaito_inference_queue_depth`, generations running or queued in its engine, which counts as
@@ -20,14 +22,20 @@ import aiohttp
 from prometheus_client.parser import text_string_to_metric_families
 
 from kaito.controllers.autoscale import Load, Readings
+from kaito.controllers.traffic import GatewayCounts
 
 GATEWAY_QUEUED = "kaito_gateway_queued_requests"
 GATEWAY_IN_FLIGHT = "kaito_gateway_in_flight_requests"
+GATEWAY_ARRIVED = "kaito_gateway_requests_arrived_total"
+GATEWAY_DURATION = "kaito_gateway_request_duration_seconds"
+GATEWAY_ANSWERED, GATEWAY_ANSWERED_SECONDS = f"{GATEWAY_DURATION}_count", f"{GATEWAY_DURATION}_sum"
 VLLM_RUNNING = "vllm:num_requests_running"
 VLLM_WAITING = "vllm:num_requests_waiting"
 VLLM_KV_USAGE = ("vllm:kv_cache_usage_perc", "vllm:gpu_cache_usage_perc")  # newer name first
 KAITO_QUEUE_DEPTH = "kaito_inference_queue_depth"
-WANTED = frozenset({GATEWAY_QUEUED, GATEWAY_IN_FLIGHT, VLLM_RUNNING, VLLM_WAITING, KAITO_QUEUE_DEPTH, *VLLM_KV_USAGE})
+GATEWAY_COUNTERS = (GATEWAY_ARRIVED, GATEWAY_ANSWERED, GATEWAY_ANSWERED_SECONDS)
+GATEWAY_GAUGES = (GATEWAY_QUEUED, GATEWAY_IN_FLIGHT)
+WANTED = frozenset({*GATEWAY_GAUGES, *GATEWAY_COUNTERS, VLLM_RUNNING, VLLM_WAITING, KAITO_QUEUE_DEPTH, *VLLM_KV_USAGE})
 MAX_BODY = 16 * 1024 * 1024  # a metrics page is kilobytes; a pod sending more is not serving metrics
 DEFAULT_SCRAPE_TIMEOUT = 2.0
 
@@ -47,7 +55,7 @@ class EngineLoad:
 
 
 def parse_samples(text: str) -> Samples:
-    """The values of the gauges this module reads, by name (every label set of a name; NaN dropped)."""
+    """The values of the gauges and counters this module reads, by name (every label set of a name; NaN dropped)."""
     found: Samples = {}
     try:
         for family in text_string_to_metric_families(text):
@@ -62,6 +70,14 @@ def parse_samples(text: str) -> Samples:
 def gateway_load(samples: Samples) -> tuple[float, float]:
     """(in flight, queued) of one gateway pod."""
     return sum(samples.get(GATEWAY_IN_FLIGHT, [])), sum(samples.get(GATEWAY_QUEUED, []))
+
+
+def gateway_counts(samples: Samples) -> GatewayCounts | None:
+    """One gateway pod's counters of requests arrived and answered; None from a gateway that keeps none."""
+    if any(name not in samples for name in GATEWAY_COUNTERS):
+        return None
+    arrived, answered, seconds = (sum(samples[name]) for name in GATEWAY_COUNTERS)
+    return GatewayCounts(arrived, answered, seconds)
 
 
 def engine_load(samples: Samples) -> EngineLoad:
@@ -119,6 +135,7 @@ async def gather_load(gateways: Sequence[str], engines: Sequence[str], fetch: Fe
     gateway_loads = [gateway_load(page) for page in gateway_pages if page is not None]
     engine_loads = [engine_load(page) for page in engine_pages if page is not None]
     kv = [engine.kv_cache_usage for engine in engine_loads if engine.kv_cache_usage is not None]
+    counted = ((address, gateway_counts(page)) for address, page in zip(gateways, gateway_pages, strict=True) if page)
     return Load(
         in_flight=sum(in_flight for in_flight, _ in gateway_loads),
         queued=sum(queued for _, queued in gateway_loads),
@@ -131,6 +148,7 @@ async def gather_load(gateways: Sequence[str], engines: Sequence[str], fetch: Fe
             gateways_unread=_unread(gateways, gateway_pages),
             engines_unread=_unread(engines, engine_pages),
         ),
+        gateway_counts={address: counts for address, counts in counted if counts is not None},
     )
 
 

@@ -47,6 +47,7 @@ async def _lifetime(app: web.Application) -> AsyncIterator[None]:
 
 async def _proxy(request: web.Request) -> web.StreamResponse:
     gateway = request.app[GATEWAY]
+    gateway.metrics.arrived.inc()
     body = await request.read()
     key = affinity_key(body, prefix_chars=gateway.settings.prefix_chars) if body else None
     response = await request.app[FORWARDER].forward(request, body, key=key)

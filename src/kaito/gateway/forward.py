@@ -56,6 +56,7 @@ class Forwarder:
             if replica is None:
                 return _error(502, "replica_unreachable", "no ready replica accepted the request")
             gateway.started(replica)
+            sent = gateway.clock.now()
             try:
                 upstream = await self.session.request(
                     request.method, replica.url + request.path_qs, data=body or None, headers=headers
@@ -75,6 +76,7 @@ class Forwarder:
             finally:
                 upstream.release()
                 gateway.finished(replica)
+                gateway.metrics.duration.observe(gateway.clock.now() - sent)
 
 
 async def _pass_back(request: web.Request, upstream: aiohttp.ClientResponse, replica: Replica) -> web.StreamResponse:

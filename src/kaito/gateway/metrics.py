@@ -5,10 +5,12 @@ from __future__ import annotations
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 HELD_BUCKETS = (0.1, 0.5, 1.0, 5.0, 15.0, 30.0, 60.0, 120.0, 300.0, 600.0, 1200.0)
+DURATION_BUCKETS = (0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 20.0, 30.0, 60.0, 120.0, 300.0, 600.0)
 
 
 class GatewayMetrics:
-    """`kaito_gateway_*`: queued, in flight (all and per replica), ready replicas, time held, answers by code."""
+    """`kaito_gateway_*`: queued, in flight (all and per replica), ready replicas, time held, answers by code, and
+    the counters the autoscaler takes a rate from: requests arrived, and requests answered with their duration."""
 
     def __init__(self, registry: CollectorRegistry | None = None) -> None:
         self.registry = registry or CollectorRegistry()
@@ -34,6 +36,15 @@ class GatewayMetrics:
         )
         self.requests = Counter(
             "kaito_gateway_requests_total", "Requests answered, by HTTP status code", ["code"], registry=self.registry
+        )
+        self.arrived = Counter(
+            "kaito_gateway_requests_arrived", "Requests received, held or not, answered or not", registry=self.registry
+        )
+        self.duration = Histogram(
+            "kaito_gateway_request_duration_seconds",
+            "Seconds from sending a request to a replica to the last byte of its answer (time held excluded)",
+            buckets=DURATION_BUCKETS,
+            registry=self.registry,
         )
         self.ready_replicas = Gauge(
             "kaito_gateway_ready_replicas", "Replicas the gateway routes to", registry=self.registry
