@@ -21,7 +21,8 @@ import pyarrow.parquet as pq
 
 from kaito.api.tuningconfig import parse_training_config
 from kaito.oci import dockerconfig
-from kaito.tuning.artifacts import pull_adapter, push_adapter
+from kaito.oci.adapters import pull_adapter
+from kaito.tuning.artifacts import push_adapter
 from kaito.tuning.data import load_dataset
 from kaito.tuning.trainer import TrainResult, train
 
