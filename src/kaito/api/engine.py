@@ -31,6 +31,14 @@ class EngineAdapter(WireModel):
 
     name: str = Field(description="The adapter's directory under adaptersDir; clients select it as the model name")
     strength: float = Field(default=1.0, description="Weight in [0, 1], baked into the adapter's B matrices")
+    image: str | None = Field(
+        default=None, description="The OCI reference to pull; None: already a directory under adaptersDir"
+    )
+    digest: str | None = Field(default=None, description="sha256:..., when resolved: the pod pulls image@digest")
+    docker_config: str | None = Field(
+        default=None, description="A docker config directory mounted in the pod holding this adapter's pull secret"
+    )
+    insecure: bool = Field(default=False, description="Plain HTTP allowed (a loopback registry, as Docker allows)")
 
 
 class EngineConfig(EngineNumbers):
