@@ -10,24 +10,29 @@ from __future__ import annotations
 
 import asyncio
 import json
-from typing import Any
+from typing import Any, Protocol
 
 import aiohttp
 
 from kaito.controllers.adapterstatus import Report
 from kaito.controllers.kinds import OWN_PORT, SERVE_PORT
 from kaito.runtime import errors
-from kaito.runtime.client import Client
 
 Obj = dict[str, Any]
 READ_TIMEOUT_S = 2.0
 _REMEMBERED = 4096  # pods whose answering port is kept; older ones are learnt again
 
 
+class TextGetter(Protocol):
+    """What the reader needs of the API client (`kaito.runtime.client.Client.text`)."""
+
+    async def text(self, path: str, *, read_timeout: float = ...) -> str: ...
+
+
 class AdapterReader:
     """The adapters each running pod of a workspace reports, by pod name."""
 
-    def __init__(self, client: Client, *, read_timeout: float = READ_TIMEOUT_S) -> None:
+    def __init__(self, client: TextGetter, *, read_timeout: float = READ_TIMEOUT_S) -> None:
         self.client, self.read_timeout = client, read_timeout
         self._port: dict[str, int] = {}  # pod uid -> the port its `kaito serve` answered on
 
@@ -46,10 +51,10 @@ class AdapterReader:
             try:
                 text = await self.client.text(f"{path}/proxy/v1/adapters", read_timeout=self.read_timeout)
             except (errors.ApiError, aiohttp.ClientError, OSError, TimeoutError) as exc:
-                why = f"adapters unreadable: {type(exc).__name__}: {exc}"
+                why = why or f"adapters unreadable: {type(exc).__name__}: {exc}"
                 continue
             found = _adapters_of(text)
-            if isinstance(found, str):
+            if isinstance(found, str):  # an answer, though not one in kind, says more than a refusal elsewhere
                 why = found
                 continue
             if len(self._port) >= _REMEMBERED:
