@@ -157,14 +157,16 @@ class FakeProxy:
         return json.dumps(self.body)
 
 
-def pod(name: str, phase: str = "Running") -> dict[str, Any]:
-    return {"metadata": {"name": name, "namespace": "team-a", "uid": f"uid-{name}"}, "status": {"phase": phase}}
+def pod(name: str, phase: str = "Running", ready: bool = True) -> dict[str, Any]:
+    conditions = [{"type": "Ready", "status": str(ready)}]
+    status = {"phase": phase, "conditions": conditions}
+    return {"metadata": {"name": name, "namespace": "team-a", "uid": f"uid-{name}"}, "status": status}
 
 
-async def test_the_reader_learns_each_pods_port_and_reads_running_pods_only() -> None:
+async def test_the_reader_learns_each_pods_port_and_reads_ready_pods_only() -> None:
     proxy = FakeProxy(5000, {"adapters": [entry("Loaded")]})
     reader = AdapterReader(proxy)
-    pods = [pod("p0"), pod("p1", phase="Pending")]
+    pods = [pod("p0"), pod("p1", phase="Pending"), pod("p2", ready=False)]
     assert await reader.read(pods) == {"p0": [entry("Loaded")]}
     assert proxy.asked == [
         "/api/v1/namespaces/team-a/pods/p0:5001/proxy/v1/adapters",

@@ -1,4 +1,4 @@
-"""The tuning Job and the adapters handed to the server: valid against the Kubernetes schemas and wired to the kaito CLI steps."""
+"""The tuning Job and the adapters handed to the server: valid against the Kubernetes schemas, wired to kaito."""
 
 from __future__ import annotations
 

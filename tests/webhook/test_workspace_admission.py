@@ -126,7 +126,7 @@ BAD: list[tuple[str, dict[str, Any], list[str]]] = [
     ),
     (
         "adapter-image-and-workspace",
-        edit(INFERENCE, "inference.adapters", [{"source": {"name": "a", "image": "r.example.com/a:1", "workspace": "t"}}]),
+        edit(INFERENCE, "inference.adapters", [{"source": {"name": "a", "image": "r.io/a:1", "workspace": "t"}}]),
         ["inference.adapters[0].source", "or a tuning workspace"],
     ),
     (

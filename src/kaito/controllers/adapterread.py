@@ -67,7 +67,11 @@ class AdapterReader:
 
 
 def _running(pod: Obj) -> bool:
-    return (pod.get("status") or {}).get("phase") == "Running" and not pod["metadata"].get("deletionTimestamp")
+    """A pod whose server is up: before it is Ready it loads the base model and answers nothing (its readiness
+    turning brings the workspace back)."""
+    status = pod.get("status") or {}
+    ready = any(c.get("type") == "Ready" and c.get("status") == "True" for c in status.get("conditions") or [])
+    return status.get("phase") == "Running" and ready and not pod["metadata"].get("deletionTimestamp")
 
 
 def _adapters_of(text: str) -> list[Obj] | str:

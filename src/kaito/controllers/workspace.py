@@ -56,6 +56,7 @@ IMAGE_RETRY_S = 30.0
 # While a running pod has yet to load an adapter (or to say it failed), its adapters are read again this often;
 # once every adapter is Loaded or Failed, pod and ConfigMap changes alone bring the workspace back.
 ADAPTER_POLL_S = 3.0
+ADAPTER_RETRY_S = 30.0  # a ready pod whose adapters cannot be read (a server without /v1/adapters) is asked less often
 
 
 class WorkspaceReconciler:
@@ -152,8 +153,8 @@ class WorkspaceReconciler:
             recheck += await self._run_workload(target, observed, revision)
         if await self._read_pull_progress(target, observed):
             recheck.append(PULL_POLL_S)
-        if await self._read_adapters(target, observed):
-            recheck.append(ADAPTER_POLL_S)
+        if (again := await self._read_adapters(target, observed)) is not None:
+            recheck.append(again)
         await self.status.write(raw, observed, tuning=ws.tuning is not None, plan=plan)
         return Result(requeue_after=min(recheck)) if recheck else Result()
 
@@ -177,16 +178,19 @@ class WorkspaceReconciler:
     def _workspace(self, namespace: str, name: str) -> Obj | None:
         return self.cache.find(WORKSPACE, name, namespace=namespace)
 
-    async def _read_adapters(self, target: Target, observed: Observed) -> bool:
-        """Each adapter's state in the running pods, into `observed`; whether to read again soon."""
+    async def _read_adapters(self, target: Target, observed: Observed) -> float | None:
+        """Each adapter's state in the ready pods, into `observed`; when to read them again, if before an event."""
         if target.ws.inference is None:
-            return False
+            return None
         if not target.adapters:
             observed.adapters = []
-            return False
+            return None
         reports = await self.adapter_reader.read(observed.pods)
         observed.adapters = aggregate(target.adapters, reports)
-        return bool(reports) and still_settling(observed.adapters, target.adapters)
+        readable = {pod: report for pod, report in reports.items() if not isinstance(report, str)}
+        if readable and still_settling(aggregate(target.adapters, readable), target.adapters):
+            return ADAPTER_POLL_S
+        return ADAPTER_RETRY_S if len(readable) < len(reports) else None
 
     def _config_data(self, namespace: str, name: str) -> dict[str, str] | None:
         configmap = self.cache.find(CONFIG_MAP, name, namespace=namespace)
