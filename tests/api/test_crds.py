@@ -91,6 +91,7 @@ async def test_examples_apply_on_the_sim_and_print_the_readme_columns(kubectl: K
         "JOBSTARTED",
         "STATE",
         "NODES",
+        "ADAPTERS",
         "AGE",
     ]
     stored = (await kubectl("get", "workspaces.v1beta1.kaito.sh", "workspace-phi-3-mini", "-o", "json")).json()

@@ -1,4 +1,4 @@
-"""The tuning Job and the adapter init steps: valid against the Kubernetes schemas and wired to the kaito CLI steps."""
+"""The tuning Job and the adapters handed to the server: valid against the Kubernetes schemas, wired to kaito."""
 
 from __future__ import annotations
 
@@ -99,7 +99,7 @@ def test_volumes_in_and_out_need_no_init_step_and_no_push() -> None:
     assert "output" not in yaml.safe_load(build_tuning_configmap(target)["data"]["tuning.yaml"])
 
 
-def test_adapters_are_pulled_by_kaito_with_their_secrets_and_served_with_their_strength() -> None:
+def test_adapters_are_handed_to_kaito_serve_with_their_secrets_and_served_with_their_strength() -> None:
     adapters = [
         {"source": {"name": "falcon-7b-adapter", "image": "myacr.azurecr.io/a:1", "imagePullSecrets": ["s1"]}},
         {"source": {"name": "on-disk", "volumeSource": {"persistentVolumeClaim": {"claimName": "ad"}}}},
@@ -109,20 +109,16 @@ def test_adapters_are_pulled_by_kaito_with_their_secrets_and_served_with_their_s
     workload = build_workload(target, revision="1")
     valid(workload)
     pod = workload["spec"]["template"]["spec"]
-    pullers = {c["name"]: c for c in pod["initContainers"]}
-    assert set(pullers) == {"puller-falcon-7b-adapter", "puller-half"}
-    first = pullers["puller-falcon-7b-adapter"]
-    assert first["command"][:6] == [
-        *("kaito", "pull-adapter", "--image", "myacr.azurecr.io/a:1"),
-        *("--output", "/mnt/adapter/falcon-7b-adapter"),
-    ]
-    secret_dir = first["command"][first["command"].index("--docker-config") + 1].rsplit("/", 1)[0]
-    assert secret_dir in mounts_of(first).values()
+    assert not pod.get("initContainers")  # `kaito serve` pulls them at runtime
     server = pod["containers"][0]
-    assert mounts_of(server)["adapter-1"] == "/mnt/adapter/on-disk"
+    assert mounts_of(server)["adapter-0"] == "/mnt/adapter/on-disk"
     engine = EngineConfig.from_configmap_data(build_engine_configmap(target)["data"])
     assert [adapter.name for adapter in engine.adapters] == ["falcon-7b-adapter", "on-disk", "half"]
     assert engine.adapter_strengths == {"falcon-7b-adapter": 1.0, "on-disk": 1.0, "half": 0.5}
+    first = engine.adapters[0]
+    assert (first.image, first.digest) == ("myacr.azurecr.io/a:1", None)
+    assert first.docker_config is not None and first.docker_config.startswith(mounts_of(server)["adapter-pull-secrets"])
+    assert engine.adapters[1].image is None and engine.adapters[2].docker_config is None
 
 
 def finished_pod(exit_code: int, message: str) -> dict[str, Any]:

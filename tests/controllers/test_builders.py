@@ -97,13 +97,35 @@ def test_multi_node_plan_builds_a_statefulset_led_by_pod_zero() -> None:
     assert len(claims) == target.nodes and len({c["metadata"]["name"] for c in claims}) == target.nodes
 
 
-def test_adapters_get_one_puller_each() -> None:
-    adapters = [{"source": {"name": f"a{i}", "image": f"registry.example.com/a{i}:1"}} for i in range(2)]
+def template_with(adapters: list[dict[str, Any]]) -> dict[str, Any]:
     target = target_for(workspace(inference={"preset": {"name": "phi-3-mini-4k-instruct"}, "adapters": adapters}))
-    pod = build_workload(target, revision="1")["spec"]["template"]["spec"]
-    assert [c["name"] for c in pod["initContainers"]] == ["puller-a0", "puller-a1"]
-    assert all(c["volumeMounts"][0]["mountPath"] == "/mnt/adapter" for c in pod["initContainers"])
-    assert "--enable-lora" in (target.plan.engine_args or [])
+    template: dict[str, Any] = build_workload(target, revision="1")["spec"]["template"]
+    return template
+
+
+def image_adapter(name: str, image: str, *secrets: str) -> dict[str, Any]:
+    return {"source": {"name": name, "image": image, "imagePullSecrets": list(secrets)}}
+
+
+def test_the_pod_template_stays_as_it_is_when_image_adapters_are_added_replaced_or_removed() -> None:
+    one = [image_adapter("a0", "registry.example.com/a0:1", "pull")]
+    before = template_with(one)
+    assert not before["spec"].get("initContainers")
+    assert template_with([*one, image_adapter("a1", "registry.example.com/a1:1", "pull")]) == before
+    assert template_with([image_adapter("a0", "registry.example.com/a0:2", "pull")]) == before
+    assert template_with([image_adapter("b", "registry.example.com/b:1", "pull")]) == before
+
+
+def test_a_new_pull_secret_or_turning_lora_on_changes_the_template() -> None:
+    one = [image_adapter("a0", "registry.example.com/a0:1", "pull")]
+    with_other_secret = template_with([*one, image_adapter("a1", "registry.example.com/a1:1", "other")])
+    volumes = {v["name"]: v for v in with_other_secret["spec"]["volumes"]}
+    sources = volumes["adapter-pull-secrets"]["projected"]["sources"]
+    assert [s["secret"]["name"] for s in sources] == ["other", "pull"]
+    assert all(s["secret"]["optional"] for s in sources)  # a missing Secret fails its adapters alone
+    assert with_other_secret != template_with(one)
+    assert "kaito.sh/lora-rank" not in (template_with([])["metadata"].get("annotations") or {})
+    assert template_with(one)["metadata"]["annotations"]["kaito.sh/lora-rank"] == "16"
 
 
 def test_nodeclaims_are_deterministic_and_carry_the_workspace() -> None:

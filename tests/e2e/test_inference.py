@@ -88,7 +88,9 @@ async def test_pod_failures_are_reported_on_the_workspace(sim: SimServer, kubect
     await wait_workspace(kubectl, NAME, "WorkspaceSucceeded", "True")
 
 
-async def test_adapter_edit_rolls_the_workload_without_new_nodes(kubectl: Kubectl, operator: Operator) -> None:
+async def test_the_first_adapter_turns_lora_on_and_rolls_the_workload_without_new_nodes(
+    kubectl: Kubectl, operator: Operator
+) -> None:
     await kubectl("apply", "-f", str(PHI3))
     await wait_workspace(kubectl, NAME, "WorkspaceSucceeded", "True")
     before = (await kubectl("get", "deployment", NAME, "-o", "json")).json()
@@ -98,10 +100,11 @@ async def test_adapter_edit_rolls_the_workload_without_new_nodes(kubectl: Kubect
     await kubectl("patch", "workspace", NAME, "--type=merge", "-p", patch)
     for _ in range(100):
         after = (await kubectl("get", "deployment", NAME, "-o", "json")).json()
-        if after["spec"]["template"]["spec"].get("initContainers"):
+        if "kaito.sh/lora-rank" in (after["spec"]["template"]["metadata"].get("annotations") or {}):
             break
         await asyncio.sleep(0.2)
-    assert [c["name"] for c in after["spec"]["template"]["spec"]["initContainers"]] == ["puller-demo"]
+    assert after["spec"]["template"]["metadata"]["annotations"]["kaito.sh/lora-rank"] == "16"
+    assert not after["spec"]["template"]["spec"].get("initContainers")  # the server pulls adapters at runtime
     assert after["metadata"]["generation"] > before["metadata"]["generation"]
     assert operator.aks.arm.requests.creates == 1, "an adapter must not provision hardware"
     claims = (await kubectl("get", "nodeclaims", "-o", "json", namespaced=False)).json()["items"]

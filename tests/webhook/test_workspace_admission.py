@@ -125,6 +125,16 @@ BAD: list[tuple[str, dict[str, Any], list[str]]] = [
         ["inference.adapters[0].source", "exactly one of image or volumeSource"],
     ),
     (
+        "adapter-image-and-workspace",
+        edit(INFERENCE, "inference.adapters", [{"source": {"name": "a", "image": "r.io/a:1", "workspace": "t"}}]),
+        ["inference.adapters[0].source", "or a tuning workspace"],
+    ),
+    (
+        "adapter-workspace-name",
+        edit(INFERENCE, "inference.adapters", [{"source": {"name": "a", "workspace": "Not_A_Name"}}]),
+        ["inference.adapters[0].source.workspace", "not a Workspace name"],
+    ),
+    (
         "adapter-url-image",
         edit(INFERENCE, "inference.adapters", [{"source": {"name": "a", "image": "https://example.com/a.tar"}}]),
         ["inference.adapters[0].source.image"],

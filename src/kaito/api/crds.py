@@ -44,6 +44,13 @@ WORKSPACE_COLUMNS: list[dict[str, Any]] = [
     _condition_column("JobStarted", "JobStarted", priority=1),
     {"name": "State", "type": "string", "jsonPath": ".status.state", "priority": 1},
     {"name": "Nodes", "type": "integer", "jsonPath": ".status.plan.nodes", "priority": 1},
+    {
+        "name": "Adapters",
+        "type": "string",
+        "jsonPath": ".status.adaptersLoaded",
+        "description": "LoRA adapters loaded out of wanted",
+        "priority": 1,
+    },
     {"name": "Age", "type": "date", "jsonPath": ".metadata.creationTimestamp"},
 ]
 

@@ -75,12 +75,17 @@ class PresetSpec(WireModel):
 
 
 class AdapterSource(WireModel):
-    """Where an adapter comes from: its name and the image (or volume) holding it."""
+    """Where an adapter comes from: its name and the image, volume or tuning Workspace holding it."""
 
     name: str = Field(description="Adapter name (DNS-1123 subdomain); clients select it as the model name")
     image: str | None = Field(default=None, description="OCI image holding the adapter under /data")
     image_pull_secrets: list[str] | None = None
     volume_source: Schemaless | None = None
+    workspace: str | None = Field(
+        default=None,
+        description="A tuning Workspace in this namespace, instead of image: the adapter it pushed, by digest; a new "
+        "successful run is served in its place without a restart",
+    )
 
 
 class AdapterSpec(WireModel):
@@ -244,6 +249,20 @@ class EngineStatus(WireModel):
     message: str | None = Field(default=None, description="The engine's own words")
 
 
+# An adapter's state in the inference pods, worst first: the Workspace shows the worst any pod reports.
+ADAPTER_STATES = ("Failed", "Pulling", "Loaded")
+
+
+class AdapterStatus(WireModel):
+    """One adapter as the inference pods serve it (the worst state among them, with that pod's words)."""
+
+    name: str
+    image: str | None = Field(default=None, description="The image pulled (a tuning Workspace's, when named)")
+    digest: str | None = Field(default=None, description="The manifest digest resolved and pulled")
+    state: str = Field(description="Pulling, Loaded or Failed")
+    message: str | None = Field(default=None, description="The registry's or loader's words, or what is awaited")
+
+
 class WorkspaceStatus(WireModel):
     conditions: list[Condition] | None = None
     worker_nodes: list[str] | None = None
@@ -259,6 +278,10 @@ class WorkspaceStatus(WireModel):
         default=None, description="Instance types refused so far, oldest first (with instanceTypes or auto)"
     )
     engine: EngineStatus | None = None
+    adapters: list[AdapterStatus] | None = Field(
+        default=None, description="Each adapter as the inference pods serve it; a Failed one alone fails"
+    )
+    adapters_loaded: str | None = Field(default=None, description="Adapters loaded out of wanted, e.g. 2/3")
 
     def condition(self, kind: str) -> Condition | None:
         return next((c for c in self.conditions or [] if c.type == kind), None)

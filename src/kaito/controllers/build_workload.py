@@ -12,7 +12,7 @@ from typing import Any
 from kaito.api.engine import CONFIG_KEY as ENGINE_KEY
 from kaito.api.engine import EngineAdapter, EngineConfig
 from kaito.api.nodeclaim import GPU_TAINT
-from kaito.api.workspace import AdapterSpec
+from kaito.controllers.adapters import Resolved, plain_http_allowed
 from kaito.controllers.context import Target
 from kaito.controllers.kinds import GPU, MODEL_PULLER, SERVE_PORT, SERVER_CONTAINER
 from kaito.oci.dockerconfig import DOCKER_CONFIG_KEY
@@ -28,6 +28,9 @@ MODEL_DIR = "/mnt/model"  # where a model image's files appear in the pod (linke
 TERMINATION_LOG = "/dev/termination-log"
 REPLANNED_ANNOTATION = "kaito.sh/replanned"  # on the pod template: a re-plan from the engine restarts the server
 PULL_SECRETS_DIR = "/var/run/secrets/kaito/pull"
+ADAPTER_SECRETS_DIR = "/var/run/secrets/kaito/adapters"  # <secret>/.dockerconfigjson, for every adapter's Secret
+ADAPTER_SECRETS_VOLUME = "adapter-pull-secrets"
+LORA_ANNOTATION = "kaito.sh/lora-rank"  # on the pod template: turning LoRA on or off, or its rank, restarts the server
 TOLERATIONS = [
     {"key": GPU_TAINT.key, "operator": "Equal", "value": GPU_TAINT.value, "effect": GPU_TAINT.effect},
     {"key": GPU, "operator": "Exists", "effect": "NoSchedule"},
@@ -102,6 +105,8 @@ def build_workload(target: Target, *, revision: str) -> dict[str, Any]:
     meta["annotations"] = {**(meta.get("annotations") or {}), "workspace.kaito.io/revision": revision}
     if target.plan.replanned_from_max_model_len is not None:  # the engine config changed under a running server
         meta["annotations"][REPLANNED_ANNOTATION] = f"max-model-len={target.plan.max_model_len}"
+    if target.plan.max_loras:  # adapters load at runtime into a server started with LoRA at this rank
+        meta["annotations"][LORA_ANNOTATION] = str(target.plan.max_lora_rank or "")
     selector = {"matchLabels": dict(target.labels)}
     if target.nodes == 1:
         return {
@@ -147,7 +152,7 @@ def pod_spec(target: Target) -> dict[str, Any]:
     return {
         "affinity": {"nodeAffinity": {"requiredDuringSchedulingIgnoredDuringExecution": node_terms(target)}},
         "tolerations": TOLERATIONS,
-        "initContainers": [*_model_puller(target), *_adapter_pullers(target)],
+        "initContainers": _model_puller(target),
         "containers": [_server_container(target)],
         "volumes": _volumes(target),
     }
@@ -191,6 +196,7 @@ def _server_container(target: Target) -> dict[str, Any]:
             {"name": "weights", "mountPath": WEIGHTS_DIR},
             *_model_mounts(target),
             *_adapter_volume_mounts(target),
+            *_adapter_secret_mounts(target),
         ],
     }
 
@@ -274,64 +280,65 @@ def _model_volumes(target: Target) -> list[dict[str, Any]]:
     return [{"name": "model", "emptyDir": {}}, {"name": "model-cache", "hostPath": cache}, *secrets]
 
 
-def _adapters(target: Target) -> list[AdapterSpec]:
-    return list((target.ws.inference.adapters if target.ws.inference else None) or [])
-
-
 def _engine_adapters(target: Target) -> list[EngineAdapter]:
-    """Each adapter with its strength as a number; the webhook has already checked they parse and lie in [0, 1]."""
+    """The adapters the pods serve, with their strengths, images and pull secrets; one still waiting (for its
+    tuning Workspace) is left out until it can be pulled."""
     return [
-        EngineAdapter(name=a.source.name, strength=float(a.strength) if a.strength else 1.0) for a in _adapters(target)
+        EngineAdapter(
+            name=a.name,
+            strength=a.strength,
+            image=a.image,
+            digest=a.digest,
+            docker_config=f"{ADAPTER_SECRETS_DIR}/{a.secrets[0]}" if a.image and a.secrets else None,
+            insecure=a.image is not None and plain_http_allowed(a.image, target.settings.insecure_model_registries),
+        )
+        for a in target.adapters
+        if a.waiting is None
     ]
 
 
-def _adapter_pullers(target: Target) -> list[dict[str, Any]]:
-    """One `kaito pull-adapter` init step per image adapter, with that adapter's pull secrets mounted."""
-    pullers = []
-    for index, adapter in enumerate(_adapters(target)):
-        if not adapter.source.image:
-            continue
-        name = adapter.source.name
-        command = ["kaito", "pull-adapter", "--image", adapter.source.image, "--output", f"{ADAPTER_DIR}/{name}"]
-        mounts: list[dict[str, Any]] = [{"name": "adapters", "mountPath": ADAPTER_DIR}]
-        for secret in adapter.source.image_pull_secrets or []:
-            volume = _pull_secret_volume_name(index, secret)
-            mounts.append({"name": volume, "mountPath": f"{PULL_SECRETS_DIR}/{name}/{secret}", "readOnly": True})
-            command += ["--docker-config", f"{PULL_SECRETS_DIR}/{name}/{secret}/{DOCKER_CONFIG_KEY}"]
-        pullers.append(
-            {
-                "name": f"puller-{name}"[:63],
-                "image": target.settings.image,
-                "command": command,
-                "volumeMounts": mounts,
-                "terminationMessagePolicy": "FallbackToLogsOnError",
-            }
-        )
-    return pullers
+def _volume_adapters(target: Target) -> list[tuple[int, Resolved, dict[str, Any]]]:
+    """Adapters on volumes, numbered among themselves: adding an image adapter leaves their volumes' names alone."""
+    mounted = [a for a in target.adapters if a.volume_source is not None]
+    return [(i, a, a.volume_source or {}) for i, a in enumerate(mounted)]
 
 
-def _pull_secret_volume_name(index: int, secret: str) -> str:
-    return f"adapter-{index}-{secret}"[:63].rstrip("-.")
+def _adapter_secrets(target: Target) -> list[str]:
+    """Every Secret an image adapter pulls with: the pod template changes only when this set does."""
+    return sorted({secret for a in target.adapters if a.volume_source is None for secret in a.secrets})
 
 
 def _adapter_volumes(target: Target) -> list[dict[str, Any]]:
-    volumes: list[dict[str, Any]] = []
-    for index, adapter in enumerate(_adapters(target)):
-        if adapter.source.volume_source:
-            volumes.append({"name": f"adapter-{index}", **adapter.source.volume_source})
-        elif adapter.source.image:
-            for secret in adapter.source.image_pull_secrets or []:
-                volumes.append({"name": _pull_secret_volume_name(index, secret), "secret": {"secretName": secret}})
+    volumes = [{"name": f"adapter-{i}", **volume} for i, _, volume in _volume_adapters(target)]
+    secrets = _adapter_secrets(target)
+    if secrets:
+        # Optional: a Secret created late (or never) fails only the adapters that pull with it, as the pod reports.
+        sources = [
+            {
+                "secret": {
+                    "name": secret,
+                    "items": [{"key": DOCKER_CONFIG_KEY, "path": f"{secret}/{DOCKER_CONFIG_KEY}"}],
+                    "optional": True,
+                }
+            }
+            for secret in secrets
+        ]
+        volumes.append({"name": ADAPTER_SECRETS_VOLUME, "projected": {"sources": sources}})
     return volumes
 
 
 def _adapter_volume_mounts(target: Target) -> list[dict[str, Any]]:
     """Adapters on volumes appear under the adapters directory like pulled ones."""
     return [
-        {"name": f"adapter-{index}", "mountPath": f"{ADAPTER_DIR}/{adapter.source.name}", "readOnly": True}
-        for index, adapter in enumerate(_adapters(target))
-        if adapter.source.volume_source
+        {"name": f"adapter-{i}", "mountPath": f"{ADAPTER_DIR}/{adapter.name}", "readOnly": True}
+        for i, adapter, _ in _volume_adapters(target)
     ]
+
+
+def _adapter_secret_mounts(target: Target) -> list[dict[str, Any]]:
+    if not _adapter_secrets(target):
+        return []
+    return [{"name": ADAPTER_SECRETS_VOLUME, "mountPath": ADAPTER_SECRETS_DIR, "readOnly": True}]
 
 
 def _volumes(target: Target) -> list[dict[str, Any]]:

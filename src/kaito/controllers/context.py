@@ -8,6 +8,7 @@ from typing import Any
 
 from kaito.api.modelimage import NODE_CACHE_DIR
 from kaito.api.workspace import PlanStatus, Workspace
+from kaito.controllers.adapters import Resolved, resolve
 from kaito.controllers.kinds import owner_reference, workspace_labels
 from kaito.presets.catalog import ModelSpec
 from kaito.workspaces.modelsource import model_image
@@ -45,6 +46,7 @@ class Target:
     plan: PlanStatus
     model: ModelSpec | None
     settings: Settings
+    resolved: tuple[Resolved, ...] | None = None  # the spec's adapters as the reconciler resolved them
 
     @property
     def name(self) -> str:
@@ -65,6 +67,13 @@ class Target:
     @property
     def gpus_per_node(self) -> int:
         return self.plan.gpus_per_node or 1
+
+    @property
+    def adapters(self) -> tuple[Resolved, ...]:
+        """The adapters the pods serve; resolved without a cluster (`kaito render`), a tuning Workspace's waits."""
+        if self.resolved is not None:
+            return self.resolved
+        return tuple(resolve(self.ws, lookup=lambda _namespace, _name: None))
 
     @property
     def owner(self) -> dict[str, Any]:

@@ -21,6 +21,7 @@ GPU = GPU_NVIDIA  # the resource the workloads request
 MODEL_PULLER = "model-puller"  # the init container of an inference pod that pulls its model image
 SERVER_CONTAINER = "server"  # an inference pod's main container: `kaito serve`
 SERVE_PORT = 5000
+OWN_PORT = 5001  # `kaito serve`'s own routes (/v1/adapters) while vLLM holds SERVE_PORT (--openai-direct)
 
 
 def workspace_labels(name: str, namespace: str) -> dict[str, str]:

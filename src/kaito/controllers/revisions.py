@@ -1,4 +1,4 @@
-"""ControllerRevisions: a record of each spec a workspace has had, and the revision number its workload carries."""
+"""ControllerRevisions: a record of each spec a workspace's pods have run, and the revision number they carry."""
 
 from __future__ import annotations
 
@@ -22,6 +22,9 @@ async def sync_revision(client: Client, cache: Cache, ws: dict[str, Any]) -> str
     """Ensure a ControllerRevision for the current spec exists; returns its revision number as a string."""
     meta = ws["metadata"]
     spec = {key: ws.get(key) for key in ("resource", "inference", "tuning")}
+    if isinstance(spec["inference"], dict) and "adapters" in spec["inference"]:
+        # Adapters load at runtime from the engine ConfigMap: an edit of them is no new revision of the pods.
+        spec["inference"] = {k: v for k, v in spec["inference"].items() if k != "adapters"}
     digest = content_hash(spec, length=5)
     name = f"{meta['name'][:56]}-{digest}"
     existing = cache.list(CONTROLLER_REVISION, namespace=meta["namespace"], labels={LABEL: meta["name"]})

@@ -8,6 +8,7 @@ from typing import Any
 from kaito.api.nodeclaim import NODECLAIM
 from kaito.api.workspace import LABEL_WORKSPACE, LABEL_WORKSPACE_NAMESPACE
 from kaito.controllers import revisions
+from kaito.controllers.adapters import named_by
 from kaito.controllers.context import Settings
 from kaito.controllers.kinds import CONTROLLER_REVISION, WORKSPACE
 from kaito.controllers.workspace import WorkspaceReconciler
@@ -72,6 +73,13 @@ def setup(
             return _by_workspace_labels(node)
         return [ObjectKey.of(ws) for ws in cache.list(WORKSPACE)]
 
+    def tuning_to_serving(tuning: dict[str, Any]) -> list[ObjectKey]:
+        """A tuning Workspace's run moves the adapters that name it (a rare event: the namespace is scanned)."""
+        if tuning.get("tuning") is None:
+            return []
+        namespace = tuning["metadata"].get("namespace")
+        return [ObjectKey.of(ws) for ws in named_by(tuning, cache.list(WORKSPACE, namespace=namespace))]
+
     return (
         Builder(manager, NAME)
         .for_(WORKSPACE)
@@ -84,6 +92,7 @@ def setup(
         .watches(NODECLAIM, enqueue_mapped(_by_workspace_labels))
         .watches(POD, enqueue_mapped(_by_workspace_labels))
         .watches(NODE, enqueue_mapped(nodes_to_workspaces))
+        .watches(WORKSPACE, enqueue_mapped(tuning_to_serving))
         .with_options(max_concurrent_reconciles=5)
         .complete(reconciler.reconcile)
     )

@@ -21,6 +21,7 @@ from kaito.api.nodeclaim import (
     STAGES,
     node_ready,
 )
+from kaito.api.workspace import AdapterStatus
 from kaito.controllers.fallback import EXHAUSTED
 from kaito.controllers.kinds import MODEL_PULLER
 from kaito.presets.catalog import Catalog
@@ -57,6 +58,7 @@ class Observed:
     instance_attempts: list[Obj] | None = None  # the refused instance types to record, when one was added
     exhausted: str | None = None  # every candidate instance type was refused: what the cloud said
     engine_note: tuple[str, str] | None = None  # InferenceReady's reason and words in place of the engine's refusal
+    adapters: list[AdapterStatus] | None = None  # each adapter as the pods serve it; None: not read in this pass
 
 
 def gpu_resource(catalog: Catalog, instance_type: str | None) -> str | None:

@@ -13,6 +13,7 @@ from typing import Any
 from kaito.api.nodeclaim import AWAITING_INITIALIZATION, AWAITING_REGISTRATION
 from kaito.api.workspace import EngineStatus, PlanStatus
 from kaito.controllers import metrics, timeline
+from kaito.controllers.adapterstatus import loaded_of_wanted, newly_failed
 from kaito.controllers.kinds import WORKSPACE
 from kaito.controllers.metrics import PHASE_METRICS, PhaseMetrics
 from kaito.controllers.status import Cond, Observed, compute, engine_refusal
@@ -24,6 +25,7 @@ from kaito.runtime.objects import ObjectKey, resource_version
 
 Obj = dict[str, Any]
 ACTION = "Reconcile"  # the Events' action: every transition is found by a reconcile
+ADAPTER_FAILED = "AdapterFailed"  # a Warning per adapter (and digest) that turns Failed in the pods
 # The one milestone a user waits for, announced as a Normal Event: the workspace done (ready to serve, or its
 # tuning finished). Every step before it is in the conditions; an Event each would only add API writes.
 ANNOUNCED = frozenset({"WorkspaceSucceeded"})
@@ -91,6 +93,9 @@ class StatusWriter:
             desired["tuning"] = observed.tuning_output
         if plan is not None and (engine := engine_status(observed, plan)) is not None:
             desired["engine"] = engine
+        if observed.adapters is not None:
+            desired["adapters"] = [a.to_wire() for a in observed.adapters] or None
+            desired["adaptersLoaded"] = loaded_of_wanted(observed.adapters) if observed.adapters else None
         desired = {k: v for k, v in desired.items() if v is not None}
         metrics.record(ws, state)
         meta = ws["metadata"]
@@ -118,6 +123,10 @@ class StatusWriter:
             self._written[key] = _Written(base, compared)
         self._observe_phases(ws, key, status.get("phases"), desired.get("phases"), plan)
         await self._announce(ws, conds, previous)
+        for adapter in newly_failed(status.get("adapters"), desired.get("adapters")):
+            pulled = f"{adapter.get('image')}@{adapter['digest']}" if adapter.get("digest") else adapter.get("image")
+            words = f"adapter {adapter['name']} ({pulled}): {adapter.get('message') or 'failed'}"
+            await self.events.emit(WORKSPACE, ws, EventSpec(WARNING, ADAPTER_FAILED, ACTION, words))
 
     def _observe_phases(
         self, ws: Obj, key: ObjectKey, before: list[Obj] | None, after: list[Obj] | None, plan: PlanStatus | None

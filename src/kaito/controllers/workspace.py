@@ -16,6 +16,9 @@ from kaito.api.fielderrors import FieldError
 from kaito.api.nodeclaim import LABEL_INSTANCE_TYPE, NODECLAIM, node_ready
 from kaito.api.workspace import FINALIZER
 from kaito.controllers import apply, metrics
+from kaito.controllers.adapterread import AdapterReader
+from kaito.controllers.adapters import resolve
+from kaito.controllers.adapterstatus import aggregate, still_settling
 from kaito.controllers.build_job import build_job, build_tuning_configmap
 from kaito.controllers.build_nodeclaims import build_nodeclaims
 from kaito.controllers.build_workload import build_engine_configmap, build_services, build_workload
@@ -50,6 +53,10 @@ DELETE_POLL_S = 2.0
 # this often, and the status says how far it has come; a model image whose config could not be read is tried again.
 PULL_POLL_S = 10.0
 IMAGE_RETRY_S = 30.0
+# While a running pod has yet to load an adapter (or to say it failed), its adapters are read again this often;
+# once every adapter is Loaded or Failed, pod and ConfigMap changes alone bring the workspace back.
+ADAPTER_POLL_S = 3.0
+ADAPTER_RETRY_S = 30.0  # a ready pod whose adapters cannot be read (a server without /v1/adapters) is asked less often
 
 
 class WorkspaceReconciler:
@@ -66,8 +73,10 @@ class WorkspaceReconciler:
         sizing: Sizing | None = None,
         image_configs: ImageConfigs | None = None,
         hub_models: HubModels | None = None,
+        adapter_reader: AdapterReader | None = None,
     ) -> None:
         self.cache = cache
+        self.adapter_reader = adapter_reader or AdapterReader(client)
         self.image_configs = image_configs
         self.hub_models = hub_models
         self.client = client
@@ -128,7 +137,10 @@ class WorkspaceReconciler:
             raw, planned, catalog=catalog, config_lookup=self._config_data, model_images=images
         )
         plan = fallback.plan
-        target = Target(ws=ws, uid=raw["metadata"]["uid"], plan=plan, model=planned.model, settings=self.settings)
+        adapters = tuple(resolve(ws, lookup=self._workspace))
+        target = Target(
+            ws=ws, uid=raw["metadata"]["uid"], plan=plan, model=planned.model, settings=self.settings, resolved=adapters
+        )
         revision = await sync_revision(self.client, self.cache, raw)
         observed = await self._provision(target)
         fallback.report(observed)
@@ -141,6 +153,8 @@ class WorkspaceReconciler:
             recheck += await self._run_workload(target, observed, revision)
         if await self._read_pull_progress(target, observed):
             recheck.append(PULL_POLL_S)
+        if (again := await self._read_adapters(target, observed)) is not None:
+            recheck.append(again)
         await self.status.write(raw, observed, tuning=ws.tuning is not None, plan=plan)
         return Result(requeue_after=min(recheck)) if recheck else Result()
 
@@ -160,6 +174,23 @@ class WorkspaceReconciler:
             return None
         log.warning("workspace %s/%s: %s", target.namespace, target.name, verdict.note[1] if verdict.note else "")
         return verdict
+
+    def _workspace(self, namespace: str, name: str) -> Obj | None:
+        return self.cache.find(WORKSPACE, name, namespace=namespace)
+
+    async def _read_adapters(self, target: Target, observed: Observed) -> float | None:
+        """Each adapter's state in the ready pods, into `observed`; when to read them again, if before an event."""
+        if target.ws.inference is None:
+            return None
+        if not target.adapters:
+            observed.adapters = []
+            return None
+        reports = await self.adapter_reader.read(observed.pods)
+        observed.adapters = aggregate(target.adapters, reports)
+        readable = {pod: report for pod, report in reports.items() if not isinstance(report, str)}
+        if readable and still_settling(aggregate(target.adapters, readable), target.adapters):
+            return ADAPTER_POLL_S
+        return ADAPTER_RETRY_S if len(readable) < len(reports) else None
 
     def _config_data(self, namespace: str, name: str) -> dict[str, str] | None:
         configmap = self.cache.find(CONFIG_MAP, name, namespace=namespace)

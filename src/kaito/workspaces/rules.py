@@ -16,7 +16,7 @@ from pydantic import ValidationError
 from kaito.api.fielderrors import FieldError
 from kaito.api.tuningconfig import CONFIG_KEY as TRAINING_CONFIG_KEY
 from kaito.api.tuningconfig import ConfigError, parse_training_config
-from kaito.api.workspace import InferenceSpec, TuningSpec, Workspace
+from kaito.api.workspace import AdapterSource, InferenceSpec, TuningSpec, Workspace
 from kaito.presets.architectures import unserved
 from kaito.presets.catalog import Catalog, ModelSpec, UnknownModel
 from kaito.presets.choice import AUTO
@@ -230,17 +230,20 @@ def _validate_adapters(spec: InferenceSpec) -> list[FieldError]:
         if name in seen:
             errors.append(FieldError(f"{path}.source.name", f"{name!r} is used by another adapter"))
         seen.add(name)
-        errors += _check_source(f"{path}.source", adapter.source.image, adapter.source.volume_source)
+        errors += _check_source(f"{path}.source", adapter.source)
         if adapter.strength is not None:
             errors += _check_strength(f"{path}.strength", adapter.strength)
     return errors
 
 
-def _check_source(path: str, image: str | None, volume: object) -> list[FieldError]:
-    if (image is None) == (volume is None):
-        return [FieldError(path, "exactly one of image or volumeSource must be set")]
-    if image is not None and (reason := check_image_reference(image)):
+def _check_source(path: str, source: AdapterSource) -> list[FieldError]:
+    given = [s for s in (source.image, source.volume_source, source.workspace) if s is not None]
+    if len(given) != 1:
+        return [FieldError(path, "exactly one of image or volumeSource, or a tuning workspace, must be set")]
+    if source.image is not None and (reason := check_image_reference(source.image)):
         return [FieldError(f"{path}.image", reason)]
+    if source.workspace is not None and not (DNS_SUBDOMAIN.match(source.workspace) and len(source.workspace) <= 253):
+        return [FieldError(f"{path}.workspace", f"{source.workspace!r} is not a Workspace name")]
     return []
 
 

@@ -13,7 +13,8 @@ from dataclasses import dataclass
 from kaito_sim.apiserver.cluster import Cluster
 from kaito_sim.apiserver.errors import JsonObj
 from kaito_sim.apiserver.objects import now_micro, now_rfc3339
-from kaito_sim.apiserver.store import WatchEvent
+from kaito_sim.apiserver.store import StorageKey, WatchEvent
+from kaito_sim.nodes.launch import CONFIGMAPS, SECRETS
 from kaito_sim.nodes.nodespec import NodeSpec
 from kaito_sim.nodes.podfaults import PodFaults
 from kaito_sim.nodes.processes import Processes
@@ -211,7 +212,7 @@ class Kubelet(Loop):
     """Runs every pod bound to a Ready node: reports its containers starting, finishing or failing."""
 
     name = "kubelet"
-    watches = (PODS, NODES)
+    watches: tuple[StorageKey, ...] = (PODS, NODES)
 
     def __init__(self, cluster: Cluster, *, config: KubeletConfig, faults: PodFaults) -> None:
         super().__init__(cluster)
@@ -224,6 +225,8 @@ class Kubelet(Loop):
         faults.subscribe(self._faults_changed)
         if config.processes is not None:
             config.processes.subscribe(self.enqueue)
+            # A process pod's ConfigMap and Secret volumes follow their objects, as a kubelet's sync keeps them.
+            self.watches = (PODS, NODES, CONFIGMAPS, SECRETS)
 
     def _bound(self, node: str | None = None) -> list[JsonObj]:
         pods = self.api.items(PODS)
@@ -237,6 +240,10 @@ class Kubelet(Loop):
     def keys_for(self, event: WatchEvent) -> Iterable[Key]:
         if event.storage_key == PODS:
             return [key_of(event.obj)]
+        if event.storage_key in (CONFIGMAPS, SECRETS):
+            meta = event.obj["metadata"]
+            bound = [p for p in self._bound() if p["metadata"].get("namespace") == meta.get("namespace")]
+            return [key_of(p) for p in bound if _mounts(p, event.storage_key == SECRETS, str(meta.get("name")))]
         return [key_of(p) for p in self._bound(event.obj["metadata"]["name"])]
 
     def _faults_changed(self) -> None:
@@ -278,6 +285,7 @@ class Kubelet(Loop):
         elif processes is not None:
             seen = {**pod, "status": {**(pod.get("status") or {}), "hostIP": ips[0], "podIP": ips[1]}}
             runs = processes.sync(key, seen)
+            processes.refresh_volumes(key)
         report = build(pod, episode, now, timing, is_job=is_job, ips=ips, runs=runs)
         await self.api.update_status(PODS, pod, report.status)
         emitted = self._emitted.setdefault(key, set())
@@ -321,3 +329,15 @@ class Kubelet(Loop):
             pod_ip = next(str(ip) for ip in list(cidr.hosts())[1:] if str(ip) not in used)
         self._ips[key] = (host_ip, pod_ip)
         return self._ips[key]
+
+
+def _mounts(pod: JsonObj, secret: bool, name: str) -> bool:
+    """Whether `pod` has a volume of the ConfigMap (or Secret) `name`, directly or projected."""
+    kind, field = ("secret", "secretName") if secret else ("configMap", "name")
+    for volume in (pod.get("spec") or {}).get("volumes") or []:
+        sources = [volume, *((volume.get("projected") or {}).get("sources") or [])]
+        for source in sources:
+            ref = source.get(kind) or {}
+            if ref.get(field) == name or (secret and ref.get("name") == name):
+                return True
+    return False

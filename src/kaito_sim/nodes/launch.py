@@ -24,6 +24,8 @@ service account) in the pod's directory, named by `KUBECONFIG`, which kubernetes
 from __future__ import annotations
 
 import base64
+import datetime
+import os
 import re
 import shutil
 import sys
@@ -42,6 +44,7 @@ from kaito_sim.nodes.images import Image
 Getter = Callable[[StorageKey, str, str], JsonObj | None]  # (storage key, namespace, name) -> stored object
 CONFIGMAPS: StorageKey = ("", "configmaps")
 SECRETS: StorageKey = ("", "secrets")
+DATA_LINK = "..data"  # the kubelet's name for the link to a ConfigMap or Secret volume's current files
 _VAR_REF = re.compile(r"\$\$|\$\(([-._a-zA-Z][-._a-zA-Z0-9]*)\)")
 _FIELD_KEY = re.compile(r"metadata\.(labels|annotations)\['([^']+)'\]")
 KAITO = [sys.executable, "-m", "kaito.cli"]  # what `kaito` in a container's command runs here
@@ -126,27 +129,94 @@ def _source(get: Getter, ns: str, ref: JsonObj, *, secret: bool) -> dict[str, by
     return _decoded(obj, secret=secret)
 
 
-def _write_keys(directory: Path, keys: dict[str, bytes], items: list[JsonObj] | None, what: str) -> None:
+def _add_keys(payload: dict[str, bytes], keys: dict[str, bytes], items: list[JsonObj] | None, what: str) -> None:
     chosen = [(str(i.get("key")), str(i.get("path") or i.get("key"))) for i in items] if items else None
     for key, path in chosen if chosen is not None else [(k, k) for k in keys]:
         if key not in keys:
             raise LaunchError(f"{what} has no key {key}")
-        target = directory / path
+        payload[path] = keys[key]
+
+
+def _payload(get: Getter, ns: str, volume: JsonObj) -> dict[str, bytes] | None:
+    """The files of a ConfigMap, Secret or projected volume by relative path; None for other kinds of volume."""
+    sources = [volume] if "projected" not in volume else list((volume["projected"] or {}).get("sources") or [])
+    payload: dict[str, bytes] = {}
+    found = False
+    for source in sources:
+        for kind, secret in (("configMap", False), ("secret", True)):
+            ref = source.get(kind)
+            if isinstance(ref, dict):
+                found = True
+                keys = _source(get, ns, ref, secret=secret)
+                if keys is not None:
+                    _add_keys(payload, keys, ref.get("items"), f'{kind} volume "{volume.get("name")}"')
+    return payload if found or "projected" in volume else None
+
+
+def _published(directory: Path) -> dict[str, bytes] | None:
+    data = directory / DATA_LINK
+    if not data.is_symlink():
+        return None
+    return {str(f.relative_to(data)): f.read_bytes() for f in data.rglob("*") if f.is_file()}
+
+
+def _publish(directory: Path, payload: dict[str, bytes]) -> bool:
+    """Lay `payload` out as the kubelet does, so a reader never sees half an update: the files in a fresh
+    `..<time>` directory, `..data` pointing at it (swapped by one rename), and each top-level name a link through
+    `..data`. Returns whether anything changed."""
+    if _published(directory) == payload:
+        return False
+    stamp = datetime.datetime.now(datetime.UTC).strftime("..%Y_%m_%d_%H_%M_%S.%f")
+    fresh = directory / stamp
+    for path, body in payload.items():
+        target = fresh / path
         target.parent.mkdir(parents=True, exist_ok=True)
-        target.write_bytes(keys[key])
+        target.write_bytes(body)
+    fresh.mkdir(parents=True, exist_ok=True)
+    data = directory / DATA_LINK
+    old = os.readlink(data) if data.is_symlink() else None
+    staging = directory / f"{DATA_LINK}_tmp"
+    staging.unlink(missing_ok=True)
+    staging.symlink_to(stamp)
+    os.replace(staging, data)
+    tops = {path.split("/", 1)[0] for path in payload}
+    for name in tops:
+        link = directory / name
+        if not link.is_symlink():
+            link.symlink_to(f"{DATA_LINK}/{name}")
+    for entry in directory.iterdir():
+        if entry.is_symlink() and not entry.name.startswith("..") and entry.name not in tops:
+            entry.unlink()
+    if old is not None:
+        shutil.rmtree(directory / old, ignore_errors=True)
+    return True
 
 
 def _volume(get: Getter, ns: str, volume: JsonObj, directory: Path) -> None:
     """Write one volume's files into `directory`; kinds with no local meaning (emptyDir, PVCs) start empty."""
     directory.mkdir(parents=True, exist_ok=True)
-    sources = [volume] if "projected" not in volume else list((volume["projected"] or {}).get("sources") or [])
-    for source in sources:
-        for kind, secret in (("configMap", False), ("secret", True)):
-            ref = source.get(kind)
-            if isinstance(ref, dict):
-                keys = _source(get, ns, ref, secret=secret)
-                if keys is not None:
-                    _write_keys(directory, keys, ref.get("items"), f'{kind} volume "{volume.get("name")}"')
+    payload = _payload(get, ns, volume)
+    if payload is not None:
+        _publish(directory, payload)
+
+
+def refresh(get: Getter, pod: JsonObj, root: Path) -> list[str]:
+    """Bring the ConfigMap, Secret and projected volumes already written under `root` up to date with the objects,
+    as the kubelet's periodic sync does for a running pod; returns the volumes changed. A source gone missing
+    leaves the last files in place (the kubelet keeps them too)."""
+    ns = str(pod["metadata"].get("namespace", ""))
+    changed = []
+    for volume in (pod.get("spec") or {}).get("volumes") or []:
+        directory = root / "volumes" / str(volume.get("name"))
+        if not isinstance(volume, dict) or not (directory / DATA_LINK).is_symlink():
+            continue
+        try:
+            payload = _payload(get, ns, volume)
+        except LaunchError:
+            continue
+        if payload is not None and _publish(directory, payload):
+            changed.append(str(volume.get("name")))
+    return changed
 
 
 def materialise(

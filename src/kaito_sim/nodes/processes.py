@@ -57,6 +57,7 @@ from kaito_sim.nodes.launch import (
     is_serve,
     launch,
     mounted_model,
+    refresh,
     serve_overrides,
     service_account_kubeconfig,
     termination_log,
@@ -212,6 +213,16 @@ class Processes:
                 self.cluster.pod_logs.pop((key[0], key[1], c.name), None)  # a new pod, not its namesake's log
             current.task = asyncio.create_task(self._run(current), name=f"pod-processes-{key[1]}")
         return current.report()
+
+    def refresh_volumes(self, key: Key) -> list[str]:
+        """Rewrite the running pod's ConfigMap and Secret volumes whose objects changed; returns their names."""
+        pod = self._pods.get(key)
+        if pod is None or pod.stopping:
+            return []
+        changed = refresh(self.cluster.store.get, pod.pod, pod.root)
+        if changed:
+            log.debug("pod %s/%s: volumes %s refreshed", *key, ", ".join(changed))
+        return changed
 
     def retire(self, key: Key) -> None:
         """Stop the processes run for `key` (the pod is gone, replaced, terminating, finished or under a fault)."""

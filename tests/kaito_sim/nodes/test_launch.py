@@ -24,6 +24,7 @@ from kaito_sim.nodes.launch import (
     image_matches,
     launch,
     mounted_model,
+    refresh,
     serve_overrides,
     service_account_kubeconfig,
 )
@@ -230,6 +231,32 @@ def test_launch_rewrites_args_and_env_to_the_written_volume(tmp_path: Path) -> N
     assert (local / "engine.yaml").read_text() == "port: 5000\n"
     assert spec.argv == [*KAITO, "serve", "--config", f"{local}/engine.yaml", f"--extra={local}/engine.yaml"]
     assert spec.env == {"DIR": str(local), "OTHER": "/opt/x"}
+
+
+def test_refresh_swaps_a_configmap_volume_whole_and_keeps_it_when_the_object_goes(tmp_path: Path) -> None:
+    store: dict[str, JsonObj] = {"engine": {"data": {"engine.yaml": "v: 1\n", "old": "x"}}}
+
+    def get(key: StorageKey, ns: str, name: str) -> JsonObj | None:
+        return store.get(name) if (key, ns) == (CONFIGMAPS, "ns") else None
+
+    pod: JsonObj = {
+        "metadata": {"name": "p", "namespace": "ns"},
+        "spec": {"volumes": [{"name": "cfg", "configMap": {"name": "engine"}}, {"name": "tmp", "emptyDir": {}}]},
+    }
+    container: JsonObj = {
+        "command": ["kaito", "serve"],
+        "volumeMounts": [{"name": "cfg", "mountPath": "/etc/kaito"}, {"name": "tmp", "mountPath": "/tmp"}],
+    }
+    local = launch(get, pod, container, tmp_path).mounts["/etc/kaito"]
+    assert refresh(get, pod, tmp_path) == []
+    with (local / "engine.yaml").open() as before:  # opened before the swap: reads the old files to the end
+        store["engine"] = {"data": {"engine.yaml": "v: 2\n"}}
+        assert refresh(get, pod, tmp_path) == ["cfg"]
+        assert before.read() == "v: 1\n"
+    assert (local / "engine.yaml").read_text() == "v: 2\n" and not (local / "old").exists()
+    assert len([p for p in local.iterdir() if p.name.startswith("..") and p.is_dir() and not p.is_symlink()]) == 1
+    del store["engine"]
+    assert refresh(get, pod, tmp_path) == [] and (local / "engine.yaml").read_text() == "v: 2\n"
 
 
 def test_this_machines_interpreter_is_never_taken_for_a_container_path(tmp_path: Path) -> None:

@@ -222,6 +222,84 @@ async def test_volumes_environment_and_arguments_reach_the_process(kubectl: Kube
     }
 
 
+async def test_configmap_and_secret_volumes_follow_their_objects_while_the_process_runs(
+    kubectl: Kubectl, sim: SimServer
+) -> None:
+    ns = kubectl.namespace
+    code = textwrap.dedent(
+        """
+        import sys, time
+        seen = None
+        while True:
+            now = (open(sys.argv[1]).read(), open(sys.argv[2]).read())
+            if now != seen:
+                print(repr(now), flush=True)
+                seen = now
+            time.sleep(0.05)
+        """
+    )
+    pod = python_pod(
+        "follower",
+        code,
+        "/etc/app/engine.yaml",
+        "/var/pull/creds/.dockerconfigjson",
+        container={
+            "volumeMounts": [
+                {"name": "config", "mountPath": "/etc/app", "readOnly": True},
+                {"name": "pull", "mountPath": "/var/pull", "readOnly": True},
+            ]
+        },
+        volumes=[
+            {"name": "config", "configMap": {"name": "engine"}},
+            {
+                "name": "pull",
+                "projected": {
+                    "sources": [
+                        {
+                            "secret": {
+                                "name": "creds",
+                                "items": [{"key": ".dockerconfigjson", "path": "creds/.dockerconfigjson"}],
+                            }
+                        }
+                    ]
+                },
+            },
+        ],
+    )
+    config = {
+        "apiVersion": "v1",
+        "kind": "ConfigMap",
+        "metadata": {"name": "engine"},
+        "data": {"engine.yaml": "v: 1\n"},
+    }
+    secret = {
+        "apiVersion": "v1",
+        "kind": "Secret",
+        "metadata": {"name": "creds"},
+        "stringData": {".dockerconfigjson": "a"},
+    }
+    await kubectl("apply", "-f", "-", stdin=manifest(config, secret, pod))
+    pid = await running_pid(sim, ns, "follower")
+
+    async def printed(line: str) -> bool:
+        return line in (await kubectl("logs", "follower")).stdout
+
+    async def wait_for(line: str) -> None:
+        for _ in range(200):
+            if await printed(line):
+                return
+            await asyncio.sleep(0.05)
+        raise AssertionError(f"the process never read {line}: {(await kubectl('logs', 'follower')).stdout}")
+
+    await wait_for("('v: 1\\n', 'a')")
+    config["data"] = {"engine.yaml": "v: 2\n"}
+    secret["stringData"] = {".dockerconfigjson": "b"}
+    await kubectl("apply", "-f", "-", stdin=manifest(config, secret))
+    await wait_for("('v: 2\\n', 'b')")
+    assert await running_pid(sim, ns, "follower") == pid  # the same process: no restart
+    assert container_status(pods(sim, ns, "follower")[0]).get("restartCount", 0) == 0
+
+
 async def test_deleting_the_pod_stops_its_process_and_sigkill_follows_the_grace(
     kubectl: Kubectl, sim: SimServer
 ) -> None:
