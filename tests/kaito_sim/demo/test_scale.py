@@ -12,6 +12,7 @@ from aiohttp import web
 from kaito_sim.demo.load import LoadReport, run_load, timed_chat
 from kaito_sim.demo.registry import DemoFailed
 from kaito_sim.demo.tablewatch import TableWatch, changes, parse_tables
+from tests.runtime.conftest import eventually
 
 BEFORE = """NAME                         REPLICAS   READY   AGE
 inferenceset.kaito.sh/chat   1          0       3s
@@ -45,7 +46,8 @@ def test_tables_are_read_per_kind_without_their_age_column() -> None:
 
 
 def test_a_blank_cell_stays_blank_and_age_last_is_dropped() -> None:
-    tables = parse_tables("NAME                         REPLICAS   READY   AGE\ninferenceset.kaito.sh/chat   1                  0s\n")
+    header = "NAME                         REPLICAS   READY   AGE"
+    tables = parse_tables(f"{header}\ninferenceset.kaito.sh/chat   1                  0s\n")
     assert tables["inferenceset.kaito.sh"][1]["inferenceset.kaito.sh/chat"].split() == [
         "inferenceset.kaito.sh/chat",
         "1",
@@ -133,12 +135,9 @@ async def test_the_load_counts_answers_and_failures_until_stopped(engine: tuple[
     served, url = engine
     stop, report = asyncio.Event(), LoadReport()
     task = asyncio.create_task(run_load(url, clients=3, stop=stop, report=report))
-    async with asyncio.timeout(30):
-        while not report.failures:
-            await asyncio.sleep(0.01)
-        served.open.set()
-        while report.answered < 10:
-            await asyncio.sleep(0.01)
+    await eventually(lambda: bool(report.failures), within=30)
+    served.open.set()
+    await eventually(lambda: report.answered >= 10, within=30)
     stop.set()
     assert await task is report
     assert report.in_flight == 0 and report.failures["HTTP 503"] >= 1
@@ -150,9 +149,7 @@ async def test_the_load_counts_answers_and_failures_until_stopped(engine: tuple[
 async def test_a_refused_endpoint_is_a_failure_not_an_error() -> None:
     stop, report = asyncio.Event(), LoadReport()
     task = asyncio.create_task(run_load("http://127.0.0.1:1", clients=1, stop=stop, report=report))
-    async with asyncio.timeout(30):
-        while not report.failures:
-            await asyncio.sleep(0.01)
+    await eventually(lambda: bool(report.failures), within=30)
     stop.set()
     await task
     assert report.answered == 0 and list(report.failures) == ["ClientConnectorError"]
