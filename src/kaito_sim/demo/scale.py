@@ -134,7 +134,8 @@ class ScaleDemo:
         """The set's Service as `http://HOST:PORT`: its ClusterIP, port 80 (the simulated kube-proxy) or, where this
         user may not listen below 1024, `kubectl port-forward svc/NAME`."""
         await self.until(self.cluster_ip, f"the Service {NAME}")
-        ip = await self.demo.kubectl("get", "svc", NAME, "-o", "jsonpath={.spec.clusterIP}")
+        ip = await self.cluster_ip()
+        print(f"\n{self.elapsed()} the set's endpoint: Service {NAME}, ClusterIP {ip}, port 80", flush=True)
         reachable = False
         with contextlib.suppress(DemoFailed):
             await self.until(lambda: asyncio.to_thread(_reachable, ip, 80), "the gateway's ClusterIP", within=30)
