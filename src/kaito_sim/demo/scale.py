@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import os
 import shutil
 import socket
 import sys
@@ -25,12 +26,13 @@ from typing import Any
 
 import yaml
 
-from kaito.api.inferenceset import LABEL_SET
+from kaito.api.inferenceset import LABEL_GATEWAY, LABEL_SET
 from kaito_sim.demo.inference import Demo
 from kaito_sim.demo.load import LoadReport, run_load, timed_chat
 from kaito_sim.demo.manager_process import manager_process
 from kaito_sim.demo.registry import DemoFailed, free_port
 from kaito_sim.demo.tablewatch import TableWatch
+from kaito_sim.nodes.kubeproxy import UNPRIVILEGED_PORT_START
 from kaito_sim.nodes.processes import ProcessPods
 from kaito_sim.server import SimServer
 
@@ -136,27 +138,47 @@ class ScaleDemo:
         await self.until(self.cluster_ip, f"the Service {NAME}")
         ip = await self.cluster_ip()
         print(f"\n{self.elapsed()} the set's endpoint: Service {NAME}, ClusterIP {ip}, port 80", flush=True)
-        reachable = False
-        with contextlib.suppress(DemoFailed):
-            await self.until(lambda: asyncio.to_thread(_reachable, ip, 80), "the gateway's ClusterIP", within=30)
-            reachable = True
-        if reachable:
+        if may_listen_on_port_80():
+            await self.until(lambda: asyncio.to_thread(_reachable, ip, 80), "the gateway behind the ClusterIP")
             yield f"http://{ip}"
             return
+        print(
+            "(ports below 1024 need root here, so the simulated kube-proxy cannot listen on port 80: kubectl "
+            "port-forward reaches the Service instead)",
+            flush=True,
+        )
+        await self.until(self.gateway_ready, "a Ready gateway pod")
         port = free_port()
-        print(f"(nothing listens at {ip}:80 here: ports below 1024 need root; port-forward reaches the Service)")
         print(f"\n$ kubectl port-forward svc/{NAME} {port}:80 &", flush=True)
         proc = await asyncio.create_subprocess_exec(
             "kubectl", "port-forward", f"svc/{NAME}", f"{port}:80", env=self.demo.env, stdout=asyncio.subprocess.PIPE
         )
         assert proc.stdout is not None
         try:
-            async with asyncio.timeout(30):
-                print((await proc.stdout.readline()).decode(), end="", flush=True)
+            try:
+                async with asyncio.timeout(30):
+                    print((await proc.stdout.readline()).decode(), end="", flush=True)
+            except TimeoutError as exc:
+                raise DemoFailed(f"kubectl port-forward svc/{NAME} did not start within 30 s") from exc
             yield f"http://127.0.0.1:{port}"
         finally:
             proc.terminate()
             await proc.wait()
+
+    async def gateway_ready(self) -> bool:
+        selector = f"{LABEL_GATEWAY}={NAME}"
+        args = ("get", "pods", "-l", selector, "-o", "jsonpath={.items[*].status.containerStatuses[*].ready}")
+        return "true" in (await self.demo.kubectl(*args, show=False)).split()
+
+
+def may_listen_on_port_80() -> bool:
+    """Whether the simulated kube-proxy can open ClusterIP:80 here (root, or a lowered unprivileged port start)."""
+    if os.geteuid() == 0:
+        return True
+    try:
+        return int(UNPRIVILEGED_PORT_START.read_text()) <= 80
+    except (OSError, ValueError):
+        return False
 
 
 def _reachable(ip: str, port: int) -> bool:
