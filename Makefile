@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install system-deps test lint typecheck unit demo demo-tuning bench clean
+.PHONY: install system-deps test lint typecheck unit demo demo-tuning demo-scale bench clean
 
 install: $(STAMP)
 
@@ -40,6 +40,10 @@ demo: install
 # The tuning loop on CPU: fetch-data, tune, push-adapter to a local docker-registry, pull-adapter, serve.
 demo-tuning: install system-deps
 	$(BIN)/kaito demo-tuning
+
+# An autoscaled InferenceSet: out under a bounded load, to zero (GPU nodes gone) when idle, back from zero.
+demo-scale: install
+	$(BIN)/kaito demo-scale
 
 bench: install
 	$(BIN)/python benchmarks/startup_bench.py

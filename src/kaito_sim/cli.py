@@ -1,4 +1,5 @@
-"""`kaito sim`, `kaito demo` and `kaito demo-tuning`: the local cluster's commands, added to `kaito` by entry point.
+"""`kaito sim` and the demos (`kaito demo`, `demo-tuning`, `demo-scale`): the local cluster's commands, added to `kaito`
+by entry point.
 
 Kept light: the simulator itself is imported only when one of these commands runs.
 """
@@ -184,6 +185,12 @@ def _run_demo_tuning(args: argparse.Namespace) -> int:
     return asyncio.run(run_demo_tuning())
 
 
+def _run_demo_scale(args: argparse.Namespace) -> int:
+    from kaito_sim.demo.scale import run_demo_scale
+
+    return asyncio.run(run_demo_scale())
+
+
 SIM = Command(
     help="run the simulated Kubernetes API server in the foreground",
     add_arguments=add_sim_arguments,
@@ -194,4 +201,9 @@ DEMO_TUNING = Command(
     help="data at a URL -> LoRA adapter -> local registry -> a named model, on CPU",
     add_arguments=_no_arguments,
     run=_run_demo_tuning,
+)
+DEMO_SCALE = Command(
+    help="an autoscaled InferenceSet: out under load, to zero when idle, back from zero for a request",
+    add_arguments=_no_arguments,
+    run=_run_demo_scale,
 )

@@ -98,8 +98,11 @@ async def manager_process(
     health_address: str,
     namespace: str = "kaito-system",
     limits: CloudLimits | None = None,
+    log_path: Path | None = None,
 ) -> AsyncIterator[asyncio.subprocess.Process]:
     """A simulated Azure next to `sim`, the CRDs installed, and `kaito manager` running as a child process.
+
+    The manager logs to this process's stderr, or to `log_path` when given.
 
     Yields once the child is spawned: a Workspace applied before the manager has synced is reconciled
     when its informers list, as after any operator restart.
@@ -109,9 +112,12 @@ async def manager_process(
         argv = manager_argv(
             sim, aks, namespace=namespace, metrics_address=metrics_address, health_address=health_address
         )
-        proc = await asyncio.create_subprocess_exec(
-            *argv, stdin=asyncio.subprocess.DEVNULL, stdout=sys.stderr.fileno(), preexec_fn=_child_setup()
-        )
+        with contextlib.ExitStack() as files:
+            sink = files.enter_context(log_path.open("ab")) if log_path is not None else None
+            out = sink.fileno() if sink is not None else sys.stderr.fileno()
+            proc = await asyncio.create_subprocess_exec(
+                *argv, stdin=asyncio.subprocess.DEVNULL, stdout=out, stderr=out, preexec_fn=_child_setup()
+            )
         try:
             yield proc
         finally:

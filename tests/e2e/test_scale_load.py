@@ -1,0 +1,152 @@
+"""A bounded load on an autoscaled InferenceSet raises its replicas, and idleness takes it to zero, GPU nodes included.
+
+On `kaito sim --with-manager --process-pods`: concurrent chat completions go to the set's ClusterIP (the simulated
+kube-proxy, then the real `kaito gateway`, then the replicas' `kaito serve`); the operator reads the load from the
+pods' `/metrics` and scales the set. Every wait has a deadline; nothing is timed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import socket
+import threading
+import time
+from collections.abc import Callable, Iterator
+
+import pytest
+import yaml
+
+from kaito_sim.demo.load import LoadReport, run_load
+from tests.e2e.simprocess import Cluster, sim_process
+
+NAME = "busy"
+MAX_REPLICAS = 3
+SET = {
+    "apiVersion": "kaito.sh/v1beta1",
+    "kind": "InferenceSet",
+    "metadata": {"name": NAME},
+    "spec": {
+        "replicas": 1,
+        "labelSelector": {"matchLabels": {"apps": NAME}},
+        "autoscaling": {
+            "minReplicas": 0,
+            "maxReplicas": MAX_REPLICAS,
+            "targetInFlightPerReplica": 2,
+            "scaleDownDelay": "5s",
+            "scaleToZeroAfter": "5s",
+        },
+        "template": {
+            "resource": {"instanceType": "Standard_NC6s_v3"},
+            "inference": {"preset": {"name": "phi-3-mini-4k-instruct"}},
+        },
+    },
+}
+CLIENTS = 6  # three replicas' worth at the target above: more than one replica, never more than maxReplicas
+
+
+@pytest.fixture(scope="module")
+def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
+    with sim_process(tmp_path_factory.mktemp("scale-load")) as up:
+        yield up
+
+
+def until(check: Callable[[], bool], what: str, *, within: float = 120) -> None:
+    deadline = time.monotonic() + within
+    while time.monotonic() < deadline:
+        if check():
+            return
+        time.sleep(0.5)
+    raise AssertionError(f"{what} did not happen within {within:.0f}s")
+
+
+def the_set(cluster: Cluster) -> dict[str, object]:
+    got = cluster.kubectl("get", "inferenceset", NAME, "-o", "json")
+    assert got.returncode == 0, got.stderr
+    loaded: dict[str, object] = json.loads(got.stdout)
+    return loaded
+
+
+def replicas(cluster: Cluster) -> tuple[int, int]:
+    """The set's (spec.replicas, status.readyReplicas)."""
+    got = the_set(cluster)
+    spec, status = got["spec"], got.get("status") or {}
+    assert isinstance(spec, dict) and isinstance(status, dict)
+    return int(spec.get("replicas") or 0), int(status.get("readyReplicas") or 0)
+
+
+def names(cluster: Cluster, *args: str) -> list[str]:
+    got = cluster.kubectl("get", *args, "-o", "name")
+    assert got.returncode == 0, got.stderr
+    return got.stdout.split()
+
+
+def gpu_nodes(cluster: Cluster) -> list[str]:
+    return [n for n in names(cluster, "nodes") if "aks-system" not in n]
+
+
+def cluster_ip(cluster: Cluster) -> str:
+    """The set's Service's ClusterIP; "" until the operator has made the Service."""
+    return cluster.kubectl("get", "svc", NAME, "-o", "jsonpath={.spec.clusterIP}").stdout.strip()
+
+
+def reachable(ip: str) -> bool:
+    if not ip:
+        return False
+    try:
+        socket.create_connection((ip, 80), timeout=2).close()
+    except OSError:
+        return False
+    return True
+
+
+class Load:
+    """`run_load` on a thread of its own, against the set's ClusterIP, until `stop`."""
+
+    def __init__(self, url: str) -> None:
+        self.report = LoadReport()
+        self.halt = threading.Event()
+        self.thread = threading.Thread(
+            target=asyncio.run, args=(run_load(url, clients=CLIENTS, stop=self.halt, report=self.report),)
+        )
+
+    def __enter__(self) -> Load:
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    def stop(self) -> None:
+        self.halt.set()
+        self.thread.join(timeout=150)
+        assert not self.thread.is_alive()
+
+
+def test_a_bounded_load_scales_out_and_idleness_scales_to_zero(cluster: Cluster) -> None:
+    applied = cluster.kubectl("apply", "-f", "-", stdin=yaml.safe_dump(SET))
+    assert applied.returncode == 0, applied.stderr
+    # The load starts as soon as the gateway answers: its first requests are held until a replica is ready, which
+    # keeps the starting set busy (an idle one would go to zero after 5s).
+    until(lambda: reachable(cluster_ip(cluster)), "the set's gateway behind its ClusterIP")
+    ip = cluster_ip(cluster)
+
+    seen: list[tuple[int, int]] = []
+
+    def scaled_out() -> bool:
+        seen.append(replicas(cluster))
+        return seen[-1][1] > 1 and len(gpu_nodes(cluster)) > 1
+
+    with Load(f"http://{ip}") as load:
+        until(scaled_out, "more than one Ready replica under load")
+        load.stop()
+    assert load.report.answered > 0
+    assert max(wanted for wanted, _ in seen) <= MAX_REPLICAS
+    assert not load.report.failures, load.report.failures
+
+    until(lambda: replicas(cluster) == (0, 0), "the idle set's scale to zero")
+    until(lambda: not names(cluster, "workspaces", "-l", f"kaito.sh/inferenceset={NAME}"), "its children to go")
+    until(lambda: not gpu_nodes(cluster), "its GPU nodes to go")
+    assert names(cluster, "nodeclaims") == []
+    status = the_set(cluster)["status"]
+    assert isinstance(status, dict) and status["lastScaleReason"] == "ScaleToZero"
