@@ -276,12 +276,25 @@ def test_a_new_memory_waits_out_the_idle_time_once_more() -> None:
     assert {reason for _, reason in decisions[:6]} == {"Steady"}
 
 
+def test_the_idle_time_starts_once_the_replicas_are_ready() -> None:
+    clock = FakeClock(0.0, wall_start=WALL)
+    memory = ScaleMemory()
+    reasons = []
+    for ready in (0, 0, 0, 0, 0, 0, 0, 0, 1, 1, 1, 1, 1, 1, 1, 1):  # a first replica that takes 800 s to start
+        scale = memory.state(TO_ZERO, load(0), status={"readyReplicas": ready}, annotations={}, current=1, clock=clock)
+        reasons.append(decide(TO_ZERO, scale, load(0), now=clock.now()).reason)
+        clock.advance(100)
+    # 600 s after it was last seen starting (t=700), not after it was asked for (t=0)
+    assert reasons.index("ScaleToZero") == 7 + 6
+
+
 def test_memory_tracks_busy_and_calm() -> None:
     clock = FakeClock(0.0, wall_start=WALL)
     memory = ScaleMemory()
 
     def observe(now_load: Load, current: int = 3) -> ScaleState:
-        return memory.state(POLICY, now_load, status={}, annotations={}, current=current, clock=clock)
+        status = {"readyReplicas": current}
+        return memory.state(POLICY, now_load, status=status, annotations={}, current=current, clock=clock)
 
     assert observe(load(4)).calm_since == 0.0  # 4 fits in 2 replicas under 80% of 6
     clock.advance(50)
@@ -390,7 +403,7 @@ def test_memory_takes_the_rate_from_two_readings_and_counts_arrivals_as_use() ->
 
     def observe(arrived: float, answered: float, seconds: float) -> ScaleState:
         counted = Load(0, 0, 0, 0, None, gateway_counts={"gw": GatewayCounts(arrived, answered, seconds)})
-        return memory.state(TO_ZERO, counted, status={}, annotations={}, current=1, clock=clock)
+        return memory.state(TO_ZERO, counted, status={"readyReplicas": 1}, annotations={}, current=1, clock=clock)
 
     assert observe(0, 0, 0).traffic is None  # one reading tells no rate
     clock.advance(10)

@@ -342,7 +342,9 @@ class ScaleMemory:
         now = clock.now()
         traffic = self.meter.observe(load.gateway_counts, now=now, waiting=load.backlog > 0)
         arrived = bool(load.gateway_counts) and (self.meter.rate or 0.0) > 0  # even if each came and went unseen
-        if self.last_busy is None or load.busy or arrived or not load.readings.complete:
+        # Replicas still starting are capacity someone asked for: the idle time counts once all are ready.
+        starting = int(status.get("readyReplicas") or 0) < current
+        if self.last_busy is None or load.busy or arrived or starting or not load.readings.complete:
             self.last_busy = now
         if not calm(policy, load, current, traffic=traffic):
             self.calm_since = None
