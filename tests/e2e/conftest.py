@@ -16,6 +16,7 @@ from kaito.runtime.client import Client
 from kaito.runtime.manager import Manager
 from kaito_sim.aks import SimulatedAks
 from kaito_sim.demo.operator import install_crds, simulated_azure_provider
+from kaito_sim.nodes.nodespec import NodeSpec
 from kaito_sim.server import SimServer
 from tests.conftest import Kubectl
 from tests.registry import registry as registry  # the docker-registry fixture, for the model image tests
@@ -102,3 +103,17 @@ async def wait_workspace(
     raise AssertionError(
         f"{name}: {kind} never became {status}/{reason}; status: {json.dumps(ws.get('status'), indent=1)}"
     )
+
+
+async def bring_your_own_node(sim: SimServer, operator: Operator, *, name: str, gpus: int) -> Operator:
+    """The operator without a cloud provider, and one GPU node of the user's (label apps=phi-3, NC6s_v3)."""
+    await operator.halt()
+    await operator.start(byo=True)
+    await sim.add_node(
+        NodeSpec(
+            name=name,
+            labels={"apps": "phi-3", "node.kubernetes.io/instance-type": "Standard_NC6s_v3"},
+            capacity={"cpu": "24", "memory": "448Gi", "pods": "110", "nvidia.com/gpu": str(gpus)},
+        )
+    )
+    return operator

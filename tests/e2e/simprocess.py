@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import subprocess
 import sys
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 
 @dataclass(frozen=True)
@@ -18,6 +21,33 @@ class Cluster:
     def kubectl(self, *args: str, stdin: str | None = None, timeout: float = 120) -> subprocess.CompletedProcess[str]:
         argv = ["kubectl", *args]
         return subprocess.run(argv, input=stdin, env=self.env, capture_output=True, text=True, timeout=timeout)
+
+    def json(self, *args: str) -> dict[str, Any]:
+        """`kubectl get ARGS -o json`, decoded."""
+        got = self.kubectl("get", *args, "-o", "json")
+        assert got.returncode == 0, got.stderr
+        loaded: dict[str, Any] = json.loads(got.stdout)
+        return loaded
+
+    def names(self, *args: str) -> list[str]:
+        """`kubectl get ARGS -o name`."""
+        got = self.kubectl("get", *args, "-o", "name")
+        assert got.returncode == 0, got.stderr
+        return got.stdout.split()
+
+    def gpu_nodes(self) -> list[str]:
+        """The nodes other than the simulated cluster's CPU system node."""
+        return [n for n in self.names("nodes") if "aks-system" not in n]
+
+
+def until(check: Callable[[], bool], what: str, *, within: float = 120) -> None:
+    """Poll `check` every half second until it holds; fail naming `what` after `within` seconds."""
+    deadline = time.monotonic() + within
+    while time.monotonic() < deadline:
+        if check():
+            return
+        time.sleep(0.5)
+    raise AssertionError(f"{what} did not happen within {within:.0f}s")
 
 
 @contextlib.contextmanager

@@ -16,11 +16,10 @@ import yaml
 
 from kaito.inference.tinymodel import make_tiny_adapter, make_tiny_model
 from kaito.tuning.artifacts import push_adapter
-from kaito_sim.nodes.nodespec import NodeSpec
 from kaito_sim.nodes.processes import ProcessPods
 from kaito_sim.server import SimServer
 from tests.conftest import Kubectl
-from tests.e2e.conftest import Operator, wait_workspace
+from tests.e2e.conftest import Operator, bring_your_own_node, wait_workspace
 from tests.registry import Registry, require_registry_binary
 
 NAME = "live"
@@ -64,16 +63,7 @@ async def sim(tiny_model: Path, tmp_path: Path) -> AsyncIterator[SimServer]:
 
 @pytest.fixture
 async def byo(sim: SimServer, operator: Operator) -> Operator:
-    await operator.halt()
-    await operator.start(byo=True)
-    await sim.add_node(
-        NodeSpec(
-            name=NODE,
-            labels={"apps": "phi-3", "node.kubernetes.io/instance-type": "Standard_NC6s_v3"},
-            capacity={"cpu": "24", "memory": "448Gi", "pods": "110", "nvidia.com/gpu": "1"},
-        )
-    )
-    return operator
+    return await bring_your_own_node(sim, operator, name=NODE, gpus=1)
 
 
 def adapter(name: str, image: str) -> dict[str, Any]:

@@ -23,11 +23,10 @@ import yaml
 from kaito.api.modelimage import NODE_CACHE_DIR
 from kaito.inference.tinymodel import make_tiny_model
 from kaito_sim.nodes.hostpath import node_path
-from kaito_sim.nodes.nodespec import NodeSpec
 from kaito_sim.nodes.processes import ProcessPods
 from kaito_sim.server import SimServer
 from tests.conftest import Kubectl
-from tests.e2e.conftest import Operator, condition, wait_workspace
+from tests.e2e.conftest import Operator, bring_your_own_node, condition, wait_workspace
 from tests.e2e.test_model_images import pull_secret
 from tests.modelimages.models import files_of, make_model
 from tests.modelimages.test_push_pull import blob_gets, pushed
@@ -66,16 +65,7 @@ async def sim(
 @pytest.fixture
 async def byo(sim: SimServer, operator: Operator) -> Operator:
     """The operator without a cloud provider, and one GPU node of the user's with room for three servers."""
-    await operator.halt()
-    await operator.start(byo=True)
-    await sim.add_node(
-        NodeSpec(
-            name=NODE,
-            labels={"apps": "phi-3", "node.kubernetes.io/instance-type": "Standard_NC6s_v3"},
-            capacity={"cpu": "24", "memory": "448Gi", "pods": "110", "nvidia.com/gpu": "3"},
-        )
-    )
-    return operator
+    return await bring_your_own_node(sim, operator, name=NODE, gpus=3)
 
 
 def workspace(name: str, image: str, *, secret: str = "model-pull") -> dict[str, Any]:

@@ -4,15 +4,13 @@ request at zero is held by the real `kaito gateway`, a GPU node is provisioned, 
 
 from __future__ import annotations
 
-import json
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 
 import openai
 import pytest
 import yaml
 
-from tests.e2e.simprocess import Cluster, sim_process
+from tests.e2e.simprocess import Cluster, sim_process, until
 
 NAME = "chat"
 SET = {
@@ -37,29 +35,8 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
         yield up
 
 
-def until(check: Callable[[], bool], what: str, *, within: float = 180) -> None:
-    deadline = time.monotonic() + within
-    while time.monotonic() < deadline:
-        if check():
-            return
-        time.sleep(0.5)
-    raise AssertionError(f"{what} did not happen within {within:.0f}s")
-
-
-def json_of(cluster: Cluster, *args: str) -> dict[str, object]:
-    got = cluster.kubectl("get", *args, "-o", "json")
-    assert got.returncode == 0, got.stderr
-    loaded: dict[str, object] = json.loads(got.stdout)
-    return loaded
-
-
-def gpu_nodes(cluster: Cluster) -> list[str]:
-    names = cluster.kubectl("get", "nodes", "-o", "name").stdout.split()
-    return [n for n in names if "aks-system" not in n]
-
-
 def scale_reason(cluster: Cluster) -> str:
-    status = json_of(cluster, "inferenceset", NAME).get("status") or {}
+    status = cluster.json("inferenceset", NAME).get("status") or {}
     assert isinstance(status, dict)
     return str(status.get("lastScaleReason") or "")
 
@@ -67,9 +44,9 @@ def scale_reason(cluster: Cluster) -> str:
 def test_idle_goes_to_zero_and_a_request_at_zero_is_answered(cluster: Cluster) -> None:
     applied = cluster.kubectl("apply", "-f", "-", stdin=yaml.safe_dump(SET))
     assert applied.returncode == 0, applied.stderr
-    until(lambda: scale_reason(cluster) == "ScaleToZero", "the idle set's scale to zero")
-    until(lambda: not gpu_nodes(cluster), "its GPU node to go")
-    assert json_of(cluster, "workspaces", "-l", f"kaito.sh/inferenceset={NAME}")["items"] == []
+    until(lambda: scale_reason(cluster) == "ScaleToZero", "the idle set's scale to zero", within=180)
+    until(lambda: not cluster.gpu_nodes(), "its GPU node to go", within=180)
+    assert cluster.json("workspaces", "-l", f"kaito.sh/inferenceset={NAME}")["items"] == []
 
     ip = cluster.kubectl("get", "svc", NAME, "-o", "jsonpath={.spec.clusterIP}").stdout
     client = openai.OpenAI(base_url=f"http://{ip}/v1", api_key="unused", timeout=180, max_retries=0)
@@ -77,12 +54,12 @@ def test_idle_goes_to_zero_and_a_request_at_zero_is_answered(cluster: Cluster) -
         model="phi-3-mini-4k-instruct", messages=[{"role": "user", "content": "hi"}], max_tokens=4
     )
     assert reply.usage is not None and reply.usage.completion_tokens > 0
-    events = json_of(cluster, "events", "--field-selector", f"involvedObject.name={NAME}")["items"]
+    events = cluster.json("events", "--field-selector", f"involvedObject.name={NAME}")["items"]
     assert isinstance(events, list)
     assert "ScaleFromZero" in [e["reason"] for e in events]
-    assert len(gpu_nodes(cluster)) >= 1
+    assert len(cluster.gpu_nodes()) >= 1
 
     deleted = cluster.kubectl("delete", "inferenceset", NAME, "--timeout=120s", timeout=180)
     assert deleted.returncode == 0, deleted.stderr
-    until(lambda: not gpu_nodes(cluster), "the set's GPU nodes to go with it")
-    assert json_of(cluster, "nodeclaims")["items"] == []
+    until(lambda: not cluster.gpu_nodes(), "the set's GPU nodes to go with it", within=180)
+    assert cluster.json("nodeclaims")["items"] == []

@@ -8,17 +8,15 @@ pods' `/metrics` and scales the set. Every wait has a deadline; nothing is timed
 from __future__ import annotations
 
 import asyncio
-import json
 import socket
 import threading
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 
 import pytest
 import yaml
 
 from kaito_sim.demo.load import LoadReport, run_load
-from tests.e2e.simprocess import Cluster, sim_process
+from tests.e2e.simprocess import Cluster, sim_process, until
 
 NAME = "busy"
 MAX_REPLICAS = 3
@@ -51,20 +49,8 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
         yield up
 
 
-def until(check: Callable[[], bool], what: str, *, within: float = 120) -> None:
-    deadline = time.monotonic() + within
-    while time.monotonic() < deadline:
-        if check():
-            return
-        time.sleep(0.5)
-    raise AssertionError(f"{what} did not happen within {within:.0f}s")
-
-
 def the_set(cluster: Cluster) -> dict[str, object]:
-    got = cluster.kubectl("get", "inferenceset", NAME, "-o", "json")
-    assert got.returncode == 0, got.stderr
-    loaded: dict[str, object] = json.loads(got.stdout)
-    return loaded
+    return cluster.json("inferenceset", NAME)
 
 
 def replicas(cluster: Cluster) -> tuple[int, int]:
@@ -73,16 +59,6 @@ def replicas(cluster: Cluster) -> tuple[int, int]:
     spec, status = got["spec"], got.get("status") or {}
     assert isinstance(spec, dict) and isinstance(status, dict)
     return int(spec.get("replicas") or 0), int(status.get("readyReplicas") or 0)
-
-
-def names(cluster: Cluster, *args: str) -> list[str]:
-    got = cluster.kubectl("get", *args, "-o", "name")
-    assert got.returncode == 0, got.stderr
-    return got.stdout.split()
-
-
-def gpu_nodes(cluster: Cluster) -> list[str]:
-    return [n for n in names(cluster, "nodes") if "aks-system" not in n]
 
 
 def cluster_ip(cluster: Cluster) -> str:
@@ -135,7 +111,7 @@ def test_a_bounded_load_scales_out_and_idleness_scales_to_zero(cluster: Cluster)
 
     def scaled_out() -> bool:
         seen.append(replicas(cluster))
-        return seen[-1][1] > 1 and len(gpu_nodes(cluster)) > 1
+        return seen[-1][1] > 1 and len(cluster.gpu_nodes()) > 1
 
     with Load(f"http://{ip}") as load:
         until(scaled_out, "more than one Ready replica under load")
@@ -145,8 +121,8 @@ def test_a_bounded_load_scales_out_and_idleness_scales_to_zero(cluster: Cluster)
     assert not load.report.failures, load.report.failures
 
     until(lambda: replicas(cluster) == (0, 0), "the idle set's scale to zero")
-    until(lambda: not names(cluster, "workspaces", "-l", f"kaito.sh/inferenceset={NAME}"), "its children to go")
-    until(lambda: not gpu_nodes(cluster), "its GPU nodes to go")
-    assert names(cluster, "nodeclaims") == []
+    until(lambda: not cluster.names("workspaces", "-l", f"kaito.sh/inferenceset={NAME}"), "its children to go")
+    until(lambda: not cluster.gpu_nodes(), "its GPU nodes to go")
+    assert cluster.names("nodeclaims") == []
     status = the_set(cluster)["status"]
     assert isinstance(status, dict) and status["lastScaleReason"] == "ScaleToZero"
