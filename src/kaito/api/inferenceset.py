@@ -89,6 +89,19 @@ class Autoscaling(WireModel):
     )
 
 
+class GatewaySettings(WireModel):
+    """How the set's gateway holds requests while no replica is ready."""
+
+    max_queue: int | None = Field(
+        default=None, ge=0, description="Requests held at once; one more is answered 503 with Retry-After (default 100)"
+    )
+    hold_timeout: str | None = Field(
+        default=None,
+        pattern=DURATION_PATTERN,
+        description="How long a held request waits for a replica before a 504, e.g. 10m (default 10m)",
+    )
+
+
 class InferenceSetSpec(WireModel):
     replicas: int = Field(default=1, ge=0, description="How many child Workspaces to run")
     label_selector: LabelSelector = Field(description="Labels of the nodes each child may run on")
@@ -97,6 +110,7 @@ class InferenceSetSpec(WireModel):
         default=None, ge=1, description="The most GPU nodes all children together may use"
     )
     autoscaling: Autoscaling | None = None
+    gateway: GatewaySettings | None = None
 
 
 class InferenceSetStatus(WireModel):

@@ -15,6 +15,7 @@ from kaito.api.inferenceset import (
     SERVICE_PORT,
     InferenceSet,
     child_workspace,
+    parse_duration,
 )
 
 Obj = dict[str, Any]
@@ -73,6 +74,11 @@ def build_gateway(iset: InferenceSet, uid: str, *, image: str) -> Obj:
     """Deployment `<set>-gateway`: `kaito gateway` for this set, CPU only, more than one replica."""
     labels = {LABEL_GATEWAY: iset.name}
     command = ["kaito", "gateway", "--namespace", iset.namespace, "--inferenceset", iset.name]
+    settings = iset.spec.gateway
+    if settings is not None and settings.max_queue is not None:
+        command += ["--max-queue", str(settings.max_queue)]
+    if settings is not None and settings.hold_timeout is not None:
+        command += ["--hold-timeout", f"{parse_duration(settings.hold_timeout):g}"]
     container = {
         "name": GATEWAY_CONTAINER,
         "image": image,
