@@ -12,7 +12,7 @@ from typing import Any
 
 from pydantic import Field
 
-from kaito.api.wire import WireModel
+from kaito.api.wire import TopLevelObject, WireModel
 from kaito.api.workspace import (
     GROUP,
     STORAGE_VERSION,
@@ -127,24 +127,11 @@ class InferenceSetStatus(WireModel):
         return next((c for c in self.conditions or [] if c.type == kind), None)
 
 
-class InferenceSet(WireModel):
+class InferenceSet(TopLevelObject):
     api_version: str = f"{GROUP}/{STORAGE_VERSION}"
     kind: str = KIND
-    metadata: dict[str, Any] = Field(default_factory=dict)
     spec: InferenceSetSpec
     status: InferenceSetStatus | None = None
-
-    @property
-    def name(self) -> str:
-        return str(self.metadata.get("name") or "")
-
-    @property
-    def namespace(self) -> str:
-        return str(self.metadata.get("namespace") or "")
-
-    @property
-    def annotations(self) -> dict[str, str]:
-        return dict(self.metadata.get("annotations") or {})
 
 
 def selector(name: str) -> str:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any, Self
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, Field
 from pydantic.alias_generators import to_camel
 
 
@@ -20,3 +20,21 @@ class WireModel(BaseModel):
     def to_wire(self) -> dict[str, Any]:
         """The JSON form the API server stores: aliases, no nulls."""
         return self.model_dump(by_alias=True, exclude_none=True, mode="json")
+
+
+class TopLevelObject(WireModel):
+    """A whole API object: what its `metadata` says of its name, namespace and annotations."""
+
+    metadata: dict[str, Any] = Field(default_factory=dict)
+
+    @property
+    def name(self) -> str:
+        return str(self.metadata.get("name") or "")
+
+    @property
+    def namespace(self) -> str:
+        return str(self.metadata.get("namespace") or "")
+
+    @property
+    def annotations(self) -> dict[str, str]:
+        return dict(self.metadata.get("annotations") or {})

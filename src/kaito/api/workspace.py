@@ -10,7 +10,7 @@ from typing import Any, Literal
 
 from pydantic import Field
 
-from kaito.api.wire import WireModel
+from kaito.api.wire import TopLevelObject, WireModel
 
 GROUP = "kaito.sh"
 STORAGE_VERSION = "v1beta1"
@@ -287,26 +287,13 @@ class WorkspaceStatus(WireModel):
         return next((c for c in self.conditions or [] if c.type == kind), None)
 
 
-class Workspace(WireModel):
+class Workspace(TopLevelObject):
     api_version: str = f"{GROUP}/{STORAGE_VERSION}"
     kind: str = KIND
-    metadata: Schemaless = Field(default_factory=dict)
     resource: ResourceSpec
     inference: InferenceSpec | None = None
     tuning: TuningSpec | None = None
     status: WorkspaceStatus | None = None
-
-    @property
-    def name(self) -> str:
-        return str(self.metadata.get("name") or "")
-
-    @property
-    def namespace(self) -> str:
-        return str(self.metadata.get("namespace") or "")
-
-    @property
-    def annotations(self) -> dict[str, str]:
-        return dict(self.metadata.get("annotations") or {})
 
     @property
     def preset_name(self) -> str | None:

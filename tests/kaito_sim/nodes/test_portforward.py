@@ -7,7 +7,6 @@ import struct
 import sys
 import textwrap
 from collections.abc import AsyncIterator
-from pathlib import Path
 from typing import Any
 
 import aiohttp
@@ -16,10 +15,10 @@ import pytest
 from kubernetes_asyncio import client, config
 from kubernetes_asyncio.stream import WsApiClient
 
-from kaito.inference.tinymodel import make_tiny_model
-from kaito_sim.nodes.processes import ProcessPods
 from kaito_sim.server import SimServer
 from tests.conftest import Kubectl
+from tests.kaito_sim.nodes.test_service_proxy import sim as sim  # process pods: kaito-runtime and local-python
+from tests.kaito_sim.nodes.test_service_proxy import tiny_model as tiny_model
 from tests.kaito_sim.processpods import SERVED, free_port, is_ready, manifest, pods, python_pod, serve_objects, until
 
 # Echoes each connection until the peer half-closes or sends `quit`, then prints `closed FIRST` (FIRST: what the
@@ -41,18 +40,6 @@ ECHO = textwrap.dedent(
         threading.Thread(target=serve, args=(server.accept()[0],), daemon=True).start()
     """
 )
-
-
-@pytest.fixture(scope="module")
-def tiny_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return make_tiny_model(tmp_path_factory.mktemp("tiny-model"))
-
-
-@pytest.fixture
-async def sim(tiny_model: Path) -> AsyncIterator[SimServer]:
-    options = ProcessPods(images=("kaito-runtime", "local-python"), model_dir=tiny_model)
-    async with SimServer(bookmark_interval=0.5, process_pods=options) as server:
-        yield server
 
 
 @pytest.fixture
