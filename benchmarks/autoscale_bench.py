@@ -11,13 +11,17 @@ seconds from being sent to a replica to the answer (an engine's queue included, 
 Scenarios: "step from 1" (one replica serves `--base-rate`, which steps to `--step-rate` at `--step-at` for
 `--step-for` seconds and then stops); "step from 0" (a new set at zero, nothing until the step); "wake at R"
 (a set that served `--base-rate` for `--served` seconds, went to zero when idle, and is woken by `--wake-rate`
-for `--step-for` seconds); "new set at R" (the same wake for a set that never answered a request).
+for `--step-for` seconds); "new set at R" (the same wake for a set that never answered a request); "restart, wake
+at R" (the wake, with the manager restarted while the set is at zero: a new memory recalled from the set's status);
+"restart when idle" (a set that served `--base-rate` and went idle, the manager restarted halfway through its idle
+time). The controller's status writes are modelled: the scale time and reason, and `status.autoscaling`.
 
 Rules: "before" is `decide` without the gateway's counters (how it sized before it knew rates: every request in
 flight or waiting a slot wanted now, which is also what it does until it has a rate and a duration); "after" is
 `decide` with them (Little's law); "upstream-keda" is upstream KAITO's InferenceSet scaler for comparison: at least
 one replica, one more at most every five minutes while the load per replica is above the target, one fewer after
-the scale-down delay.
+the scale-down delay. In the restart scenarios, "after" recalls the set's status and "status lost" starts the new
+manager with an empty memory, as one did before the status kept what autoscaling learned.
 
 Printed per scenario and rule: the decision latency (load start to the first ScaleOut), the time until enough
 capacity was ready (ready replicas x target >= the load's concurrency) and until no request waited, the peak of
@@ -34,7 +38,7 @@ from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from kaito.controllers.autoscale import Decision, Load, Policy, ScaleMemory, ScaleState, decide
+from kaito.controllers.autoscale import Decision, Load, Policy, ScaleMemory, ScaleState, decide, scaled_status
 from kaito.controllers.traffic import GatewayCounts
 from kaito.runtime.clock import FakeClock
 
@@ -100,6 +104,7 @@ class Scenario:
     measure_from: float  # when the load being answered starts
     concurrency: float  # the load's requests at once in a steady state
     end: float
+    restart_at: float | None = None  # when the manager restarts, recalling its memory from the set's status
 
 
 @dataclass
@@ -140,14 +145,18 @@ def run(args: argparse.Namespace, scenario: Scenario, *, rule_name: str) -> Figu
         scale_to_zero_after_s=args.scale_to_zero_after,
     )
     rule: Rule = keda_like if rule_name == "upstream-keda" else decide
-    counters = rule_name == "after"
+    counters = rule_name in ("after", "status lost")
     clock, memory, cluster, figures = FakeClock(0.0), ScaleMemory(), Cluster(), Figures()
     start_s = args.provision + args.model_load
     cluster.ready_at = [-start_s] * scenario.start_replicas
     needed = min(math.ceil(scenario.concurrency / args.target), args.max)
     arrivals, next_decision = 0.0, 0.0
     status: dict[str, object] = {}
+    restart_at = scenario.restart_at
     while (now := clock.now()) < scenario.end:
+        if restart_at is not None and now >= restart_at:
+            memory = ScaleMemory() if rule_name == "status lost" else ScaleMemory.recall(status, clock=clock)
+            restart_at = None
         arrivals += _rate(scenario, now) * args.tick
         while arrivals >= 1:
             arrivals -= 1
@@ -163,8 +172,10 @@ def run(args: argparse.Namespace, scenario: Scenario, *, rule_name: str) -> Figu
             current = len(cluster.ready_at)
             state = memory.state(policy, load, status=status, annotations={}, current=current, clock=clock)
             decision = rule(policy, state, load, now=now)
+            status["autoscaling"] = memory.record(target_in_flight=policy.target_in_flight).to_wire()
             if decision.replicas != current:
                 memory.scaled(decision, now=now)
+                status.update(scaled_status(decision, clock=clock))
                 cluster.scale(decision.replicas, now, start_s)
                 scaled_out = decision.reason in ("ScaleOut", "ScaleFromZero")
                 if scaled_out and now >= scenario.measure_from and figures.first_scale_out is None:
@@ -244,6 +255,24 @@ def scenarios(args: argparse.Namespace) -> list[Scenario]:
             wake,
             wake_end + args.tail,
         ),
+        Scenario(
+            f"restart, wake {wake_rate}",
+            1,
+            ((0.0, args.base_rate), (args.served, 0.0), (wake_at, args.wake_rate), (wake_end, 0.0)),
+            wake_at,
+            wake,
+            wake_end + args.tail,
+            restart_at=wake_at - args.period / 2,
+        ),
+        Scenario(
+            "restart when idle",
+            1,
+            ((0.0, args.base_rate), (args.served, 0.0)),
+            args.served,
+            args.base_rate * args.service,
+            args.served + args.tail,
+            restart_at=args.served + args.scale_to_zero_after / 2,
+        ),
     ]
 
 
@@ -292,7 +321,8 @@ def main() -> None:
         f"scaleToZeroAfter {args.scale_to_zero_after:g}s"
     )
     for scenario in scenarios(args):
-        for rule in ("before", "after", "upstream-keda"):
+        rules = ("after", "status lost") if scenario.restart_at is not None else ("before", "after", "upstream-keda")
+        for rule in rules:
             report(scenario, rule, run(args, scenario, rule_name=rule))
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 import math
+from collections.abc import Mapping
 
 import pytest
 from hypothesis import given, settings
@@ -412,3 +413,63 @@ def test_memory_takes_the_rate_from_two_readings_and_counts_arrivals_as_use() ->
     clock.advance(10)
     assert observe(5, 5, 20).traffic == Traffic(0.0, 4.0)
     assert memory.last_busy == 10.0
+
+
+# What the set's status keeps for the next manager, and the set that has never measured a request.
+
+
+def test_requests_piling_up_before_a_duration_is_known_add_no_replica() -> None:
+    waking = dataclasses.replace(state(1, ready=0), measuring=True)
+    assert decide(TO_ZERO, waking, load(0, 300), now=NOW).reason == "Steady"
+    serving = dataclasses.replace(state(1), measuring=True)
+    held = decide(TO_ZERO, serving, load(6, waiting=300), now=NOW)
+    assert (held.replicas, held.reason) == (1, "Steady") and "measuring" in held.message
+    # Without counters to measure by, the queue rule still answers.
+    assert decide(TO_ZERO, state(1), load(6, waiting=300), now=NOW).replicas == 8
+    # Waking takes what is held at that moment.
+    assert decide(TO_ZERO, dataclasses.replace(state(0), measuring=True), load(0, 13), now=NOW).replicas == 3
+
+
+def observe(memory: ScaleMemory, clock: FakeClock, now_load: Load, *, status: Mapping[str, object]) -> Decision:
+    scale = memory.state(TO_ZERO, now_load, status=status, annotations={}, current=1, clock=clock)
+    return decide(TO_ZERO, scale, now_load, now=clock.now())
+
+
+def test_the_status_keeps_since_when_the_set_is_idle_and_a_new_manager_counts_from_it() -> None:
+    clock = FakeClock(0.0, wall_start=WALL)
+    memory, status = ScaleMemory(), {"readyReplicas": 1}
+    observe(memory, clock, load(3), status=status)
+    assert memory.record(target_in_flight=6).idle_since is None  # busy: nothing to keep
+    clock.advance(5)
+    observe(memory, clock, load(0), status=status)
+    idle = memory.record(target_in_flight=6)
+    assert idle.idle_since == "2026-03-01T12:00:00Z"
+    clock.advance(295)
+    observe(memory, clock, load(0), status=status)
+    assert memory.record(target_in_flight=6) == idle  # unchanged while idle: the status is not rewritten
+    # A manager started now goes to zero 600 s after the set went idle, not 600 s after it started.
+    recalled = ScaleMemory.recall({"autoscaling": idle.to_wire()}, clock=clock)
+    reasons = []
+    for _ in range(4):
+        reasons.append(observe(recalled, clock, load(0), status=status).reason)
+        clock.advance(100)
+    assert reasons == ["Steady", "Steady", "Steady", "ScaleToZero"]
+    assert ScaleMemory.recall({}, clock=clock).busy
+
+
+def test_the_status_keeps_the_duration_learned_and_rewrites_it_only_when_it_moves() -> None:
+    clock = FakeClock(0.0, wall_start=WALL)
+    memory = ScaleMemory()
+    assert memory.record(target_in_flight=4).observed_request_duration is None
+    memory.meter.duration = 8.0
+    assert memory.record(target_in_flight=4).observed_request_duration == "8.0s"
+    memory.meter.duration = 8.7  # within 10%
+    assert memory.record(target_in_flight=4).observed_request_duration == "8.0s"
+    memory.meter.duration = 9.5
+    assert memory.record(target_in_flight=4).observed_request_duration == "9.5s"
+    memory.meter.duration = 0.0123
+    record = memory.record(target_in_flight=4)
+    assert record.to_wire() == {"observedRequestDuration": "12ms", "targetInFlightPerReplica": 4}
+    recalled = ScaleMemory.recall({"autoscaling": record.to_wire()}, clock=clock)
+    assert recalled.meter.duration == pytest.approx(0.012)
+    assert ScaleMemory.recall({"autoscaling": {"observedRequestDuration": "soon"}}, clock=clock).meter.duration is None

@@ -50,3 +50,23 @@ def test_readings_closer_than_the_window_keep_the_last_figures() -> None:
     soon = 5 + MIN_WINDOW_S / 2
     assert meter.observe({"a": counts(40, 40, 80)}, now=soon, waiting=False) == Traffic(2.0, 2.0)
     assert meter.observe({"a": counts(40, 40, 80)}, now=5 + MIN_WINDOW_S, waiting=False) == Traffic(30 / 4, 2.0)
+
+
+def test_a_meter_with_no_duration_learns_one_from_full_slots_once_they_have_turned_over() -> None:
+    meter = TrafficMeter()
+    meter.observe({"a": counts(300, 0, 0)}, now=0, waiting=True, running=16)
+    # Answers come in bursts: none in the first 5 s of 8 s requests, so nothing is taken yet.
+    assert meter.observe({"a": counts(305, 0, 0)}, now=5, waiting=True, running=16) is None
+    # 16 answered over 10 s with 16 running throughout: a slot is held 10 s (the burst overstates it a little).
+    traffic = meter.observe({"a": counts(310, 16, 400)}, now=10, waiting=True, running=16)
+    assert traffic == Traffic(rate=1.0, duration=10.0)
+    # Known now: later waiting windows leave it, and the next window with nothing waiting times the answers.
+    assert meter.observe({"a": counts(315, 40, 900)}, now=15, waiting=True, running=16) == Traffic(1.0, 10.0)
+    meter.observe({"a": counts(320, 50, 1000)}, now=20, waiting=False, running=8)
+    assert meter.observe({"a": counts(325, 55, 1040)}, now=25, waiting=False, running=8) == Traffic(1.0, 8.0)
+
+
+def test_a_duration_learned_before_seeds_the_meter() -> None:
+    meter = TrafficMeter(duration=6.0)
+    meter.observe({"a": counts(0, 0, 0)}, now=0, waiting=True, running=4)
+    assert meter.observe({"a": counts(10, 2, 99)}, now=5, waiting=True, running=4) == Traffic(2.0, 6.0)

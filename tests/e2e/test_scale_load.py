@@ -126,3 +126,8 @@ def test_a_bounded_load_scales_out_and_idleness_scales_to_zero(cluster: Cluster)
     assert cluster.names("nodeclaims") == []
     status = the_set(cluster)["status"]
     assert isinstance(status, dict) and status["lastScaleReason"] == "ScaleToZero"
+    # What autoscaling learned stays on the set for a manager that starts while it is at zero.
+    learned = status["autoscaling"]
+    assert learned["targetInFlightPerReplica"] == 2
+    assert learned["observedRequestDuration"].endswith(("ms", "s"))
+    assert learned["idleSince"] >= the_set(cluster)["metadata"]["creationTimestamp"]

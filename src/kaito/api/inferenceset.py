@@ -113,6 +113,22 @@ class InferenceSetSpec(WireModel):
     gateway: GatewaySettings | None = None
 
 
+class AutoscalingStatus(WireModel):
+    """What autoscaling has learned of the set, kept so that a restarted manager goes on from it."""
+
+    idle_since: str | None = Field(
+        default=None, description="When the set was last seen in use; absent while requests arrive, run or wait"
+    )
+    observed_request_duration: str | None = Field(
+        default=None,
+        pattern=DURATION_PATTERN,
+        description="How long a request holds a replica, learned from the gateway's counters, e.g. 8.2s",
+    )
+    target_in_flight_per_replica: int | None = Field(
+        default=None, description="Requests in flight per replica that autoscaling aims at"
+    )
+
+
 class InferenceSetStatus(WireModel):
     replicas: int | None = Field(default=None, description="Child Workspaces that exist")
     ready_replicas: int | None = Field(default=None, description="Child Workspaces ready to serve")
@@ -121,6 +137,7 @@ class InferenceSetStatus(WireModel):
     last_scale_time: str | None = None
     last_scale_reason: str | None = None
     desired_replicas: int | None = Field(default=None, description="What autoscaling last wanted")
+    autoscaling: AutoscalingStatus | None = Field(default=None, description="What autoscaling has learned of the set")
     observed_generation: int | None = None
 
     def condition(self, kind: str) -> Condition | None:

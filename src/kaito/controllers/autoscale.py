@@ -5,8 +5,11 @@ at once and in proportion to the load, scales in one replica at a time after a c
 idle time and comes back on the first held request. Once the gateways' counters tell the arrival rate and the time
 a request takes (`Traffic`), scale-out is sized by Little's law, and requests waiting count only as far as the
 replicas ready and starting cannot clear them within `drain_s`; before that, every request in flight or waiting
-counts as a slot wanted now. `ScaleMemory` builds the `ScaleState` of one set from the set's own status and
-annotations, so a restarted manager keeps counting delays from the times the set records.
+counts as a slot wanted now, and while the counters are read but tell no duration yet (a set that has never
+answered a request), requests piling up add no replicas: they measure how long the set was waited for, not how
+many requests it runs at once. `ScaleMemory` builds the `ScaleState` of one set from the set's own status and
+annotations, and writes back into the status what a restarted manager needs (`status.autoscaling`): when the set
+went idle and how long a request takes, so delays keep counting from the times the set records.
 """
 
 from __future__ import annotations
@@ -17,7 +20,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from kaito.api.inferenceset import ANNOTATION_DEMAND
+from kaito.api.inferenceset import ANNOTATION_DEMAND, AutoscalingStatus, parse_duration
 from kaito.controllers.traffic import GatewayCounts, Traffic, TrafficMeter
 from kaito.runtime.clock import Clock, api_time
 
@@ -57,6 +60,7 @@ class ScaleState:
     demand_at: float | None  # the gateway's latest held request while nothing was ready
     calm_since: float | None = None  # since when the load has fitted in one replica fewer (None: not calm)
     traffic: Traffic | None = None  # the arrival rate and duration, once the gateways' counters tell them
+    measuring: bool = False  # the gateways' counters are read but tell no traffic yet: wait for it to scale out
 
 
 @dataclass(frozen=True)
@@ -178,6 +182,8 @@ def _from_zero(policy: Policy, state: ScaleState, load: Load) -> Decision:
 
 
 def _scale_out(policy: Policy, state: ScaleState, load: Load, now: float) -> Decision | None:
+    if state.measuring:
+        return None  # within two readings of a replica answering, the traffic sizes the set
     current, target = state.current, policy.target_in_flight
     needed = _needed(policy, state, load)
     desired, why = needed, f"exceeds target {target} per replica"
@@ -269,6 +275,8 @@ def _steady_message(policy: Policy, state: ScaleState, load: Load, now: float) -
         text += f"; at maxReplicas {policy.max_replicas}"
     elif state.ready < current:
         text += f"; {current - state.ready} replicas still starting"
+    elif state.measuring:
+        text += "; measuring how long a request takes before sizing on it"
     elif (calm_from := _calm_from(state)) is not None and current > max(policy.min_replicas, 1):
         text += f"; calm for {now - calm_from:.0f}s of scaleDownDelay {policy.scale_down_delay_s:g}s"
     if note := load.readings.summary():
@@ -313,20 +321,44 @@ def scaled_status(decision: Decision, *, clock: Clock) -> dict[str, Any]:
     }
 
 
+DURATION_CHANGE = 0.1  # a learned duration is written again once it moves by more than this share
+
+
+def format_duration(seconds: float) -> str:
+    """A Go duration as the set's status writes one: `8.2s`, or `350ms` below a second (never below 1ms)."""
+    return f"{seconds:.1f}s" if seconds >= 1 else f"{max(1, round(seconds * 1000))}ms"
+
+
 @dataclass
 class ScaleMemory:
     """What the manager remembers of one set between decisions; the rest comes from the set itself each time.
 
-    A new memory (after a restart) counts the set as busy now: the set records when it last scaled but not when it
-    was last busy, and waiting out the idle time once more is cheaper than releasing GPUs that were in use.
+    `recall` starts one from the set's `status.autoscaling`: the time it went idle and the duration learned before.
+    A set whose status says nothing of idleness (it was busy, or the manager stopped before writing it) counts as
+    busy now: waiting out the idle time once more is cheaper than releasing GPUs that were in use.
     """
 
     last_busy: float | None = None
+    last_busy_at: str | None = None  # last_busy as the wall time written in the status
+    busy: bool = True  # at the latest observation
     calm_since: float | None = None
     calm_at: int | None = None  # the replica count the calm was measured against
     last_scale_up: float | None = None
     last_scale_down: float | None = None
     meter: TrafficMeter = field(default_factory=TrafficMeter)
+    written_duration: float | None = None  # the duration in the status, rewritten only when it moves
+
+    @classmethod
+    def recall(cls, status: Mapping[str, Any], *, clock: Clock) -> ScaleMemory:
+        """A memory for a set this manager has not seen yet, from what its status recorded."""
+        record = status.get("autoscaling") or {}
+        idle_text = record.get("idleSince")
+        idle_since = clock_seconds(idle_text, clock)
+        duration = _duration(record.get("observedRequestDuration"))
+        memory = cls(meter=TrafficMeter(duration=duration), written_duration=duration)
+        if idle_since is not None:
+            memory.last_busy, memory.last_busy_at, memory.busy = idle_since, idle_text, False
+        return memory
 
     def state(
         self,
@@ -340,12 +372,14 @@ class ScaleMemory:
     ) -> ScaleState:
         """Observe the load now and return the set's ScaleState for `decide`."""
         now = clock.now()
-        traffic = self.meter.observe(load.gateway_counts, now=now, waiting=load.backlog > 0)
+        waiting = load.backlog > 0
+        traffic = self.meter.observe(load.gateway_counts, now=now, waiting=waiting, running=load.engine_running)
         arrived = bool(load.gateway_counts) and (self.meter.rate or 0.0) > 0  # even if each came and went unseen
         # Replicas still starting are capacity someone asked for: the idle time counts once all are ready.
         starting = int(status.get("readyReplicas") or 0) < current
-        if self.last_busy is None or load.busy or arrived or starting or not load.readings.complete:
-            self.last_busy = now
+        self.busy = self.last_busy is None or load.busy or arrived or starting or not load.readings.complete
+        if self.busy:
+            self.last_busy, self.last_busy_at = now, api_time(clock.wall())
         if not calm(policy, load, current, traffic=traffic):
             self.calm_since = None
         elif self.calm_since is None or self.calm_at != current:
@@ -366,6 +400,7 @@ class ScaleMemory:
             demand_at=clock_seconds(annotations.get(ANNOTATION_DEMAND), clock),
             calm_since=self.calm_since,
             traffic=traffic,
+            measuring=bool(load.gateway_counts) and traffic is None,
         )
 
     def scaled(self, decision: Decision, *, now: float) -> None:
@@ -374,6 +409,33 @@ class ScaleMemory:
             self.last_scale_up = now
         elif decision.reason in SCALE_DOWN_REASONS:
             self.last_scale_down = now
+
+    def record(self, *, target_in_flight: int) -> AutoscalingStatus:
+        """What the set's status should keep now. The duration is rewritten only when it has moved by more than
+        `DURATION_CHANGE`, so a steady set's status is not written on every reading."""
+        learned = self.meter.duration
+        if learned is not None and (
+            self.written_duration is None
+            or abs(learned - self.written_duration) > DURATION_CHANGE * self.written_duration
+        ):
+            self.written_duration = learned
+        duration = None if self.written_duration is None else format_duration(self.written_duration)
+        return AutoscalingStatus(
+            idle_since=None if self.busy else self.last_busy_at,
+            observed_request_duration=duration,
+            target_in_flight_per_replica=target_in_flight,
+        )
+
+
+def _duration(text: Any) -> float | None:
+    """A learned duration read back from the status; None when absent, unreadable or not positive."""
+    if not isinstance(text, str):
+        return None
+    try:
+        seconds = parse_duration(text)
+    except ValueError:
+        return None
+    return seconds if seconds > 0 else None
 
 
 def _latest(a: float | None, b: float) -> float:

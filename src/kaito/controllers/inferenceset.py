@@ -14,7 +14,14 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from kaito.api.inferenceset import INFERENCESET, LABEL_SET, LABEL_TEMPLATE_HASH, InferenceSet, parse_duration
+from kaito.api.inferenceset import (
+    INFERENCESET,
+    LABEL_SET,
+    LABEL_TEMPLATE_HASH,
+    AutoscalingStatus,
+    InferenceSet,
+    parse_duration,
+)
 from kaito.api.inferenceset import template_hash as hash_of
 from kaito.controllers import apply
 from kaito.controllers.autoscale import Policy, ScaleMemory, decide
@@ -24,7 +31,7 @@ from kaito.controllers.inferenceset_identity import GatewayIdentity
 from kaito.controllers.inferenceset_ledger import Ledger
 from kaito.controllers.inferenceset_load import LoadSource, PodMetrics
 from kaito.controllers.inferenceset_plan import Child, Steps, plan
-from kaito.controllers.inferenceset_status import Scale, compute, direction
+from kaito.controllers.inferenceset_status import Scale, compute, direction, merge_patch
 from kaito.controllers.kinds import WORKSPACE
 from kaito.runtime import errors
 from kaito.runtime.cache import Cache
@@ -83,7 +90,7 @@ class InferenceSetReconciler:
         uid = str(raw["metadata"]["uid"])
         cached = self._cached_children(raw)
         replicas = self._replicas(key, raw, iset)
-        decision = await self.desired_replicas(key, raw, iset, replicas, cached)
+        decision, learned = await self.desired_replicas(key, raw, iset, replicas, cached)
         if decision is not None and decision[0] != replicas:
             replicas = await self._scale(key, raw, iset, decision)
         iset.spec.replicas = replicas
@@ -93,7 +100,7 @@ class InferenceSetReconciler:
         await self._endpoint(iset, uid)
         await self._apply_steps(key, iset, uid, steps)
         scale = await self._note_scale(key, raw, iset, decision)
-        await self._write_status(raw, iset, children, current, steps, scale)
+        await self._write_status(raw, iset, children, current, steps, scale, learned)
         pending = self.ledger.pending_for(key)
         if iset.spec.autoscaling is not None:  # load changes with no event to say so: look again on a beat
             pending = min(pending, AUTOSCALE_INTERVAL_S) if pending is not None else AUTOSCALE_INTERVAL_S
@@ -101,41 +108,47 @@ class InferenceSetReconciler:
 
     async def desired_replicas(
         self, key: ObjectKey, raw: Obj, iset: InferenceSet, current: int, children: list[Obj]
-    ) -> Decision | None:
+    ) -> tuple[Decision | None, AutoscalingStatus | None]:
         """The replica count `spec.autoscaling` wants now (None: keep `current`; no autoscaling: the scale
-        subresource alone drives the set).
+        subresource alone drives the set), and what autoscaling has learned of the set, for its status.
 
         The load comes from the gateway pods and the ready children's engines (`inferenceset_load`); a set at zero
-        comes back when the gateway holds a request (its `kaito.sh/demand` stamp, newer than the last scale).
+        comes back when the gateway holds a request (its `kaito.sh/demand` stamp, newer than the last scale). A set
+        this manager has not seen yet starts from what its status recorded (`ScaleMemory.recall`).
         """
         scaling = iset.spec.autoscaling
         if scaling is None:
-            return None
+            return None, None
+        status = raw.get("status") or {}
+        memory = self._memory.get(key) or self._memory.setdefault(key, ScaleMemory.recall(status, clock=self.clock))
         ready = [child for child in children if _child(child, "").ready]
         policy = Policy(
             min_replicas=scaling.min_replicas,
             max_replicas=scaling.max_replicas,
-            target_in_flight=scaling.target_in_flight_per_replica or self._target(key, ready),
+            target_in_flight=scaling.target_in_flight_per_replica or self._target(key, ready, status),
             scale_down_delay_s=parse_duration(scaling.scale_down_delay),
             scale_to_zero_after_s=parse_duration(scaling.scale_to_zero_after) if scaling.scale_to_zero_after else None,
         )
         load = await self.load(iset, ready)
-        memory = self._memory.setdefault(key, ScaleMemory())
-        status = raw.get("status") or {}
         state = memory.state(
             policy, load, status=status, annotations=iset.annotations, current=current, clock=self.clock
         )
         decision = decide(policy, state, load, now=self.clock.now())
+        learned = memory.record(target_in_flight=policy.target_in_flight)
         if decision.replicas == current:
-            return None
+            return None, learned
         memory.scaled(decision, now=self.clock.now())
-        return decision.replicas, decision.reason, decision.message
+        return (decision.replicas, decision.reason, decision.message), learned
 
-    def _target(self, key: ObjectKey, ready: list[Obj]) -> int:
-        """Requests in flight per replica to aim at: the children's planned max-num-seqs (kept for a set at zero)."""
+    def _target(self, key: ObjectKey, ready: list[Obj], status: Obj) -> int:
+        """Requests in flight per replica to aim at: the children's planned max-num-seqs, kept for a set at zero
+        (in the status too, for a manager that starts while the set is at zero)."""
         planned = [int(((c.get("status") or {}).get("plan") or {}).get("maxNumSeqs") or 0) for c in ready]
         if any(planned):
             self._targets[key] = max(planned)
+        recorded = (status.get("autoscaling") or {}).get("targetInFlightPerReplica")
+        if key not in self._targets and isinstance(recorded, int) and recorded > 0:
+            self._targets[key] = recorded
         return self._targets.get(key, DEFAULT_TARGET_IN_FLIGHT)
 
     def _cached_children(self, raw: Obj) -> list[Obj]:
@@ -210,14 +223,22 @@ class InferenceSetReconciler:
         return Scale(after, direction(before, after), f"scaled from {before or 0} to {after} replicas", at)
 
     async def _write_status(
-        self, raw: Obj, iset: InferenceSet, children: list[Obj], current: str, steps: Steps, scale: Scale | None
+        self,
+        raw: Obj,
+        iset: InferenceSet,
+        children: list[Obj],
+        current: str,
+        steps: Steps,
+        scale: Scale | None,
+        learned: AutoscalingStatus | None,
     ) -> None:
         seen = [_child(c, current) for c in children if c["metadata"].get("name") not in steps.delete]
         now = api_time(self.clock.wall())
-        status = compute(iset, seen, steps, scale=scale, now=now, generation=generation(raw))
-        if status == (raw.get("status") or {}):
+        status = compute(iset, seen, steps, scale=scale, now=now, generation=generation(raw), autoscaling=learned)
+        written = raw.get("status") or {}
+        if status == written:
             return
-        patch = {"status": status}
+        patch = {"status": merge_patch(written, status)}
         await errors.ignore_not_found(
             self.client.patch(INFERENCESET, iset.name, patch, namespace=iset.namespace, subresource="status")
         )

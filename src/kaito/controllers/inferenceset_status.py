@@ -6,7 +6,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from kaito.api.inferenceset import READY, SCALED, InferenceSet, InferenceSetStatus, selector
+from kaito.api.inferenceset import READY, SCALED, AutoscalingStatus, InferenceSet, InferenceSetStatus, selector
 from kaito.api.workspace import Condition
 from kaito.controllers.inferenceset_plan import Child, Steps
 
@@ -33,9 +33,18 @@ def direction(before: int | None, after: int) -> str:
 
 
 def compute(
-    iset: InferenceSet, children: Sequence[Child], steps: Steps, *, scale: Scale | None, now: str, generation: int
+    iset: InferenceSet,
+    children: Sequence[Child],
+    steps: Steps,
+    *,
+    scale: Scale | None,
+    now: str,
+    generation: int,
+    autoscaling: AutoscalingStatus | None = None,
 ) -> Obj:
-    """The status to write (wire form), keeping each condition's transition time while its status holds."""
+    """The status to write (wire form), keeping each condition's transition time while its status holds.
+
+    `autoscaling` is what the policy has learned of the set (None: not autoscaled, and nothing to keep)."""
     previous = iset.status or InferenceSetStatus()
     replicas = iset.spec.replicas
     ready = sum(c.ready for c in children)
@@ -52,6 +61,7 @@ def compute(
         last_scale_time=scale.at if scale else previous.last_scale_time,
         last_scale_reason=scale.reason if scale else previous.last_scale_reason,
         desired_replicas=scale.replicas if scale else previous.desired_replicas,
+        autoscaling=autoscaling,
         observed_generation=generation,
     )
     return status.to_wire()
@@ -88,3 +98,12 @@ def _condition(
             "observedGeneration": generation,
         }
     )
+
+
+def merge_patch(old: Obj, new: Obj) -> Obj:
+    """`new` as a JSON merge patch (RFC 7386) over `old`: whole, with keys only `old` has written null, so they go."""
+    patch: Obj = {key: None for key in old.keys() - new.keys()}
+    for key, value in new.items():
+        before = old.get(key)
+        patch[key] = merge_patch(before, value) if isinstance(value, dict) and isinstance(before, dict) else value
+    return patch
