@@ -138,9 +138,18 @@ def pct(samples: list[float], q: int) -> float:
 
 
 def cpu_seconds(pid: int) -> float:
-    """User + system CPU of a process, from /proc (clock ticks)."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    """CPU time of a process, all its threads, in nanoseconds as the scheduler counts it.
+
+    Not /proc/PID/stat: its user and system times are sampled at each clock tick (10 ms), which charges a
+    process that wakes briefly on a timer (a stub answering after `--engine-ms`) far more than it ran.
+    """
+    if pid == os.getpid():
+        return time.process_time()
+    total = 0
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        with contextlib.suppress(FileNotFoundError, ProcessLookupError):  # a thread that just ended
+            total += int((task / "schedstat").read_text().split()[0])
+    return total / 1e9
 
 
 @dataclass
