@@ -19,7 +19,8 @@ Direct calls go to the first stub engine. Each path also reports the CPU each pr
           whether the gateway is in the path or not, and the gateway takes none of it, as in production, where the
           gateway is its own Deployment with its own CPU and the engine its own. The throughput ratio then answers
           what a gateway with its own CPU keeps of the direct rate: 100% while its CPU per request is below the
-          client's and stub's together, less once its single core is the bottleneck.
+          client's and stub's together, less once its single core is the bottleneck. Only this run's processes
+          are pinned: other work on the machine may still run on any CPU.
 """
 
 from __future__ import annotations
@@ -138,7 +139,7 @@ def pct(samples: list[float], q: int) -> float:
 
 
 def cpu_seconds(pid: int) -> float:
-    """CPU time of a process, all its threads, in nanoseconds as the scheduler counts it.
+    """CPU seconds of a process, all its threads: the run time the scheduler counts, in nanoseconds, per thread.
 
     Not /proc/PID/stat: its user and system times are sampled at each clock tick (10 ms), which charges a
     process that wakes briefly on a timer (a stub answering after `--engine-ms`) far more than it ran.
