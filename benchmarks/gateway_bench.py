@@ -1,19 +1,33 @@
 """What `kaito gateway` adds: latency and throughput calling a stub engine directly, then through the gateway.
 
-Run with `python benchmarks/gateway_bench.py [--requests 2000] [--concurrency 32] [--replicas 1]`. Three kinds of
-process on loopback: stub engines (child processes started here; each answers a small chat completion at once),
-the gateway (a child process running kaito's gateway app over a fixed replica list, so no API server is needed),
-and the clients in this process. In one run, each of two workloads is measured directly and through the gateway:
+Run with `python benchmarks/gateway_bench.py [--requests 2000] [--concurrency 32] [--replicas 1] [--layout shared]`.
+Three kinds of process on loopback: stub engines (child processes started here; each answers a small chat completion
+at once), the gateway (a child process running kaito's gateway app over a fixed replica list, so no API server is
+needed), and the clients in this process. In one run, each of two workloads is measured directly and through the
+gateway:
   latency     one request at a time: p50/p99 per request; the gateway's added latency is the difference
   throughput  `--concurrency` requests at once: requests/s, and the gateway's share of the direct rate
-Direct calls go to the first stub engine. On a small machine the clients, the gateway and the stubs share the
-same cores, so the throughput ratio is a lower bound on what a gateway on its own CPU would keep.
+Direct calls go to the first stub engine. Each path also reports the CPU each process spent per request (from
+/proc): the client, the stubs and, through the gateway, the gateway itself.
+
+`--layout` says where the processes run (`both` measures one layout after the other, same processes, one run):
+  shared  (the default) every process may run on every CPU. On a small machine the clients, the gateway and the
+          stubs then share the same cores, so the gateway's CPU is taken from the client and the stub: the
+          throughput ratio is a lower bound on what a gateway on its own CPU would keep.
+  pinned  the gateway alone on the last CPU; the client and the stubs on the others, on both paths (on 2 CPUs:
+          gateway on CPU 1, client and stub on CPU 0, directly or not). The client and the stub get the same CPU
+          whether the gateway is in the path or not, and the gateway takes none of it, as in production, where the
+          gateway is its own Deployment with its own CPU and the engine its own. The throughput ratio then answers
+          what a gateway with its own CPU keeps of the direct rate: 100% while its CPU per request is below the
+          client's and stub's together, less once its single core is the bottleneck. Only this run's processes
+          are pinned: other work on the machine may still run on any CPU.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import os
 import socket
 import statistics
@@ -21,6 +35,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import aiohttp
@@ -124,40 +139,132 @@ def pct(samples: list[float], q: int) -> float:
 
 
 def cpu_seconds(pid: int) -> float:
-    """User + system CPU of a process, from /proc (clock ticks)."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    """CPU seconds of a process, all its threads: the run time the scheduler counts, in nanoseconds, per thread.
+
+    Not /proc/PID/stat: its user and system times are sampled at each clock tick (10 ms), which charges a
+    process that wakes briefly on a timer (a stub answering after `--engine-ms`) far more than it ran.
+    """
+    if pid == os.getpid():
+        return time.process_time()
+    total = 0
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        with contextlib.suppress(FileNotFoundError, ProcessLookupError):  # a thread that just ended
+            total += int((task / "schedstat").read_text().split()[0])
+    return total / 1e9
+
+
+@dataclass
+class Tally:
+    """One path's samples in one layout: latencies, throughput rounds, CPU seconds by process, requests sent."""
+
+    latencies: list[float] = field(default_factory=list)
+    rates: list[float] = field(default_factory=list)
+    cpu: dict[str, float] = field(default_factory=dict)
+    requests: int = 0
+
+
+def pin(pid: int, cpus: set[int]) -> None:
+    """Every thread of process `pid` onto `cpus` (sched_setaffinity with a pid moves only that one thread)."""
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        with contextlib.suppress(ProcessLookupError):
+            os.sched_setaffinity(int(task.name), cpus)
+
+
+def place(layout: str, processes: dict[str, list[int]], cpus: set[int]) -> str:
+    """Puts the processes of each role on their CPUs for `layout`; returns the layout in words."""
+    if layout == "shared":
+        for pids in processes.values():
+            for pid in pids:
+                pin(pid, cpus)
+        return f"shared: client, stub(s) and gateway all on CPUs {_cpus(cpus)}"
+    own = {max(cpus)}
+    rest = cpus - own
+    for role, pids in processes.items():
+        for pid in pids:
+            pin(pid, own if role == "gateway" else rest)
+    return (
+        f"pinned: gateway alone on CPU {_cpus(own)}; client and stub(s) on CPU {_cpus(rest)}, directly and "
+        f"through the gateway"
+    )
+
+
+def _cpus(cpus: set[int]) -> str:
+    return ",".join(str(cpu) for cpu in sorted(cpus))
+
+
+def cpu_by_role(processes: dict[str, list[int]]) -> dict[str, float]:
+    return {role: sum(cpu_seconds(pid) for pid in pids) for role, pids in processes.items()}
+
+
+async def measure(
+    http: aiohttp.ClientSession, paths: dict[str, str], processes: dict[str, list[int]], args: argparse.Namespace
+) -> dict[str, Tally]:
+    for url in paths.values():  # warm both paths' connections and code
+        await latency(http, url, min(200, args.requests))
+    # Interleaved rounds, so a neighbour's load on this machine falls on both sides alike.
+    tallies = {label: Tally() for label in paths}
+    rounds = 4
+    size = max(1, args.requests // rounds)
+    for _ in range(rounds):
+        for label, url in paths.items():
+            tally = tallies[label]
+            before = cpu_by_role(processes)
+            tally.latencies += await latency(http, url, size)
+            tally.rates.append(await throughput(http, url, size, args.concurrency))
+            after = cpu_by_role(processes)
+            for role in processes:
+                tally.cpu[role] = tally.cpu.get(role, 0.0) + after[role] - before[role]
+            tally.requests += 2 * size
+    return tallies
+
+
+def report(where: str, tallies: dict[str, Tally]) -> None:
+    print(f" layout {where}")
+    for label, tally in tallies.items():
+        print(
+            f"  {label:8} p50 {pct(tally.latencies, 50):6.3f} ms  p99 {pct(tally.latencies, 99):6.3f} ms  "
+            f"{statistics.median(tally.rates):8.0f} req/s"
+        )
+    direct, through = tallies["direct"], tallies["gateway"]
+    added50 = pct(through.latencies, 50) - pct(direct.latencies, 50)
+    added99 = pct(through.latencies, 99) - pct(direct.latencies, 99)
+    kept = statistics.median(through.rates) / statistics.median(direct.rates)
+    print(f"  added by the gateway: p50 {added50:.3f} ms, p99 {added99:.3f} ms; throughput kept {kept:.1%}")
+    for label, tally in tallies.items():
+        roles = ("client", "stub", "gateway") if label == "gateway" else ("client", "stub")
+        spent = ", ".join(f"{role} {tally.cpu[role] / tally.requests * 1e6:.0f}" for role in roles)
+        print(f"  CPU per request, {label} path (us): {spent}")
+    print(f"  the gateway's CPU: {through.cpu['gateway'] / through.requests * 1e6:.0f} us per request")
 
 
 async def bench(args: argparse.Namespace) -> None:
+    cpus = os.sched_getaffinity(0)
+    layouts = ["shared", "pinned"] if args.layout == "both" else [args.layout]
+    if "pinned" in layouts and len(cpus) < 2:
+        raise SystemExit(f"--layout {args.layout} needs 2 CPUs or more; this process may use {len(cpus)}")
     stub_ports = [free_port() for _ in range(args.replicas)]
     stubs = [f"http://127.0.0.1:{port}" for port in stub_ports]
     gateway_port = free_port()
     children = [start("stub", "--port", str(port), "--engine-ms", str(args.engine_ms)) for port in stub_ports]
     gateway = start("gateway", "--port", str(gateway_port), *stubs)
     children.append(gateway)
-    direct = f"{stubs[0]}/v1/chat/completions"
-    through = f"http://127.0.0.1:{gateway_port}/v1/chat/completions"
+    processes = {"client": [os.getpid()], "stub": [child.pid for child in children[:-1]], "gateway": [gateway.pid]}
+    paths = {
+        "direct": f"{stubs[0]}/v1/chat/completions",
+        "gateway": f"http://127.0.0.1:{gateway_port}/v1/chat/completions",
+    }
+    measured: list[tuple[str, dict[str, Tally]]] = []
     try:
         connector = aiohttp.TCPConnector(limit=0)
         async with aiohttp.ClientSession(connector=connector) as http:
             for stub in stubs:
                 await wait_up(http, f"{stub}/health")
             await wait_up(http, f"http://127.0.0.1:{gateway_port}/healthz")
-            for url in (direct, through):  # warm both paths' connections and code
-                await latency(http, url, min(200, args.requests))
-            # Interleaved rounds, so a neighbour's load on this machine falls on both sides alike.
-            lat: dict[str, list[float]] = {direct: [], through: []}
-            rate: dict[str, list[float]] = {direct: [], through: []}
-            rounds = 4
-            cpu_before, served = cpu_seconds(gateway.pid), 0
-            for _ in range(rounds):
-                for url in (direct, through):
-                    lat[url] += await latency(http, url, max(1, args.requests // rounds))
-                    rate[url].append(await throughput(http, url, max(1, args.requests // rounds), args.concurrency))
-                served += 2 * max(1, args.requests // rounds)
-            gateway_cpu = cpu_seconds(gateway.pid) - cpu_before
+            for layout in layouts:
+                where = place(layout, processes, cpus)
+                measured.append((where, await measure(http, paths, processes, args)))
     finally:
+        pin(os.getpid(), cpus)
         for child in children:
             child.terminate()
         for child in children:
@@ -165,18 +272,10 @@ async def bench(args: argparse.Namespace) -> None:
     print(
         f"gateway bench: {args.requests} requests per path; latency one at a time, throughput {args.concurrency} "
         f"at once; stub answers in {args.engine_ms:g} ms; {args.replicas} stub replica(s) behind the gateway; "
-        f"{os.cpu_count()} CPU(s)"
+        f"{len(cpus)} CPU(s)"
     )
-    for label, url in (("direct", direct), ("gateway", through)):
-        print(
-            f"  {label:8} p50 {pct(lat[url], 50):6.3f} ms  p99 {pct(lat[url], 99):6.3f} ms  "
-            f"{statistics.median(rate[url]):8.0f} req/s"
-        )
-    added50 = pct(lat[through], 50) - pct(lat[direct], 50)
-    added99 = pct(lat[through], 99) - pct(lat[direct], 99)
-    kept = statistics.median(rate[through]) / statistics.median(rate[direct])
-    print(f"  added by the gateway: p50 {added50:.3f} ms, p99 {added99:.3f} ms; throughput kept {kept:.1%}")
-    print(f"  the gateway's CPU: {gateway_cpu / served * 1e6:.0f} us per request")
+    for where, tallies in measured:
+        report(where, tallies)
 
 
 def main() -> None:
@@ -196,6 +295,12 @@ def main() -> None:
         type=float,
         default=0.0,
         help="the stub's time per answer (0: at once, the gateway's CPU ceiling)",
+    )
+    parser.add_argument(
+        "--layout",
+        choices=("shared", "pinned", "both"),
+        default="shared",
+        help="processes on all CPUs, or the gateway on a CPU of its own (see the module docstring)",
     )
     args = parser.parse_args()
     if args.role == "stub":

@@ -51,7 +51,7 @@ async def _proxy(request: web.Request) -> web.StreamResponse:
     body = await request.read()
     key = affinity_key(body, prefix_chars=gateway.settings.prefix_chars) if body else None
     response = await request.app[FORWARDER].forward(request, body, key=key)
-    gateway.metrics.requests.labels(code=str(response.status)).inc()
+    gateway.metrics.answered(response.status)
     return response
 
 

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import logging
-from collections import Counter
 
 import aiohttp
 from aiohttp import web
@@ -38,9 +37,9 @@ class Forwarder:
         gateway = self.gateway
         deadline = gateway.clock.now() + gateway.settings.hold_timeout
         headers = _copy(request.headers, SKIP_REQUEST)
-        failures: Counter[str] = Counter()
+        failures: dict[str, int] = {}
+        dropped: frozenset[str] = frozenset()
         while True:
-            dropped = frozenset(name for name, count in failures.items() if count >= 2)
             try:
                 replica = await gateway.replica_for(key, tried=dropped, deadline=deadline)
             except QueueFull:
@@ -63,12 +62,12 @@ class Forwarder:
                 )
             except aiohttp.ClientConnectorError as exc:
                 log.info("replica %s refused a request, trying another: %s", replica.name, exc)
-                failures[replica.name] += 2
+                dropped = _fail(failures, replica.name, weight=2)
                 gateway.finished(replica)
                 continue
             except (aiohttp.ClientConnectionError, TimeoutError) as exc:
                 log.info("replica %s dropped a request before answering: %r", replica.name, exc)
-                failures[replica.name] += 1
+                dropped = _fail(failures, replica.name, weight=1)
                 gateway.finished(replica)
                 continue
             try:
@@ -102,8 +101,18 @@ async def _pass_back(request: web.Request, upstream: aiohttp.ClientResponse, rep
     return response
 
 
+def _fail(failures: dict[str, int], name: str, *, weight: int) -> frozenset[str]:
+    """Counts a failed attempt at replica `name`; returns the replicas with two failures, not to be tried again."""
+    failures[name] = failures.get(name, 0) + weight
+    return frozenset(name for name, count in failures.items() if count >= 2)
+
+
 def _copy(headers: CIMultiDictProxy[str], skip: frozenset[str]) -> CIMultiDict[str]:
-    return CIMultiDict((name, value) for name, value in headers.items() if name.lower() not in skip)
+    copied = headers.copy()  # in C, then a few deletions: cheaper than filtering every header in Python
+    for name in skip:
+        if name in copied:
+            del copied[name]
+    return copied
 
 
 def _error(status: int, kind: str, message: str, *, headers: dict[str, str] | None = None) -> web.Response:

@@ -65,7 +65,7 @@ class Gateway:
 
         Raises `QueueFull` or `HoldTimeout` from the hold queue.
         """
-        while not self.router.replicas:
+        while self.router.empty:
             waiter = self.holding.admit()
             self.metrics.queued.set(len(self.holding))
             if self.demand is not None:
@@ -81,13 +81,13 @@ class Gateway:
     def started(self, replica: Replica) -> None:
         self.router.started(replica)
         self.metrics.in_flight.inc()
-        self.metrics.replica_in_flight.labels(replica=replica.name).set(self.router.outstanding(replica.name))
+        self.metrics.replica_outstanding(replica.name, self.router.outstanding(replica.name))
 
     def finished(self, replica: Replica) -> None:
         self.router.finished(replica)
         self.metrics.in_flight.dec()
-        if any(r.name == replica.name for r in self.router.replicas):  # a replica gone keeps no series
-            self.metrics.replica_in_flight.labels(replica=replica.name).set(self.router.outstanding(replica.name))
+        if self.router.has(replica.name):  # a replica gone keeps no series
+            self.metrics.replica_outstanding(replica.name, self.router.outstanding(replica.name))
 
     @contextlib.asynccontextmanager
     async def running(self) -> AsyncIterator[None]:

@@ -50,9 +50,28 @@ class GatewayMetrics:
             "kaito_gateway_ready_replicas", "Replicas the gateway routes to", registry=self.registry
         )
 
+        # Children bound once per label value: `.labels(...)` on every request costs more than the update itself.
+        self._answered: dict[int, Counter] = {}
+        self._replica_in_flight: dict[str, Gauge] = {}
+
+    def answered(self, status: int) -> None:
+        """One more request answered with HTTP `status`."""
+        child = self._answered.get(status)
+        if child is None:
+            child = self._answered[status] = self.requests.labels(code=str(status))
+        child.inc()
+
+    def replica_outstanding(self, name: str, count: int) -> None:
+        """Replica `name` has `count` requests in flight."""
+        child = self._replica_in_flight.get(name)
+        if child is None:
+            child = self._replica_in_flight[name] = self.replica_in_flight.labels(replica=name)
+        child.set(count)
+
     def replicas_changed(self, *, added: list[str], removed: list[str], ready: int) -> None:
         for name in removed:
             self.replica_in_flight.remove(name)
+            self._replica_in_flight.pop(name, None)
         for name in added:
-            self.replica_in_flight.labels(replica=name).set(0)
+            self.replica_outstanding(name, 0)
         self.ready_replicas.set(ready)

@@ -10,7 +10,7 @@ key's own rendezvous order is tried, and the least loaded one always qualifies.
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 
@@ -49,8 +49,11 @@ class Router:
         return added, removed
 
     @property
-    def replicas(self) -> Sequence[Replica]:
-        return list(self._replicas.values())
+    def empty(self) -> bool:
+        return not self._replicas
+
+    def has(self, name: str) -> bool:
+        return name in self._replicas
 
     def outstanding(self, name: str) -> int:
         load = self._load.get(name)
@@ -61,8 +64,8 @@ class Router:
         names = [name for name in self._replicas if name not in exclude]
         if not names:
             return None
-        least = min(self._load[name].outstanding for name in names)
         if key is not None:
+            least = min(self._load[name].outstanding for name in names)
             for name in sorted(names, key=lambda n: _score(key, n), reverse=True):
                 if self._load[name].outstanding <= least + self.slack:
                     return self._replicas[name]
