@@ -418,14 +418,19 @@ def test_memory_takes_the_rate_from_two_readings_and_counts_arrivals_as_use() ->
 # What the set's status keeps for the next manager, and the set that has never measured a request.
 
 
-def test_requests_piling_up_before_a_duration_is_known_add_no_replica() -> None:
+def test_before_a_duration_is_known_only_the_requests_on_the_slots_count() -> None:
+    # Held while the first replica starts: how long it was waited for, not how many it will run at once.
     waking = dataclasses.replace(state(1, ready=0), measuring=True)
     assert decide(TO_ZERO, waking, load(0, 300), now=NOW).reason == "Steady"
+    # The backlog handed to the ready replica: its 4 slots in use are under 80% of 6, the 300 waiting do not count.
     serving = dataclasses.replace(state(1), measuring=True)
-    held = decide(TO_ZERO, serving, load(6, waiting=300), now=NOW)
-    assert (held.replicas, held.reason) == (1, "Steady") and "measuring" in held.message
-    # Without counters to measure by, the queue rule still answers.
-    assert decide(TO_ZERO, state(1), load(6, waiting=300), now=NOW).replicas == 8
+    held = decide(TO_ZERO, serving, load(304, waiting=300, running=4), now=NOW)
+    assert (held.replicas, held.reason) == (1, "Steady") and "once a request's duration is measured" in held.message
+    # Without counters to measure by, the same load is sized by the queue rule.
+    assert decide(TO_ZERO, state(1), load(304, waiting=300, running=4), now=NOW).replicas == 8
+    # Requests on the slots are concurrency for sure: 15 running (a server that counts queued generations as
+    # running) asks for 3 replicas at once, as before anything is measured.
+    assert decide(TO_ZERO, serving, load(15, running=15), now=NOW).replicas == 3
     # Waking takes what is held at that moment.
     assert decide(TO_ZERO, dataclasses.replace(state(0), measuring=True), load(0, 13), now=NOW).replicas == 3
 

@@ -70,3 +70,11 @@ def test_a_duration_learned_before_seeds_the_meter() -> None:
     meter = TrafficMeter(duration=6.0)
     meter.observe({"a": counts(0, 0, 0)}, now=0, waiting=True, running=4)
     assert meter.observe({"a": counts(10, 2, 99)}, now=5, waiting=True, running=4) == Traffic(2.0, 6.0)
+
+
+def test_a_waiting_window_that_began_with_nothing_running_teaches_no_duration() -> None:
+    meter = TrafficMeter()
+    meter.observe({"a": counts(0, 0, 0)}, now=0, waiting=False, running=0)
+    # A step lands: requests wait for a moment and some are answered, but the window began with idle slots.
+    assert meter.observe({"a": counts(30, 20, 10)}, now=5, waiting=True, running=6) is None
+    assert meter.duration is None

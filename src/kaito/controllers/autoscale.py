@@ -4,12 +4,13 @@
 at once and in proportion to the load, scales in one replica at a time after a calm delay, goes to zero after an
 idle time and comes back on the first held request. Once the gateways' counters tell the arrival rate and the time
 a request takes (`Traffic`), scale-out is sized by Little's law, and requests waiting count only as far as the
-replicas ready and starting cannot clear them within `drain_s`; before that, every request in flight or waiting
-counts as a slot wanted now, and while the counters are read but tell no duration yet (a set that has never
-answered a request), requests piling up add no replicas: they measure how long the set was waited for, not how
-many requests it runs at once. `ScaleMemory` builds the `ScaleState` of one set from the set's own status and
-annotations, and writes back into the status what a restarted manager needs (`status.autoscaling`): when the set
-went idle and how long a request takes, so delays keep counting from the times the set records.
+replicas ready and starting cannot clear them within `drain_s`. Before that, every request in flight or waiting
+counts as a slot wanted now, except while the counters are read but tell no duration yet (a set that has never
+answered a request): then only the requests on the replicas' slots count, since requests piling up while it waits
+measure how long it was waited for, not how many requests it runs at once. `ScaleMemory` builds the `ScaleState`
+of one set from the set's own status and annotations, and writes back into the status what a restarted manager
+needs (`status.autoscaling`): when the set went idle and how long a request takes, so delays keep counting from the
+times the set records.
 """
 
 from __future__ import annotations
@@ -60,7 +61,7 @@ class ScaleState:
     demand_at: float | None  # the gateway's latest held request while nothing was ready
     calm_since: float | None = None  # since when the load has fitted in one replica fewer (None: not calm)
     traffic: Traffic | None = None  # the arrival rate and duration, once the gateways' counters tell them
-    measuring: bool = False  # the gateways' counters are read but tell no traffic yet: wait for it to scale out
+    measuring: bool = False  # the gateways' counters are read but tell no traffic yet: a backlog is not sized
 
 
 @dataclass(frozen=True)
@@ -116,6 +117,11 @@ class Load:
         """Requests that wait for a slot: held at the gateways or waiting in an engine."""
         return self.queued + self.engine_waiting
 
+    @property
+    def in_slots(self) -> float:
+        """Requests on a replica's slots now: the demand short of the backlog."""
+        return max(self.in_flight - self.engine_waiting, self.engine_running)
+
 
 @dataclass(frozen=True)
 class Decision:
@@ -163,7 +169,8 @@ def wanted(policy: Policy, traffic: Traffic | None, load: Load) -> float:
 
 
 def _needed(policy: Policy, state: ScaleState, load: Load) -> int:
-    return _slots(policy, wanted(policy, state.traffic, load))
+    """Replicas for the load; while measuring, for the requests on the slots alone (a backlog is not a rate yet)."""
+    return _slots(policy, load.in_slots if state.measuring else wanted(policy, state.traffic, load))
 
 
 def _slots(policy: Policy, wanted_slots: float) -> int:
@@ -176,18 +183,17 @@ def _from_zero(policy: Policy, state: ScaleState, load: Load) -> Decision:
     fresh_demand = state.demand_at is not None and (last_scale is None or state.demand_at > last_scale)
     if not (load.queued > 0 or fresh_demand):
         return Decision(0, "Steady", "no request is held: staying at 0")
-    replicas = min(policy.max_replicas, max(1, _needed(policy, state, load)))
+    # The requests held at this moment came within one reading: a burst, measured, whatever the set knows.
+    replicas = min(policy.max_replicas, max(1, _slots(policy, wanted(policy, state.traffic, load))))
     why = f"{_num(load.queued)} requests held at the gateway" if load.queued > 0 else "a request was held"
     return _to(replicas, "ScaleFromZero", why, 0)
 
 
 def _scale_out(policy: Policy, state: ScaleState, load: Load, now: float) -> Decision | None:
-    if state.measuring:
-        return None  # within two readings of a replica answering, the traffic sizes the set
     current, target = state.current, policy.target_in_flight
     needed = _needed(policy, state, load)
     desired, why = needed, f"exceeds target {target} per replica"
-    pressure = _pressure(policy, state.traffic, load, current)
+    pressure = _pressure(policy, state, load)
     # Replicas still starting are capacity coming: the proportional rule counts them, the one-more nudge waits.
     settled = state.ready >= current and (
         state.last_scale_up is None or now - state.last_scale_up >= policy.scale_up_cooldown_s
@@ -200,16 +206,18 @@ def _scale_out(policy: Policy, state: ScaleState, load: Load, now: float) -> Dec
     return _to(desired, "ScaleOut", f"{_describe(load, state.traffic)} over {current} replicas {why}", current)
 
 
-def _pressure(policy: Policy, traffic: Traffic | None, load: Load, current: int) -> str:
+def _pressure(policy: Policy, state: ScaleState, load: Load) -> str:
     """Why the set needs one more replica before queues grow, or '' when it does not.
 
     With traffic known, waiting requests press only through `wanted`: a backlog the replicas clear in time does not.
+    While measuring, they do not press at all: only the requests on the slots do.
     """
-    if traffic is None and load.backlog > 0:
+    traffic, current = state.traffic, state.current
+    if traffic is None and load.backlog > 0 and not state.measuring:
         return "leaves requests waiting"
     if load.kv_cache_usage is not None and load.kv_cache_usage > policy.kv_high:
         return f"with a KV cache {load.kv_cache_usage:.0%} full (over {policy.kv_high:.0%})"
-    level = wanted(policy, traffic, load)
+    level = load.in_slots if state.measuring else wanted(policy, traffic, load)
     # With a rate known, one replica beyond what Little's law asks is all the headroom the nudge adds.
     beyond = traffic is not None and current > _slots(policy, level)
     if level > policy.high_water * policy.target_in_flight * current and not beyond:
@@ -271,12 +279,12 @@ def calm(policy: Policy, load: Load, current: int, *, traffic: Traffic | None = 
 def _steady_message(policy: Policy, state: ScaleState, load: Load, now: float) -> str:
     current = state.current
     text = f"{_describe(load, state.traffic)} over {current} replicas at target {policy.target_in_flight} per replica"
-    if current == policy.max_replicas and _pressure(policy, state.traffic, load, current):
+    if current == policy.max_replicas and _pressure(policy, state, load):
         text += f"; at maxReplicas {policy.max_replicas}"
     elif state.ready < current:
         text += f"; {current - state.ready} replicas still starting"
-    elif state.measuring:
-        text += "; measuring how long a request takes before sizing on it"
+    elif state.measuring and load.backlog:
+        text += "; requests waiting count once a request's duration is measured"
     elif (calm_from := _calm_from(state)) is not None and current > max(policy.min_replicas, 1):
         text += f"; calm for {now - calm_from:.0f}s of scaleDownDelay {policy.scale_down_delay_s:g}s"
     if note := load.readings.summary():
