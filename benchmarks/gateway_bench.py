@@ -1,6 +1,7 @@
 """What `kaito gateway` adds: latency and throughput calling a stub engine directly, then through the gateway.
 
-Run with `python benchmarks/gateway_bench.py [--requests 2000] [--concurrency 32] [--replicas 1] [--layout shared]`.
+Run with `python benchmarks/gateway_bench.py [--requests 2000] [--concurrency 32] [--replicas 1] [--gateways 1]
+[--layout shared]`.
 Three kinds of process on loopback: stub engines (child processes started here; each answers a small chat completion
 at once), the gateway (a child process running kaito's gateway app over a fixed replica list, so no API server is
 needed), and the clients in this process. In one run, each of two workloads is measured directly and through the
@@ -21,6 +22,8 @@ Direct calls go to the first stub engine. Each path also reports the CPU each pr
           what a gateway with its own CPU keeps of the direct rate: 100% while its CPU per request is below the
           client's and stub's together, less once its single core is the bottleneck. Only this run's processes
           are pinned: other work on the machine may still run on any CPU.
+`--gateways N` runs N gateways, as a set's Deployment runs two pods behind its Service: the clients spread their
+requests over them in turn, and the pinned layout gives each a CPU of its own (N + 1 CPUs at least).
 """
 
 from __future__ import annotations
@@ -34,7 +37,7 @@ import statistics
 import subprocess
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -116,21 +119,23 @@ async def one(http: aiohttp.ClientSession, url: str) -> float:
     return time.perf_counter() - started
 
 
-async def latency(http: aiohttp.ClientSession, url: str, requests: int) -> list[float]:
-    return [await one(http, url) for _ in range(requests)]
+async def latency(http: aiohttp.ClientSession, urls: Sequence[str], requests: int) -> list[float]:
+    """One request at a time, to each of `urls` in turn."""
+    return [await one(http, urls[n % len(urls)]) for n in range(requests)]
 
 
-async def throughput(http: aiohttp.ClientSession, url: str, requests: int, concurrency: int) -> float:
+async def throughput(http: aiohttp.ClientSession, urls: Sequence[str], requests: int, concurrency: int) -> float:
+    """`concurrency` clients, spread over `urls` in turn, each sending its next request as its last is answered."""
     left = requests
 
-    async def worker() -> None:
+    async def worker(url: str) -> None:
         nonlocal left
         while left > 0:
             left -= 1
             await one(http, url)
 
     started = time.perf_counter()
-    await asyncio.gather(*(worker() for _ in range(concurrency)))
+    await asyncio.gather(*(worker(urls[n % len(urls)]) for n in range(concurrency)))
     return requests / (time.perf_counter() - started)
 
 
@@ -177,18 +182,20 @@ def place(layout: str, processes: dict[str, list[int]], cpus: set[int]) -> str:
             for pid in pids:
                 pin(pid, cpus)
         return f"shared: client, stub(s) and gateway all on CPUs {_cpus(cpus)}"
-    own = {max(cpus)}
-    rest = cpus - own
+    gateways = processes["gateway"]
+    own = sorted(cpus)[-len(gateways) :]
+    rest = cpus - set(own)
     for role, pids in processes.items():
-        for pid in pids:
-            pin(pid, own if role == "gateway" else rest)
-    return (
-        f"pinned: gateway alone on CPU {_cpus(own)}; client and stub(s) on CPU {_cpus(rest)}, directly and "
-        f"through the gateway"
-    )
+        if role != "gateway":
+            for pid in pids:
+                pin(pid, rest)
+    for pid, cpu in zip(gateways, own, strict=True):
+        pin(pid, {cpu})
+    alone = f"gateway alone on CPU {own[0]}" if len(own) == 1 else f"each gateway alone on one of CPUs {_cpus(own)}"
+    return f"pinned: {alone}; client and stub(s) on CPU {_cpus(rest)}, directly and through the gateway"
 
 
-def _cpus(cpus: set[int]) -> str:
+def _cpus(cpus: Iterable[int]) -> str:
     return ",".join(str(cpu) for cpu in sorted(cpus))
 
 
@@ -197,20 +204,23 @@ def cpu_by_role(processes: dict[str, list[int]]) -> dict[str, float]:
 
 
 async def measure(
-    http: aiohttp.ClientSession, paths: dict[str, str], processes: dict[str, list[int]], args: argparse.Namespace
+    http: aiohttp.ClientSession,
+    paths: dict[str, list[str]],
+    processes: dict[str, list[int]],
+    args: argparse.Namespace,
 ) -> dict[str, Tally]:
-    for url in paths.values():  # warm both paths' connections and code
-        await latency(http, url, min(200, args.requests))
+    for urls in paths.values():  # warm both paths' connections and code
+        await latency(http, urls, min(200, args.requests))
     # Interleaved rounds, so a neighbour's load on this machine falls on both sides alike.
     tallies = {label: Tally() for label in paths}
     rounds = 4
     size = max(1, args.requests // rounds)
     for _ in range(rounds):
-        for label, url in paths.items():
+        for label, urls in paths.items():
             tally = tallies[label]
             before = cpu_by_role(processes)
-            tally.latencies += await latency(http, url, size)
-            tally.rates.append(await throughput(http, url, size, args.concurrency))
+            tally.latencies += await latency(http, urls, size)
+            tally.rates.append(await throughput(http, urls, size, args.concurrency))
             after = cpu_by_role(processes)
             for role in processes:
                 tally.cpu[role] = tally.cpu.get(role, 0.0) + after[role] - before[role]
@@ -234,24 +244,31 @@ def report(where: str, tallies: dict[str, Tally]) -> None:
         roles = ("client", "stub", "gateway") if label == "gateway" else ("client", "stub")
         spent = ", ".join(f"{role} {tally.cpu[role] / tally.requests * 1e6:.0f}" for role in roles)
         print(f"  CPU per request, {label} path (us): {spent}")
-    print(f"  the gateway's CPU: {through.cpu['gateway'] / through.requests * 1e6:.0f} us per request")
+    print(f"  the gateways' CPU: {through.cpu['gateway'] / through.requests * 1e6:.0f} us per request")
 
 
 async def bench(args: argparse.Namespace) -> None:
     cpus = os.sched_getaffinity(0)
     layouts = ["shared", "pinned"] if args.layout == "both" else [args.layout]
-    if "pinned" in layouts and len(cpus) < 2:
-        raise SystemExit(f"--layout {args.layout} needs 2 CPUs or more; this process may use {len(cpus)}")
+    if "pinned" in layouts and len(cpus) < args.gateways + 1:
+        raise SystemExit(
+            f"--layout {args.layout} with {args.gateways} gateway(s) needs {args.gateways + 1} CPUs or more; "
+            f"this process may use {len(cpus)}"
+        )
     stub_ports = [free_port() for _ in range(args.replicas)]
     stubs = [f"http://127.0.0.1:{port}" for port in stub_ports]
-    gateway_port = free_port()
-    children = [start("stub", "--port", str(port), "--engine-ms", str(args.engine_ms)) for port in stub_ports]
-    gateway = start("gateway", "--port", str(gateway_port), *stubs)
-    children.append(gateway)
-    processes = {"client": [os.getpid()], "stub": [child.pid for child in children[:-1]], "gateway": [gateway.pid]}
+    gateway_ports = [free_port() for _ in range(args.gateways)]
+    stub_processes = [start("stub", "--port", str(port), "--engine-ms", str(args.engine_ms)) for port in stub_ports]
+    gateways = [start("gateway", "--port", str(port), *stubs) for port in gateway_ports]
+    children = stub_processes + gateways
+    processes = {
+        "client": [os.getpid()],
+        "stub": [child.pid for child in stub_processes],
+        "gateway": [child.pid for child in gateways],
+    }
     paths = {
-        "direct": f"{stubs[0]}/v1/chat/completions",
-        "gateway": f"http://127.0.0.1:{gateway_port}/v1/chat/completions",
+        "direct": [f"{stubs[0]}/v1/chat/completions"],
+        "gateway": [f"http://127.0.0.1:{port}/v1/chat/completions" for port in gateway_ports],
     }
     measured: list[tuple[str, dict[str, Tally]]] = []
     try:
@@ -259,7 +276,8 @@ async def bench(args: argparse.Namespace) -> None:
         async with aiohttp.ClientSession(connector=connector) as http:
             for stub in stubs:
                 await wait_up(http, f"{stub}/health")
-            await wait_up(http, f"http://127.0.0.1:{gateway_port}/healthz")
+            for port in gateway_ports:
+                await wait_up(http, f"http://127.0.0.1:{port}/healthz")
             for layout in layouts:
                 where = place(layout, processes, cpus)
                 measured.append((where, await measure(http, paths, processes, args)))
@@ -271,7 +289,8 @@ async def bench(args: argparse.Namespace) -> None:
             child.wait()
     print(
         f"gateway bench: {args.requests} requests per path; latency one at a time, throughput {args.concurrency} "
-        f"at once; stub answers in {args.engine_ms:g} ms; {args.replicas} stub replica(s) behind the gateway; "
+        f"at once; stub answers in {args.engine_ms:g} ms; {args.replicas} stub replica(s) behind "
+        f"{args.gateways} gateway(s); "
         f"{len(cpus)} CPU(s)"
     )
     for where, tallies in measured:
@@ -290,6 +309,7 @@ def main() -> None:
     parser.add_argument("--requests", type=int, default=2000, help="requests per path and workload")
     parser.add_argument("--concurrency", type=int, default=32)
     parser.add_argument("--replicas", type=int, default=1, help="stub engines behind the gateway")
+    parser.add_argument("--gateways", type=int, default=1, help="gateways, the clients spreading requests over them")
     parser.add_argument(
         "--engine-ms",
         type=float,
