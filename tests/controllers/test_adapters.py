@@ -12,7 +12,7 @@ from kaito.api.engine import EngineConfig
 from kaito.api.workspace import Workspace
 from kaito.controllers.adapterread import AdapterReader
 from kaito.controllers.adapters import Resolved, named_by, plain_http_allowed, resolve
-from kaito.controllers.adapterstatus import aggregate, loaded_of_wanted, newly_failed, still_settling
+from kaito.controllers.adapterstatus import aggregate, loaded_of_wanted, newly_failed, retrying, still_settling
 from kaito.controllers.build_workload import build_engine_configmap
 from kaito.runtime import errors
 from tests.controllers.test_builders import target_for, workspace
@@ -179,3 +179,10 @@ async def test_the_reader_learns_each_pods_port_and_reads_ready_pods_only() -> N
 async def test_a_pod_that_does_not_answer_in_kind_is_reported_as_such() -> None:
     reader = AdapterReader(FakeProxy(5001, {"models": []}))
     assert await reader.read([pod("p0")]) == {"p0": "adapters unreadable: the answer has no adapters list"}
+
+
+def test_a_pod_that_will_pull_a_failed_adapter_again_is_read_again() -> None:
+    failed = {"name": "a", "image": "r/a:1", "state": "Failed", "message": "HTTP 404; pulling again in 10s"}
+    assert retrying({"p1": [failed | {"retrying": True}], "p2": "connection refused"})
+    assert not retrying({"p1": [failed], "p2": "connection refused"})
+    assert not retrying({})

@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -75,7 +75,11 @@ def docker_config(plain_registry: Registry, tmp_path: Path) -> str:
 
 @contextlib.asynccontextmanager
 async def live_server(
-    tiny_model_dir: Path, tmp_path: Path, config: EngineConfig
+    tiny_model_dir: Path,
+    tmp_path: Path,
+    config: EngineConfig,
+    *,
+    pull_sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
 ) -> AsyncIterator[tuple[Server, MountedConfig, ConfigFollower]]:
     mounted = MountedConfig(tmp_path / "config")
     mounted.root.mkdir()
@@ -87,6 +91,7 @@ async def live_server(
         base_names=[BASE, str(tiny_model_dir)],
         max_loras=config.max_loras,
         max_rank=config.max_lora_rank,
+        sleep=pull_sleep,
     )
     manager.follow(config)
     never = asyncio.Event()
@@ -250,3 +255,51 @@ async def test_a_shape_mismatch_is_refused_before_the_model_changes(
 
 async def _reports(manager: AdapterManager) -> Any:
     return manager.reports()
+
+
+class Backoff:
+    """The manager's sleep between pulls: records each delay asked for and returns when the test says."""
+
+    def __init__(self) -> None:
+        self.asked: list[float] = []
+        self._go = asyncio.Event()
+
+    async def sleep(self, delay: float) -> None:
+        self.asked.append(delay)
+        await self._go.wait()
+        self._go.clear()
+
+    async def release(self, asked: int) -> None:
+        await until(lambda: _value(len(self.asked)), lambda n: n >= asked)
+        self._go.set()
+
+
+async def _value(value: int) -> int:
+    return value
+
+
+async def test_a_failed_pull_is_tried_again_with_a_growing_delay_until_the_image_is_there(
+    tiny_model_dir: Path,
+    tmp_path: Path,
+    plain_registry: Registry,
+    docker_config: str,
+) -> None:
+    from kaito.oci.dockerconfig import Credentials
+
+    image = f"{plain_registry.address}/adapters/late:v1"  # applied before it was pushed
+    backoff = Backoff()
+    late = EngineAdapter(name="late", image=image, docker_config=docker_config)
+    async with live_server(tiny_model_dir, tmp_path, config_with(late), pull_sleep=backoff.sleep) as (server, _, _):
+        state = await settled(server)
+        assert state["late"]["state"] == "Failed" and state["late"]["retrying"], state
+        assert "pulling again in 10s" in state["late"]["message"], state
+        await backoff.release(1)
+        state = await until(lambda: adapters(server), lambda now: "pulling again in 20s" in now["late"]["message"])
+        assert state["late"]["state"] == "Failed"  # still, and without a Pulling in between to re-announce
+        adapter = make_tiny_adapter(tiny_model_dir, tmp_path / "late", seed=4)
+        auth = Credentials(plain_registry.username, plain_registry.password)
+        await asyncio.to_thread(push_adapter, adapter, image, base_model=BASE, auth=auth, plain_http=True)
+        await backoff.release(2)
+        state = await until(lambda: adapters(server), lambda now: now["late"]["state"] == "Loaded", within=60)
+        assert not state["late"]["retrying"] and backoff.asked == [10.0, 20.0]
+        assert await models(server) == [BASE, "late"]

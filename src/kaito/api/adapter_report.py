@@ -1,8 +1,9 @@
 """What `kaito serve` says about each adapter of its engine config, on `GET /v1/adapters`; the controller reads it.
 
-    {"adapters": [{"name", "image", "digest", "state": "Pulling" | "Loaded" | "Failed", "message"}]}
+    {"adapters": [{"name", "image", "digest", "state": "Pulling" | "Loaded" | "Failed", "message", "retrying"}]}
 
-one entry per adapter in the config the server follows now; `message` carries the registry's or the loader's words.
+one entry per adapter in the config the server follows now; `message` carries the registry's or the loader's words,
+and `retrying` says that a Failed pull will be tried again (the controller keeps reading until it is not).
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ class AdapterReport(BaseModel):
     digest: str | None = None
     state: AdapterState
     message: str = ""
+    retrying: bool = False
 
 
 class AdapterReports(BaseModel):

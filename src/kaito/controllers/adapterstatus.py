@@ -70,6 +70,11 @@ def newly_failed(before: Sequence[Obj] | None, after: Sequence[Obj] | None) -> l
     return [a for a in after or [] if a.get("state") == FAILED and (a.get("name"), a.get("digest")) not in told]
 
 
+def retrying(reports: Mapping[str, Report]) -> bool:
+    """Whether a pod will pull an adapter it failed to pull again (its `retrying`): worth reading it again."""
+    return any(entry.get("retrying") for report in reports.values() if not isinstance(report, str) for entry in report)
+
+
 def still_settling(statuses: Sequence[AdapterStatus], adapters: Sequence[Resolved]) -> bool:
     """Whether a running pod has yet to load an adapter it can load (one waiting for tuning is watched instead)."""
     waiting = {a.name for a in adapters if a.waiting is not None}

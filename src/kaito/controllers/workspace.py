@@ -18,7 +18,7 @@ from kaito.api.workspace import FINALIZER
 from kaito.controllers import apply, metrics
 from kaito.controllers.adapterread import AdapterReader
 from kaito.controllers.adapters import resolve
-from kaito.controllers.adapterstatus import aggregate, still_settling
+from kaito.controllers.adapterstatus import aggregate, retrying, still_settling
 from kaito.controllers.build_job import build_job, build_tuning_configmap
 from kaito.controllers.build_nodeclaims import build_nodeclaims
 from kaito.controllers.build_workload import build_engine_configmap, build_services, build_workload
@@ -56,7 +56,9 @@ IMAGE_RETRY_S = 30.0
 # While a running pod has yet to load an adapter (or to say it failed), its adapters are read again this often;
 # once every adapter is Loaded or Failed, pod and ConfigMap changes alone bring the workspace back.
 ADAPTER_POLL_S = 3.0
-ADAPTER_RETRY_S = 30.0  # a ready pod whose adapters cannot be read (a server without /v1/adapters) is asked less often
+# A ready pod whose adapters cannot be read (a server without /v1/adapters), or that will pull a failed adapter
+# again, is asked less often.
+ADAPTER_RETRY_S = 30.0
 
 
 class WorkspaceReconciler:
@@ -190,7 +192,7 @@ class WorkspaceReconciler:
         readable = {pod: report for pod, report in reports.items() if not isinstance(report, str)}
         if readable and still_settling(aggregate(target.adapters, readable), target.adapters):
             return ADAPTER_POLL_S
-        return ADAPTER_RETRY_S if len(readable) < len(reports) else None
+        return ADAPTER_RETRY_S if len(readable) < len(reports) or retrying(readable) else None
 
     def _config_data(self, namespace: str, name: str) -> dict[str, str] | None:
         configmap = self.cache.find(CONFIG_MAP, name, namespace=namespace)

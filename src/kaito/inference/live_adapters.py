@@ -3,7 +3,10 @@ unload, one adapter at a time each, and what became of each adapter for `GET /v1
 
 Each adapter has its own task that converges on the latest wanted spec (level-based: edits that arrive while it
 works are not lost, only collapsed). A bad adapter ends Failed with its reason and stays so until its spec changes;
-nothing about it reaches the base model or the other adapters.
+nothing about it reaches the base model or the other adapters. A pull that failed is the exception: the registry
+may be down, the image not pushed yet or the pull secret not fixed yet, so it is tried again, as a kubelet retries
+an image pull, after a delay that doubles from `pull_backoff`'s first figure to its second, staying Failed (with
+the next attempt in its message) meanwhile.
 """
 
 from __future__ import annotations
@@ -11,7 +14,7 @@ from __future__ import annotations
 import asyncio
 import itertools
 import logging
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -22,6 +25,7 @@ from kaito.inference.engine import AdapterRefused, Engine, LiveAdapters
 
 log = logging.getLogger(__name__)
 PULLS_DIR = ".kaito-pulls"  # under adaptersDir; no adapter_config.json at its top, so the start-up scan skips it
+PULL_BACKOFF = (10.0, 300.0)  # seconds before the first retry of a failed pull, and the most between two (a kubelet's)
 
 
 @dataclass
@@ -33,6 +37,8 @@ class _Adapter:
     served: EngineAdapter | None = None  # the spec the engine serves now
     failed: EngineAdapter | None = None  # the spec that failed; not tried again until the spec changes
     no_slot: bool = False  # failed for want of a LoRA slot: tried again whenever the config changes
+    pull_failures: int = 0  # failed pulls of the wanted spec in a row
+    retry: asyncio.Task[None] | None = None  # the wait before the next pull
     wake: asyncio.Event = field(default_factory=asyncio.Event)
 
 
@@ -46,6 +52,8 @@ class AdapterManager:
         max_loras: int | None = None,
         max_rank: int | None = None,
         fetch: Fetch = pull_image,
+        pull_backoff: tuple[float, float] = PULL_BACKOFF,
+        sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
     ) -> None:
         self._engine = engine
         self._dir = adapters_dir
@@ -54,6 +62,8 @@ class AdapterManager:
         self._max_loras = max_loras
         self._max_rank = max_rank
         self._fetch = fetch
+        self._pull_backoff = pull_backoff
+        self._sleep = sleep
         self._adapters: dict[str, _Adapter] = {}
         self._order: list[str] = []
         self._tasks: dict[str, asyncio.Task[None]] = {}
@@ -77,6 +87,8 @@ class AdapterManager:
                 self._tasks[name] = asyncio.create_task(self._run(name, adapter), name=f"kaito-adapter-{name}")
             if adapter.no_slot:
                 adapter.failed = None
+            if spec != adapter.wanted:
+                _stop_retrying(adapter)
             adapter.wanted = spec
             adapter.wake.set()
 
@@ -93,12 +105,19 @@ class AdapterManager:
             image = adapter.wanted.image
             reports.append(
                 AdapterReport(
-                    name=name, image=image, digest=adapter.digest, state=adapter.state, message=adapter.message
+                    name=name,
+                    image=image,
+                    digest=adapter.digest,
+                    state=adapter.state,
+                    message=adapter.message,
+                    retrying=adapter.retry is not None,
                 )
             )
         return reports
 
     async def close(self) -> None:
+        for adapter in self._adapters.values():
+            _stop_retrying(adapter)
         for task in self._tasks.values():
             task.cancel()
         await asyncio.gather(*self._tasks.values(), return_exceptions=True)
@@ -139,11 +158,17 @@ class AdapterManager:
         if wanted.image is None and adapter.served is None and name in self._engine.models():
             self._loaded(adapter, wanted, None, f"served from {self._dir / name} since start-up")
             return
-        adapter.state, adapter.message = PULLING, f"pulling {wanted.image}" if wanted.image else "loading"
-        pulled: Path | None = None
+        if adapter.pull_failures == 0:  # a retry stays Failed, with its reason, until it has an outcome
+            adapter.state, adapter.message = PULLING, f"pulling {wanted.image}" if wanted.image else "loading"
         try:
             fetched = await self._fetched(name, wanted)
-            pulled = fetched.path if wanted.image else None
+        except AdapterUnusable as exc:
+            await self._unload(name, adapter)
+            self._pull_failed(name, adapter, wanted, str(exc))
+            return
+        adapter.pull_failures = 0
+        pulled = fetched.path if wanted.image else None
+        try:
             check_adapter(fetched, base_names=self._base_names, max_rank=self._max_rank)
             await self._engine.load_adapter(name, fetched.path, strength=wanted.strength)
         except (AdapterUnusable, AdapterRefused) as exc:
@@ -182,7 +207,31 @@ class AdapterManager:
         adapter.state, adapter.message, adapter.digest = LOADED, message, digest or wanted.digest
         adapter.served, adapter.failed = wanted, None
 
+    def _pull_failed(self, name: str, adapter: _Adapter, wanted: EngineAdapter, message: str) -> None:
+        """Failed, and the pull tried again after the next delay of the backoff, unless the spec changes first."""
+        first, most = self._pull_backoff
+        delay = min(most, first * 2**adapter.pull_failures)
+        adapter.pull_failures += 1
+        self._fail(adapter, wanted, f"{message}; pulling again in {delay:g}s")
+        again = self._pull_again(adapter, wanted, delay)
+        adapter.retry = asyncio.create_task(again, name=f"kaito-adapter-{name}-retry")
+
+    async def _pull_again(self, adapter: _Adapter, wanted: EngineAdapter, delay: float) -> None:
+        await self._sleep(delay)
+        adapter.retry = None
+        if adapter.failed == wanted and adapter.wanted == wanted:
+            adapter.failed = None
+            adapter.wake.set()
+
     def _fail(self, adapter: _Adapter, wanted: EngineAdapter | None, message: str) -> None:
         adapter.state, adapter.message, adapter.failed = FAILED, message, wanted
         adapter.digest = wanted.digest if wanted else None
         log.warning("adapter %s failed: %s", wanted.name if wanted else "?", message)
+
+
+def _stop_retrying(adapter: _Adapter) -> None:
+    """A new spec (or none) starts afresh: no pending retry, no failures counted."""
+    if adapter.retry is not None:
+        adapter.retry.cancel()
+        adapter.retry = None
+    adapter.pull_failures = 0
