@@ -50,7 +50,7 @@ def test_a_tuning_workspace_resolves_to_the_digest_it_pushed() -> None:
     engine = EngineConfig.from_configmap_data(build_engine_configmap(target)["data"])
     [served] = engine.adapters
     assert (served.image, served.digest, served.insecure) == ("localhost:5000/adapters/phi:1", DIGEST, True)
-    assert served.docker_config == "/var/run/secrets/kaito/adapters/acr"
+    assert served.docker_configs == ["/var/run/secrets/kaito/adapters/acr"]
 
 
 def test_until_the_tuning_workspace_has_pushed_the_adapter_waits_out_of_the_engine_config() -> None:
@@ -186,3 +186,11 @@ def test_a_pod_that_will_pull_a_failed_adapter_again_is_read_again() -> None:
     assert retrying({"p1": [failed | {"retrying": True}], "p2": "connection refused"})
     assert not retrying({"p1": [failed], "p2": "connection refused"})
     assert not retrying({})
+
+
+def test_an_adapter_with_several_pull_secrets_gets_them_all_in_order() -> None:
+    source = {"name": "a", "image": "r.example.com/a:1", "imagePullSecrets": ["first", "second"]}
+    target = target_for(serving({"source": source}))
+    engine = EngineConfig.from_configmap_data(build_engine_configmap(target)["data"])
+    [served] = engine.adapters
+    assert served.docker_configs == ["/var/run/secrets/kaito/adapters/first", "/var/run/secrets/kaito/adapters/second"]

@@ -117,8 +117,9 @@ def test_adapters_are_handed_to_kaito_serve_with_their_secrets_and_served_with_t
     assert engine.adapter_strengths == {"falcon-7b-adapter": 1.0, "on-disk": 1.0, "half": 0.5}
     first = engine.adapters[0]
     assert (first.image, first.digest) == ("myacr.azurecr.io/a:1", None)
-    assert first.docker_config is not None and first.docker_config.startswith(mounts_of(server)["adapter-pull-secrets"])
-    assert engine.adapters[1].image is None and engine.adapters[2].docker_config is None
+    [secret] = first.docker_configs
+    assert secret.startswith(mounts_of(server)["adapter-pull-secrets"])
+    assert engine.adapters[1].image is None and engine.adapters[2].docker_configs == []
 
 
 def finished_pod(exit_code: int, message: str) -> dict[str, Any]:

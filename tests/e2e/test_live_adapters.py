@@ -60,10 +60,10 @@ async def test_adding_and_replacing_an_adapter_updates_the_engine_config_without
     pod = await the_pod(kubectl)
     generation = (await kubectl("get", "deployment", NAME, "-o", "json")).json()["metadata"]["generation"]
     [served] = await engine_adapters(kubectl)
-    assert (served.image, served.insecure, served.docker_config) == (
+    assert (served.image, served.insecure, served.docker_configs) == (
         "localhost:5000/adapters/a:1",
         True,
-        "/var/run/secrets/kaito/adapters/pull",
+        ["/var/run/secrets/kaito/adapters/pull"],
     )
 
     second = {"source": {"name": "second", "image": "localhost:5000/adapters/b:1", "imagePullSecrets": ["pull"]}}

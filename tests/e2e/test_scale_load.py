@@ -124,10 +124,11 @@ def test_a_bounded_load_scales_out_and_idleness_scales_to_zero(cluster: Cluster)
     until(lambda: not cluster.names("workspaces", "-l", f"kaito.sh/inferenceset={NAME}"), "its children to go")
     until(lambda: not cluster.gpu_nodes(), "its GPU nodes to go")
     assert cluster.names("nodeclaims") == []
-    status = the_set(cluster)["status"]
-    assert isinstance(status, dict) and status["lastScaleReason"] == "ScaleToZero"
+    got = the_set(cluster)
+    status, metadata = got["status"], got["metadata"]
+    assert isinstance(status, dict) and isinstance(metadata, dict) and status["lastScaleReason"] == "ScaleToZero"
     # What autoscaling learned stays on the set for a manager that starts while it is at zero.
     learned = status["autoscaling"]
     assert learned["targetInFlightPerReplica"] == 2
     assert learned["observedRequestDuration"].endswith(("ms", "s"))
-    assert learned["idleSince"] >= the_set(cluster)["metadata"]["creationTimestamp"]
+    assert learned["idleSince"] >= metadata["creationTimestamp"]

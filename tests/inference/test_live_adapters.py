@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import os
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from pathlib import Path
@@ -142,7 +143,7 @@ async def test_an_adapter_added_replaced_and_removed_live(
         base = await answer(server, BASE)
         assert await models(server) == [BASE]
 
-        one = EngineAdapter(name="mine", image=images["one"], docker_config=docker_config)
+        one = EngineAdapter(name="mine", image=images["one"], docker_configs=[docker_config])
         mounted.write(config_with(one))
         assert follower.poll()
         state = await settled(server)
@@ -173,7 +174,7 @@ async def test_an_adapter_added_replaced_and_removed_live(
     [
         pytest.param({"image": "127.0.0.1:{port}/adapters/missing:v1"}, "not found", id="missing-image"),
         pytest.param({"image": "{other}"}, "trained for base model 'other-model'", id="another-base-model"),
-        pytest.param({"image": "{one}", "docker_config": None}, "401", id="no-pull-secret"),
+        pytest.param({"image": "{one}", "docker_configs": []}, "401", id="no-pull-secret"),
     ],
 )
 async def test_a_bad_adapter_fails_alone(
@@ -185,8 +186,8 @@ async def test_a_bad_adapter_fails_alone(
     spec: dict[str, Any],
     words: str,
 ) -> None:
-    good = EngineAdapter(name="good", image=images["one"], docker_config=docker_config)
-    fields = {"name": "bad", "docker_config": docker_config} | spec
+    good = EngineAdapter(name="good", image=images["one"], docker_configs=[docker_config])
+    fields = {"name": "bad", "docker_configs": [docker_config]} | spec
     fields["image"] = fields["image"].format(port=plain_registry.port, other=images["other"], one=images["one"])
     bad = EngineAdapter(**fields)
     async with live_server(tiny_model_dir, tmp_path, config_with(good, bad)) as (server, _, _):
@@ -204,8 +205,8 @@ async def test_a_bad_adapter_fails_alone(
 async def test_more_adapters_than_slots_or_too_large_a_rank_are_refused_alone(
     tiny_model_dir: Path, tmp_path: Path, images: dict[str, str], docker_config: str
 ) -> None:
-    one = EngineAdapter(name="a", image=images["one"], docker_config=docker_config)
-    two = EngineAdapter(name="b", image=images["two"], docker_config=docker_config)
+    one = EngineAdapter(name="a", image=images["one"], docker_configs=[docker_config])
+    two = EngineAdapter(name="b", image=images["two"], docker_configs=[docker_config])
     async with live_server(tiny_model_dir, tmp_path, config_with(one, two, max_loras=1)) as (server, mounted, follower):
         state = await settled(server)
         assert state["a"]["state"] == "Loaded"
@@ -288,7 +289,7 @@ async def test_a_failed_pull_is_tried_again_with_a_growing_delay_until_the_image
 
     image = f"{plain_registry.address}/adapters/late:v1"  # applied before it was pushed
     backoff = Backoff()
-    late = EngineAdapter(name="late", image=image, docker_config=docker_config)
+    late = EngineAdapter(name="late", image=image, docker_configs=[docker_config])
     async with live_server(tiny_model_dir, tmp_path, config_with(late), pull_sleep=backoff.sleep) as (server, _, _):
         state = await settled(server)
         assert state["late"]["state"] == "Failed" and state["late"]["retrying"], state
@@ -303,3 +304,18 @@ async def test_a_failed_pull_is_tried_again_with_a_growing_delay_until_the_image
         state = await until(lambda: adapters(server), lambda now: now["late"]["state"] == "Loaded", within=60)
         assert not state["late"]["retrying"] and backoff.asked == [10.0, 20.0]
         assert await models(server) == [BASE, "late"]
+
+
+async def test_an_adapter_pulls_with_whichever_of_its_pull_secrets_names_the_registry(
+    tiny_model_dir: Path, tmp_path: Path, images: dict[str, str], docker_config: str
+) -> None:
+    other = tmp_path / "other-secret"
+    other.mkdir()
+    auths = {"auths": {"elsewhere.example.com": {"auth": "dXNlcjpwYXNz"}}}
+    (other / ".dockerconfigjson").write_text(json.dumps(auths))
+    never_created = str(tmp_path / "optional-secret-not-created")
+    secrets = [never_created, str(other), docker_config]
+    adapter = EngineAdapter(name="mine", image=images["one"], docker_configs=secrets)
+    async with live_server(tiny_model_dir, tmp_path, config_with(adapter)) as (server, _, _):
+        state = await settled(server)
+        assert state["mine"]["state"] == "Loaded", state

@@ -35,8 +35,11 @@ class EngineAdapter(WireModel):
         default=None, description="The OCI reference `kaito serve` pulls; none: the directory is already there"
     )
     digest: str | None = Field(default=None, description="sha256:...; the pod pulls image@digest when set")
-    docker_config: str | None = Field(
-        default=None, description="A docker config directory mounted in the pod with this adapter's pull secrets"
+    docker_configs: list[str] = Field(
+        default_factory=list,
+        description="Docker config directories mounted in the pod, one per pull secret of this adapter, merged in "
+        "order (the first wins for a registry two name); one that is not there (an optional Secret not created) is "
+        "skipped while another is",
     )
     insecure: bool = Field(
         default=False, description="The registry may answer in plain HTTP (loopback registries may anyway)"

@@ -289,7 +289,7 @@ def _engine_adapters(target: Target) -> list[EngineAdapter]:
             strength=a.strength,
             image=a.image,
             digest=a.digest,
-            docker_config=f"{ADAPTER_SECRETS_DIR}/{a.secrets[0]}" if a.image and a.secrets else None,
+            docker_configs=[f"{ADAPTER_SECRETS_DIR}/{secret}" for secret in a.secrets] if a.image else [],
             insecure=a.image is not None and plain_http_allowed(a.image, target.settings.insecure_model_registries),
         )
         for a in target.adapters

@@ -37,12 +37,21 @@ async def pull_image(adapter: EngineAdapter, outdir: Path) -> Fetched:
     assert adapter.image is not None
     reference = f"{adapter.image.split('@')[0]}@{adapter.digest}" if adapter.digest else adapter.image
     try:
-        auth = dockerconfig.load([Path(adapter.docker_config)]) if adapter.docker_config else None
+        auth = _pull_secrets([Path(config) for config in adapter.docker_configs])
         fall_back = adapter.insecure or is_loopback(parse_reference(reference).registry)
         pulled = await asyncio.to_thread(pull_adapter, reference, outdir, auth=auth, may_fall_back=fall_back)
     except (OciError, dockerconfig.DockerConfigError) as exc:
         raise AdapterUnusable(" ".join(str(exc).split())) from None
     return Fetched(outdir, pulled.digest, pulled.annotations)
+
+
+def _pull_secrets(paths: list[Path]) -> dockerconfig.DockerConfig | None:
+    """The adapter's pull secrets merged, those mounted; None (anonymous) when it names none. When none of those it
+    names is mounted, loading them raises the error that says which is missing."""
+    if not paths:
+        return None
+    mounted = [path for path in paths if path.exists()]
+    return dockerconfig.load(mounted or paths)
 
 
 def check_adapter(fetched: Fetched, *, base_names: Sequence[str], max_rank: int | None) -> None:
