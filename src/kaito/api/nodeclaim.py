@@ -7,7 +7,7 @@ and reasons, and when a Node can take GPU work.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import Field
 
@@ -53,49 +53,126 @@ COLUMNS: list[dict[str, Any]] = [
 
 
 class NodeClassReference(WireModel):
-    group: str
-    kind: str
-    name: str
+    """The cloud's NodeClass that holds the node's provider settings (OS image, disk, network)."""
+
+    group: str = Field(description="API group of the NodeClass, e.g. kaito.sh or karpenter.azure.com")
+    kind: str = Field(description="Kind of the NodeClass, e.g. KaitoNodeClass, AKSNodeClass or EC2NodeClass")
+    name: str = Field(description="Name of the NodeClass (cluster-scoped), e.g. default")
 
 
 class NodeSelectorRequirement(WireModel):
-    key: str
-    operator: str = Field(description="In, NotIn, Exists, DoesNotExist, Gt or Lt")
-    values: list[str] | None = None
-    min_values: int | None = Field(default=None, ge=1)
+    """One rule on the node's labels; the node must meet every rule in the list."""
+
+    key: str = Field(description="The node label the rule is about, e.g. node.kubernetes.io/instance-type")
+    operator: str = Field(
+        description="In, NotIn, Exists, DoesNotExist, Gt or Lt; an In with a single value becomes a label the "
+        "node carries"
+    )
+    values: list[str] | None = Field(
+        default=None,
+        description="Label values for In and NotIn; one integer for Gt and Lt; empty for Exists and DoesNotExist",
+    )
+    min_values: int | None = Field(
+        default=None,
+        ge=1,
+        description="Least number of distinct values of this key the provisioner must keep open to choose from",
+    )
 
 
 class Taint(WireModel):
-    key: str
-    value: str | None = None
+    """A taint on the node: only pods that tolerate it are scheduled there."""
+
+    key: str = Field(description="Taint key, e.g. sku")
+    value: str | None = Field(default=None, description="Taint value, e.g. gpu; may be empty")
     effect: str = Field(description="NoSchedule, PreferNoSchedule or NoExecute")
 
 
 class ResourceRequirements(WireModel):
-    requests: dict[str, str] | None = None
+    """The least the node must offer."""
+
+    requests: dict[str, str] | None = Field(
+        default=None,
+        description="Resource name to Kubernetes quantity; kaito asks for the node's OS disk as storage, "
+        "e.g. storage: 1024Gi",
+    )
 
 
 class NodeClaimSpec(WireModel):
+    """The node asked for: its NodeClass, the labels it must match, its taints and its lifetime."""
+
     node_class_ref: NodeClassReference
-    requirements: list[NodeSelectorRequirement]
+    requirements: list[NodeSelectorRequirement] = Field(
+        description="Rules on the node's labels, all of which must hold; kaito pins the GPU instance type with "
+        "node.kubernetes.io/instance-type In [<sku>]"
+    )
     resources: ResourceRequirements | None = None
-    taints: list[Taint] | None = None
-    startup_taints: list[Taint] | None = None
-    expire_after: str | None = None
-    termination_grace_period: str | None = None
+    taints: list[Taint] | None = Field(
+        default=None,
+        description="Taints the node carries for its whole life; kaito sets sku=gpu:NoSchedule so only GPU work "
+        "lands on it",
+    )
+    startup_taints: list[Taint] | None = Field(
+        default=None,
+        description="Taints the node starts with and that some agent on it removes once it is set up; pods need "
+        "not tolerate them to be planned onto the node",
+    )
+    expire_after: str | None = Field(
+        default=None,
+        description="How long the node may live before it is replaced, as a duration such as 720h, or Never",
+    )
+    termination_grace_period: str | None = Field(
+        default=None,
+        description="How long deleting the node may wait for its pods to drain before they are removed anyway, "
+        "as a duration such as 1h",
+    )
+
+
+class NodeClaimCondition(Condition):
+    """One stage of the node's start and where it stands."""
+
+    type: str = Field(description="Launched, Registered, Initialized or Ready")
+    status: Literal["True", "False", "Unknown"] = Field(description="True, False or Unknown")
+    reason: str = Field(
+        default="",
+        description="Why, in one CamelCase word: e.g. AwaitingLaunch, AwaitingRegistration, or the cloud's error "
+        "such as QuotaExceeded",
+    )
+    message: str = Field(default="", description="What happened, for people")
+    last_transition_time: str | None = Field(default=None, description="When status last changed (RFC 3339)")
+    observed_generation: int | None = Field(
+        default=None, description="The metadata.generation of the claim the condition was written for"
+    )
 
 
 class NodeClaimStatus(WireModel):
-    node_name: str | None = None
-    provider_id: str | None = Field(default=None, alias="providerID")
-    image_id: str | None = Field(default=None, alias="imageID")
-    capacity: dict[str, str] | None = None
-    allocatable: dict[str, str] | None = None
-    conditions: list[Condition] | None = None
-    last_pod_event_time: str | None = None
+    """What the node provisioner has done for the claim: the instance, its Node, and how far its start has got."""
+
+    node_name: str | None = Field(default=None, description="The Node that registered for this claim")
+    provider_id: str | None = Field(
+        default=None,
+        alias="providerID",
+        description="The cloud's ID of the instance; the Node's spec.providerID matches it",
+    )
+    image_id: str | None = Field(default=None, alias="imageID", description="The OS image the instance booted from")
+    capacity: dict[str, str] | None = Field(
+        default=None,
+        description="Resource name to quantity the node has in all, e.g. cpu, memory, nvidia.com/gpu",
+    )
+    allocatable: dict[str, str] | None = Field(
+        default=None, description="Resource name to quantity left for pods once the system's share is set aside"
+    )
+    conditions: list[NodeClaimCondition] | None = Field(
+        default=None,
+        description="Launched, Registered and Initialized, in that order, and Ready once all three are True",
+    )
+    last_pod_event_time: str | None = Field(
+        default=None, description="When a pod was last scheduled onto or removed from the node (RFC 3339)"
+    )
 
 
 class NodeClaim(WireModel):
+    """A request for one GPU node: made for a Workspace by its controller, built in the cloud by the provisioner."""
+
     api_version: str = f"{GROUP}/{VERSION}"
     kind: str = KIND
     metadata: Schemaless = Field(default_factory=dict)

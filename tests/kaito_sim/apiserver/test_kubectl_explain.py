@@ -34,6 +34,26 @@ async def test_workspace_field_prints_its_description_from_the_crd(kubectl: Kube
     assert "strength\t<string>" in out.stdout
 
 
+async def test_nodeclaim_fields_print_their_descriptions(kubectl: Kubectl) -> None:
+    await _install_kaito_crds(kubectl)
+    crd = yaml.safe_load((CRDS / "karpenter.sh_nodeclaims.yaml").read_text())
+    schema = crd["spec"]["versions"][0]["schema"]["openAPIV3Schema"]
+    spec = schema["properties"]["spec"]
+    out = await kubectl("explain", "nodeclaims.spec", namespaced=False)
+    assert "GROUP:      karpenter.sh" in out.stdout and "KIND:       NodeClaim" in out.stdout
+    assert _flat(spec["description"]) in _flat(out.stdout)
+    assert "<no description>" not in out.stdout
+    requirements = await kubectl("explain", "nodeclaims.spec.requirements", namespaced=False)
+    assert "FIELD: requirements <[]Object>" in requirements.stdout
+    assert _flat(spec["properties"]["requirements"]["description"]) in _flat(requirements.stdout)
+    assert "instance-type In [<sku>]" in _flat(requirements.stdout)
+    assert "<no description>" not in requirements.stdout
+    top = await kubectl("explain", "nodeclaims", namespaced=False)
+    assert _flat(schema["description"]) in _flat(top.stdout)
+    conditions = await kubectl("explain", "nodeclaims.status.conditions.reason", namespaced=False)
+    assert "AwaitingLaunch" in conditions.stdout
+
+
 async def test_workspace_recursive_and_metadata_as_object_meta(kubectl: Kubectl) -> None:
     await _install_kaito_crds(kubectl)
     out = await kubectl("explain", "workspace", "--recursive", namespaced=False)
