@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -17,6 +18,7 @@ from typing import Any
 @dataclass(frozen=True)
 class Cluster:
     env: dict[str, str]
+    pid: int = 0  # the `kaito sim` process; its child runs `kaito manager`
 
     def kubectl(self, *args: str, stdin: str | None = None, timeout: float = 120) -> subprocess.CompletedProcess[str]:
         argv = ["kubectl", *args]
@@ -66,7 +68,7 @@ def sim_process(scratch: Path) -> Iterator[Cluster]:
             env = {**os.environ, "KUBECONFIG": str(kubeconfig), "KUBECACHEDIR": str(scratch / "cache")}
             env.pop("KUBECTL_REMOTE_COMMAND_WEBSOCKETS", None)
             env.pop("KUBECTL_PORT_FORWARD_WEBSOCKETS", None)
-            yield Cluster(env)
+            yield Cluster(env, sim.pid)
         finally:
             sim.terminate()
             try:
@@ -74,3 +76,42 @@ def sim_process(scratch: Path) -> Iterator[Cluster]:
             except subprocess.TimeoutExpired:
                 sim.kill()
                 sim.wait()
+
+
+@contextlib.contextmanager
+def restarted_manager(cluster: Cluster, log: Path) -> Iterator[None]:
+    """`kaito manager` stopped with SIGTERM and started again with the same command line and environment, as a
+    Deployment restarts its pod; the new one runs until the block ends."""
+    pid = _manager_pid(cluster.pid)
+    argv = Path(f"/proc/{pid}/cmdline").read_bytes().rstrip(b"\0").decode().split("\0")
+    environ = Path(f"/proc/{pid}/environ").read_bytes().rstrip(b"\0").decode().split("\0")
+    env = dict(entry.split("=", 1) for entry in environ if "=" in entry)
+    os.kill(pid, signal.SIGTERM)
+    until(lambda: not Path(f"/proc/{pid}/cmdline").exists() or _zombie(pid), "the manager to stop", within=60)
+    with log.open("w") as out:
+        manager = subprocess.Popen(argv, env=env, stdout=out, stderr=out, stdin=subprocess.DEVNULL)
+    try:
+        yield
+    finally:
+        manager.terminate()
+        try:
+            manager.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            manager.kill()
+            manager.wait()
+
+
+def _manager_pid(parent: int) -> int:
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        with contextlib.suppress(OSError):
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+            cmdline = (stat.parent / "cmdline").read_bytes()
+            if int(fields[1]) == parent and b"manager" in cmdline.split(b"\0")[3:4]:
+                return int(stat.parent.name)
+    raise AssertionError(f"no `kaito manager` process under kaito sim (pid {parent})")
+
+
+def _zombie(pid: int) -> bool:
+    with contextlib.suppress(OSError):
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] == "Z"
+    return True
