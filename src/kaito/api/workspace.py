@@ -134,12 +134,16 @@ class TuningSpec(WireModel):
 
 
 class Condition(WireModel):
-    type: str
-    status: Literal["True", "False", "Unknown"]
-    reason: str = ""
-    message: str = ""
-    last_transition_time: str | None = None
-    observed_generation: int | None = None
+    """One aspect of the object and where it stands, as Kubernetes conditions say it."""
+
+    type: str = Field(description="The aspect, e.g. InferenceReady on a Workspace, Scaled on an InferenceSet")
+    status: Literal["True", "False", "Unknown"] = Field(description="True, False or Unknown")
+    reason: str = Field(default="", description="Why, in one CamelCase word; the README lists each one kaito writes")
+    message: str = Field(default="", description="What happened and what would fix it, for people")
+    last_transition_time: str | None = Field(default=None, description="When status last changed (RFC 3339)")
+    observed_generation: int | None = Field(
+        default=None, description="The metadata.generation of the object the condition was written for"
+    )
 
 
 class EngineNumbers(WireModel):
