@@ -70,12 +70,7 @@ def sim_process(scratch: Path) -> Iterator[Cluster]:
             env.pop("KUBECTL_PORT_FORWARD_WEBSOCKETS", None)
             yield Cluster(env, sim.pid)
         finally:
-            sim.terminate()
-            try:
-                sim.wait(timeout=60)
-            except subprocess.TimeoutExpired:
-                sim.kill()
-                sim.wait()
+            stop(sim)
 
 
 @contextlib.contextmanager
@@ -93,12 +88,17 @@ def restarted_manager(cluster: Cluster, log: Path) -> Iterator[None]:
     try:
         yield
     finally:
-        manager.terminate()
-        try:
-            manager.wait(timeout=60)
-        except subprocess.TimeoutExpired:
-            manager.kill()
-            manager.wait()
+        stop(manager)
+
+
+def stop(process: subprocess.Popen[Any]) -> None:
+    """SIGTERM, a minute to finish, then SIGKILL."""
+    process.terminate()
+    try:
+        process.wait(timeout=60)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()
 
 
 def _manager_pid(parent: int) -> int:
