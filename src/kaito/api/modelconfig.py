@@ -1,14 +1,17 @@
 """A checkpoint's config.json as the numbers a preset carries: one derivation for model images and the hub.
 
 `kaito push-model` describes a model directory with it and the operator sizes a Hugging Face model the catalog
-lacks with it, so both read GQA, MLA, sliding windows, mixtures of experts, hybrid layer stacks, multimodal
-`text_config`s, dtypes and quantization formats the same way, under the catalog's field names.
+lacks with it, so both read GQA, MLA, sliding windows, mixtures of experts, hybrid layer stacks and their
+recurrent state, multimodal `text_config`s, dtypes and quantization formats the same way, under the catalog's
+field names.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping, Set
 from typing import Any, Literal
+
+from kaito.api.recurrentstate import state_bytes_per_sequence
 
 Dtype = Literal["bfloat16", "float16", "float32"]
 # As the catalog names them (kaito.presets.models.Quantization).
@@ -41,6 +44,7 @@ def config_facts(raw: Mapping[str, Any], *, source: str, stored_dtypes: Set[str]
         dtype=_dtype(text, stored_dtypes, source),
         quantization=_quantization(raw, source),
     )
+    facts["state_bytes_per_sequence"] = state_bytes_per_sequence(text, layers=facts["layers"], dtype=facts["dtype"])
     return facts
 
 

@@ -64,14 +64,21 @@ class ModelImageConfig(BaseModel):
     sliding_window: int | None = Field(default=None, gt=0)
     sliding_window_pattern: int | None = Field(default=None, ge=2)
     full_attention_layers: int | None = Field(default=None, gt=0)
+    state_bytes_per_sequence: int | None = Field(default=None, gt=0)
     experts: int | None = Field(default=None, gt=0)
     experts_per_token: int | None = Field(default=None, gt=0)
     source_repository: str = ""
     revision: str = ""
 
     def to_blob(self) -> bytes:
-        """The config blob's bytes: camelCase JSON, keys sorted, so one description always has one digest."""
-        return json.dumps(self.model_dump(by_alias=True, mode="json"), sort_keys=True, separators=(",", ":")).encode()
+        """The config blob's bytes: camelCase JSON, keys sorted, so one description always has one digest.
+
+        A model without recurrent state leaves `stateBytesPerSequence` out, so its blob (and digest) stays as it was.
+        """
+        body = self.model_dump(by_alias=True, mode="json")
+        if body.get("stateBytesPerSequence") is None:
+            body.pop("stateBytesPerSequence", None)
+        return json.dumps(body, sort_keys=True, separators=(",", ":")).encode()
 
     @classmethod
     def from_blob(cls, body: bytes) -> ModelImageConfig:

@@ -50,6 +50,15 @@ def kv_bytes_per_token_per_gpu(model: ModelSpec, *, tp: int, pp: int, kv_dtype_b
     return 2 * layers * kv_heads_per_rank * model.head_dim * kv_dtype_bytes
 
 
+def state_bytes_per_sequence_per_gpu(model: ModelSpec, *, tp: int) -> int:
+    """A hybrid's recurrent state one sequence keeps on one GPU; 0 for a model without one.
+
+    vLLM splits the state by heads and channels over the tensor ranks. Each pipeline stage is charged the whole
+    state (errs high); the few Mamba-2 groups vLLM replicates when n_groups does not divide the ranks are not.
+    """
+    return math.ceil((model.state_bytes_per_sequence or 0) / tp)
+
+
 def lora_bytes_per_gpu(model: ModelSpec, *, tp: int, pp: int, slots: int, rank: int) -> int:
     """GPU slots vLLM pre-allocates for adapters on all seven linear modules: A and B matrices at `rank`."""
     if slots <= 0:
@@ -82,21 +91,32 @@ class GpuBudget:
     cuda_graphs: int
     lora: int
     kv_bytes_per_token: int
+    # A hybrid's recurrent state (Mamba / linear attention) on this GPU: bytes per sequence, and the sequence slots
+    # it is charged for (vLLM keeps one state per running sequence, up to max-num-seqs, out of the same pool).
+    state_bytes_per_sequence: int = 0
+    sequences: int = 0
 
     @property
     def budget(self) -> int:
         return int(self.visible * self.utilization)
 
     @property
+    def state(self) -> int:
+        return self.state_bytes_per_sequence * self.sequences
+
+    @property
     def kv_bytes(self) -> int:
+        """vLLM's KV-cache pool: attention blocks and, for a hybrid, every sequence's recurrent state."""
         return self.budget - self.weights - self.activation - self.non_torch - self.cuda_graphs - self.lora
 
     @property
     def kv_tokens(self) -> int:
-        """Tokens the KV cache holds (per replica: every GPU of a replica holds its share of each token)."""
-        if self.kv_bytes <= 0:
+        """Tokens the KV cache holds once the sequences' state is set aside (per replica: every GPU of a replica
+        holds its share of each token)."""
+        room = self.kv_bytes - self.state
+        if room <= 0:
             return 0
-        return self.kv_bytes // self.kv_bytes_per_token // BLOCK_SIZE * BLOCK_SIZE
+        return room // self.kv_bytes_per_token // BLOCK_SIZE * BLOCK_SIZE
 
 
 @dataclass(frozen=True)
@@ -122,6 +142,7 @@ def gpu_budget(
     lora_slots: int = 0,
     lora_rank: int = 16,
     cuda_graphs: bool = True,
+    sequences: int = 0,
 ) -> GpuBudget:
     tp, pp = layout.tp, layout.pp
     shards = tp * pp
@@ -134,6 +155,8 @@ def gpu_budget(
         cuda_graphs=int(CUDA_GRAPHS_GIB * GIB) if cuda_graphs else 0,
         lora=lora_bytes_per_gpu(model, tp=tp, pp=pp, slots=lora_slots, rank=lora_rank),
         kv_bytes_per_token=kv_bytes_per_token_per_gpu(model, tp=tp, pp=pp, kv_dtype_bytes=kv_dtype_bytes),
+        state_bytes_per_sequence=state_bytes_per_sequence_per_gpu(model, tp=tp),
+        sequences=sequences,
     )
 
 

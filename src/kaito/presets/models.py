@@ -83,6 +83,9 @@ class ModelSpec(BaseModel):
     sliding_window_pattern: int | None = Field(default=None, ge=2)
     # Hybrid models (linear attention, Mamba): only these layers keep a per-token KV cache.
     full_attention_layers: int | None = Field(default=None, gt=0)
+    # Hybrid models: the fixed state one sequence keeps in the Mamba / linear-attention layers (convolution window
+    # plus recurrent state), bytes across all those layers before tensor parallelism, in vLLM's default state dtypes.
+    state_bytes_per_sequence: int | None = Field(default=None, gt=0)
     # Mixture of experts: routed experts per layer and how many each token uses (informational;
     # weight_bytes already counts every expert).
     experts: int | None = Field(default=None, gt=0)
@@ -172,8 +175,9 @@ class ModelSpec(BaseModel):
         """KV-cache bytes one token costs across all layers, before tensor parallelism.
 
         Standard attention keeps K and V per KV head; MLA keeps one compressed latent plus the
-        rotary key per layer. Only attention layers count (hybrids' linear-attention and Mamba layers keep a
-        fixed per-sequence state instead). Sliding-window layers are counted in full, so this errs high.
+        rotary key per layer. Only attention layers count: hybrids' linear-attention and Mamba layers keep a
+        fixed per-sequence state instead, `state_bytes_per_sequence`, which the planner charges once for every
+        sequence slot (max-num-seqs). Sliding-window layers are counted in full, so this errs high.
         """
         if self.kv_layout == "mla":
             assert self.kv_lora_rank is not None and self.qk_rope_head_dim is not None

@@ -8,7 +8,7 @@ never choose a `max_model_len` the KV cache cannot hold; honour explicit user se
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 
 from kaito.presets.catalog import ModelSpec, SkuSpec
@@ -97,7 +97,9 @@ def plan(model: ModelSpec, sku: SkuSpec, request: Request | None = None) -> Plan
     useful_len = min(context, request.context or USEFUL_CONTEXT)
     floor_len = ov.max_model_len or min(model.max_position_embeddings, MIN_CONTEXT)
 
-    def budget(layout: Layout) -> GpuBudget:
+    def budget(layout: Layout, sequences: int = request.concurrency) -> GpuBudget:
+        # A hybrid's recurrent state is charged per sequence slot: the target concurrency while choosing a
+        # layout and a context, then max-num-seqs.
         return gpu_budget(
             model,
             sku,
@@ -108,6 +110,7 @@ def plan(model: ModelSpec, sku: SkuSpec, request: Request | None = None) -> Plan
             lora_slots=lora_slots,
             lora_rank=lora_rank,
             cuda_graphs=not ov.enforce_eager,
+            sequences=sequences if model.state_bytes_per_sequence else 0,
         )
 
     fitting = [(lay, b) for lay in _layouts(model, sku, request) if _usable(b := budget(lay)) >= floor_len]
@@ -125,7 +128,9 @@ def plan(model: ModelSpec, sku: SkuSpec, request: Request | None = None) -> Plan
     else:  # more nodes cost more: take the fewest that fit
         layout, mem = fitting[0]
     max_len = _max_model_len(model, mem, request, context)
-    seqs = ov.max_num_seqs or _max_num_seqs(sku, mem, max_len)
+    keep = max_len * request.concurrency if _usable(mem) >= max_len * request.concurrency else max_len
+    seqs = ov.max_num_seqs or _max_num_seqs(sku, lambda n: budget(layout, n), max_len, keep=keep)
+    mem = budget(layout, seqs)
     why = _explain(model, sku, layout, mem, dtype, util, batched, max_len, seqs, request, useful=bool(useful))
     return Plan(
         model=model.name,
@@ -282,10 +287,24 @@ def _max_model_len(model: ModelSpec, mem: GpuBudget, request: Request, context: 
     return max(floor, min(context, held))
 
 
-def _max_num_seqs(sku: SkuSpec, mem: GpuBudget, max_len: int) -> int:
+def _max_num_seqs(sku: SkuSpec, budget: Callable[[int], GpuBudget], max_len: int, *, keep: int) -> int:
+    """As many typical requests as the KV cache holds, once every one of them is charged its recurrent state.
+
+    `budget(n)` is the GPU's budget with `n` sequence slots charged (the same for every `n` unless the model is
+    a hybrid); the slots must also leave `keep` tokens, what max-model-len was chosen to hold.
+    """
     ceiling = 1024 if sku.gpu_memory_gib >= 70 and "A100" not in sku.gpu_model else 256
     typical = min(max_len, TYPICAL_REQUEST_TOKENS)
-    return max(1, min(ceiling, _usable(mem) // typical))
+
+    def fits(seqs: int) -> bool:
+        usable = _usable(budget(seqs))
+        return usable >= seqs * typical and usable >= keep
+
+    low, high = 1, max(1, min(ceiling, _usable(budget(0)) // typical))
+    while low < high:  # the most slots that fit: fewer slots always leave more room
+        middle = (low + high + 1) // 2
+        low, high = (middle, high) if fits(middle) else (low, middle - 1)
+    return low
 
 
 def _no_fit(model: ModelSpec, sku: SkuSpec, request: Request, floor_len: int) -> PlanError:
@@ -345,7 +364,8 @@ def _explain(
         f"per GPU: budget {gib(mem.budget)} = weights {gib(mem.weights)} + activations {gib(mem.activation)} "
         f"({batched} batched tokens) + runtime {gib(mem.non_torch + mem.cuda_graphs)}"
         + (f" + LoRA slots {gib(mem.lora)}" if mem.lora else "")
-        + f" + KV cache {gib(mem.kv_bytes)}",
+        + f" + KV cache {gib(mem.kv_bytes)}"
+        + (f" (of which recurrent state {gib(mem.state)})" if mem.state else ""),
         f"KV cache: {mem.kv_bytes_per_token / 1024:.0f} KiB per token per GPU, {mem.kv_tokens} tokens per replica",
         f"max-model-len={max_len}: "
         + (
@@ -360,6 +380,11 @@ def _explain(
             else f"KV tokens / {min(max_len, TYPICAL_REQUEST_TOKENS)}-token requests"
         ),
     ]
+    if mem.state:
+        lines.append(
+            f"recurrent state (Mamba / linear-attention layers): {mem.state_bytes_per_sequence / 2**20:.1f} MiB per "
+            f"sequence per GPU, charged for {mem.sequences} sequence(s)"
+        )
     if mem.lora:
         lines.append(f"LoRA: {request.adapters or ov.max_loras} slot(s) at rank {ov.max_lora_rank or 16}")
     return lines
