@@ -378,6 +378,7 @@ def _explain(
             "set by the user"
             if ov.max_num_seqs
             else f"KV tokens / {min(max_len, TYPICAL_REQUEST_TOKENS)}-token requests"
+            + (", each also charged its recurrent state" if mem.state else "")
         ),
     ]
     if mem.state:
