@@ -42,7 +42,7 @@ def workspace(preset: str, *, secret: str | None = None, tuning: bool = False) -
 
 
 async def token_of(namespace: str, name: str) -> str | None:
-    return TOKEN if name == "hf-token" else None
+    return {"hf-token": TOKEN, "someone-elses-token": "hf_not_for_this_repo"}.get(name)
 
 
 def repos(hub: StandInHub) -> None:
@@ -191,3 +191,20 @@ def test_a_hub_model_round_trips_through_status() -> None:
     )
     model = HubModel(config=config, gated=True)
     assert HubModel.from_status(model.to_status()) == model
+
+
+async def test_a_kept_gated_model_is_checked_against_each_workspaces_own_token(hub: StandInHub) -> None:
+    repos(hub)
+    models = HubModels(endpoint=hub.url)
+    await plan(workspace("org/gated-llama", secret="hf-token"), models)  # read and kept with the right token
+    # Another workspace names a Secret whose token the hub refuses: refused on the field, though the model is kept.
+    calls = len(hub.requests)
+    error = await refusal(workspace("org/gated-llama", secret="someone-elses-token"), models)
+    assert error.path == SECRET_FIELD and len(hub.requests) == calls + 1
+    assert models.reads == 1  # the model itself was not read again
+    # The right token is known to open it: planned without asking the hub again, as often as asked.
+    calls = len(hub.requests)
+    for _ in range(2):
+        planned = await plan(workspace("org/gated-llama", secret="hf-token"), models)
+        assert planned.model is not None and planned.model.download_auth_required
+    assert len(hub.requests) == calls

@@ -6,12 +6,15 @@ time, and is kept per (id, revision) with the commit each id's revision resolved
 controller in one manager plan from the same numbers and a reconcile never asks the hub twice. The plan in
 status records the model it was sized from (`status.plan.hub`), which is read back first: after a restart the
 workspace keeps its pinned revision and numbers without asking the hub. A failure is not kept (the user may add
-the Secret, or the hub come back) and its words are the hub's, on the field to change.
+the Secret, or the hub come back) and its words are the hub's, on the field to change. A gated model kept from
+one workspace's read is checked against each other workspace's own token once (its config.json read with that
+token), so a token the hub refuses is refused at admission, not later in the pods.
 """
 
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import threading
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Mapping
@@ -22,7 +25,7 @@ from pydantic import ValidationError
 from kaito.api.fielderrors import FieldError
 from kaito.api.workspace import Workspace
 from kaito.presets.catalog import Catalog
-from kaito.workspaces.hubread import PUBLIC_HUB, HubError, read_hub_model
+from kaito.workspaces.hubread import PUBLIC_HUB, HubError, check_token, read_hub_model
 from kaito.workspaces.modelsource import HubModel, HubRead, hub_id, preset_of, split_hub_id
 
 FETCH_TIMEOUT_S = 4.0  # each request; admission answers within the API server's 10 s webhook timeout
@@ -41,15 +44,29 @@ class Reader(Protocol):
     ) -> HubModel: ...
 
 
+class TokenCheck(Protocol):
+    """`kaito.workspaces.hubread.check_token`, unless a caller hands in another."""
+
+    def __call__(self, repository: str, commit: str, *, endpoint: str, token: str, timeout: float) -> None: ...
+
+
 class HubModels:
-    """The hub models read (the last `KEPT`), each id's pinned revision, and the read itself (blocking)."""
+    """The hub models read (the last `KEPT`), each id's pinned revision, the tokens seen to open a gated one, and
+    the reads themselves (blocking)."""
 
     def __init__(
-        self, *, endpoint: str | None = None, timeout: float = FETCH_TIMEOUT_S, reader: Reader = read_hub_model
+        self,
+        *,
+        endpoint: str | None = None,
+        timeout: float = FETCH_TIMEOUT_S,
+        reader: Reader = read_hub_model,
+        token_check: TokenCheck = check_token,
     ) -> None:
         self.endpoint = (endpoint or PUBLIC_HUB).rstrip("/")
         self.timeout = timeout
         self.reader = reader
+        self.token_check = token_check
+        self._opened: OrderedDict[tuple[str, str, str], None] = OrderedDict()  # (id, commit, token's sha256)
         self.reads = 0  # models read from the hub, for tests and metrics
         self._pinned: dict[tuple[str, str], str] = {}  # (id, revision asked, "" for the default) -> commit
         self._kept: OrderedDict[tuple[str, str], HubModel] = OrderedDict()  # (id, commit) -> model
@@ -83,7 +100,28 @@ class HubModels:
         self.reads += 1
         model = self.reader(repository, revision, endpoint=self.endpoint, token=token, timeout=self.timeout)
         self.remember(model, revision)
+        if token is not None:
+            self._open(model, token)
         return model
+
+    def check(self, model: HubModel, token: str) -> None:
+        """HubError unless `token` opens gated `model` (asked of the hub once per token; nothing for an open one)."""
+        if not model.gated or self._opened_by(model, token) in self._opened:
+            return
+        repository, commit = model.config.source_repository, model.config.revision
+        self.token_check(repository, commit, endpoint=self.endpoint, token=token, timeout=self.timeout)
+        self._open(model, token)
+
+    def _open(self, model: HubModel, token: str) -> None:
+        with self._lock:
+            self._opened[self._opened_by(model, token)] = None
+            while len(self._opened) > KEPT:
+                self._opened.popitem(last=False)
+
+    @staticmethod
+    def _opened_by(model: HubModel, token: str) -> tuple[str, str, str]:
+        digest = hashlib.sha256(token.encode()).hexdigest()  # the token itself is not kept
+        return model.config.source_repository.lower(), model.config.revision, digest
 
 
 async def hub_models_for(
@@ -107,13 +145,19 @@ async def hub_models_for(
     if (recorded := _recorded(ws, repository)) is not None:
         hub.remember(recorded, revision)
         return {name: recorded}
-    if (kept := hub.known(repository, revision)) is not None:
+    kept = hub.known(repository, revision)
+    if kept is not None and not kept.gated:
         return {name: kept}
     secret = preset.preset_options.model_access_secret if preset.preset_options else None
+    if kept is not None and secret is None:
+        return {name: kept}  # the rules refuse a gated model without a Secret, naming the field
     token = await read_token(ws.namespace, secret) if secret else None
     if secret and token is None:
         return {name: FieldError(secret_field, f"Secret {secret!r} in {ws.namespace} not found or has no {TOKEN_KEY}")}
     try:
+        if kept is not None and token is not None:
+            await asyncio.wait_for(asyncio.to_thread(hub.check, kept, token), 2 * hub.timeout)
+            return {name: kept}
         read = asyncio.to_thread(hub.fetch, repository, revision, token)
         return {name: await asyncio.wait_for(read, 2 * hub.timeout)}
     except TimeoutError:

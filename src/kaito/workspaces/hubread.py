@@ -95,6 +95,20 @@ def read_hub_model(
         raise HubError("config", f"{source} does not size a model: {exc}") from None
 
 
+def check_token(repository: str, commit: str, *, endpoint: str, token: str, timeout: float) -> None:
+    """HubError unless `token` opens `repository` at `commit`: its config.json read with that token alone."""
+    try:
+        _json(repository, "config.json", commit, endpoint=endpoint, token=token, timeout=timeout)
+    except GatedRepoError as exc:
+        raise HubError("gated", str(exc)) from None
+    except (RepositoryNotFoundError, RevisionNotFoundError) as exc:  # a private repository hides from a wrong token
+        raise HubError("gated", str(exc)) from None
+    except HfHubHTTPError as exc:
+        raise HubError("hub", str(exc)) from None
+    except (httpx2.HTTPError, OSError) as exc:
+        raise HubError("unreachable", f"{type(exc).__name__}: {exc}") from None
+
+
 def _json(
     repository: str, filename: str, commit: str, *, endpoint: str, token: str | bool, timeout: float
 ) -> dict[str, Any]:
