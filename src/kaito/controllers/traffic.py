@@ -83,7 +83,7 @@ class TrafficMeter:
                 self._slot_seconds = self._slot_answers = 0.0
                 if answered > 0:
                     self.duration = sum(c.answered_seconds for c in added) / answered
-            elif self.duration is None and ran > 0:  # a window that began with free slots tells nothing
+            elif self.duration is None and ran > 0:  # a window that began with nothing running tells nothing
                 self._slot_seconds += ran * window
                 self._slot_answers += answered
                 if self._slot_answers >= ran:
